@@ -1,0 +1,375 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/ingest"
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/scheduler"
+	"github.com/mlink-project/mlink/stages"
+	"github.com/mlink-project/mlink/stages/backends"
+)
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("mlink "+name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	return fs
+}
+
+// runOptions are the flags of `mlink run` (and of the benchmark, which runs
+// the same pipeline).
+type runOptions struct {
+	configPath string
+	maxFrames  int
+	natsURL    string
+	roles      string
+	status     string
+	// opener loads model backends (nil: the configured backends); the
+	// benchmark swaps in no-op models to measure the pipeline alone.
+	opener stages.Opener
+}
+
+func cmdRun(args []string) error {
+	fs := newFlagSet("run")
+	var o runOptions
+	fs.StringVar(&o.configPath, "c", "", "config file")
+	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
+	fs.StringVar(&o.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
+	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of ingest,scheduler,worker,merger")
+	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if o.configPath == "" {
+		return &exitError{2, errors.New("-c FILE is required")}
+	}
+	cfg, err := pipeline.LoadConfig(o.configPath)
+	if err != nil {
+		return err
+	}
+	if o.natsURL != "" {
+		cfg.NATS.URL = o.natsURL
+	}
+	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	a, err := startApp(ctx, cfg, o, log)
+	if err != nil {
+		return err
+	}
+	showStatus := o.status == "on" || (o.status == "auto" && isatty.IsTerminal(os.Stdout.Fd()))
+	var statusDone chan struct{}
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	if showStatus {
+		statusDone = make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			a.printStatus(statusCtx, os.Stdout)
+		}()
+	}
+	err = a.wait(ctx)
+	stopStatus()
+	if statusDone != nil {
+		<-statusDone
+	}
+	a.shutdown()
+	if err == nil {
+		a.printSummary(os.Stderr)
+	}
+	return err
+}
+
+// app is one mlink process: the stages of its roles and the bus they share.
+type app struct {
+	cfg   *pipeline.Config
+	opts  runOptions
+	log   zerolog.Logger
+	roles map[string]bool
+
+	srv   *pipeline.EmbeddedServer
+	conns []*nats.Conn
+
+	cameras []*ingest.Camera
+	workers []*stages.ModelWorker
+	merger  *stages.Merger
+	sched   *scheduler.Scheduler
+	results *resultTracker
+
+	// Each group stops separately, in order: ingest, scheduler, workers,
+	// merger (see shutdown).
+	ingestCancel, schedCancel, workerCancel, mergerCancel context.CancelFunc
+	ingestWG, schedWG, workerWG, mergerWG                 sync.WaitGroup
+	camerasDone                                           chan struct{}
+
+	errMu sync.Mutex
+	errs  []error
+}
+
+var allRoles = []string{"ingest", "scheduler", "worker", "merger"}
+
+func parseRoles(s string) (map[string]bool, error) {
+	roles := map[string]bool{}
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		switch r {
+		case "all":
+			for _, x := range allRoles {
+				roles[x] = true
+			}
+		case "ingest", "scheduler", "worker", "merger":
+			roles[r] = true
+		default:
+			return nil, fmt.Errorf("--role: %q is not one of all, %s", r, strings.Join(allRoles, ", "))
+		}
+	}
+	return roles, nil
+}
+
+func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerolog.Logger) (a *app, err error) {
+	roles, err := parseRoles(o.roles)
+	if err != nil {
+		return nil, &exitError{2, err}
+	}
+	a = &app{cfg: cfg, opts: o, log: log, roles: roles, camerasDone: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			a.shutdown()
+		}
+	}()
+	if cfg.NATS.URL == "" {
+		a.srv, err = pipeline.StartEmbedded(cfg.NATS.Listen, cfg.Path(cfg.NATS.DataDir), cfg.NATS.MaxPayload)
+		if err != nil {
+			return a, err
+		}
+		log.Info().Str("url", a.srv.ClientURL()).Msg("embedded NATS server started")
+	}
+	connect := func(name string) (*nats.Conn, error) {
+		var nc *nats.Conn
+		var err error
+		if a.srv != nil {
+			nc, err = a.srv.Connect("mlink-" + name)
+		} else {
+			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second)
+		}
+		if err == nil {
+			a.conns = append(a.conns, nc)
+		}
+		return nc, err
+	}
+
+	nc, err := connect("control")
+	if err != nil {
+		return a, err
+	}
+	if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
+		return a, err
+	}
+	if a.results, err = trackResults(nc); err != nil {
+		return a, err
+	}
+
+	// Start downstream first so nothing published is missed: merger,
+	// workers, scheduler, then ingest.
+	if roles["merger"] {
+		mc, err := connect("merger")
+		if err != nil {
+			return a, err
+		}
+		a.merger = stages.NewMerger(mc, cfg.Merger, log)
+		var mctx context.Context
+		mctx, a.mergerCancel = context.WithCancel(context.Background())
+		a.goRun(&a.mergerWG, "merger", func() error { return a.merger.Run(mctx) })
+	}
+	if roles["worker"] {
+		wctx, cancel := context.WithCancel(context.Background())
+		a.workerCancel = cancel
+		opener := o.opener
+		if opener == nil {
+			opener = backends.Opener(cfg, log)
+		}
+		for i := range cfg.Models {
+			spec := &cfg.Models[i]
+			wc, err := connect("worker-" + spec.Name)
+			if err != nil {
+				return a, err
+			}
+			start := time.Now()
+			w, err := stages.NewModelWorker(wc, spec, opener, log)
+			if err != nil {
+				return a, err
+			}
+			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).Msg("model loaded")
+			a.workers = append(a.workers, w)
+			a.goRun(&a.workerWG, "worker "+spec.Name, func() error { return w.Run(wctx) })
+		}
+	}
+	if roles["scheduler"] {
+		sc, err := connect("scheduler")
+		if err != nil {
+			return a, err
+		}
+		policy, err := scheduler.NewPolicy(cfg.Scheduler.Policy, cfg.ModelNames())
+		if err != nil {
+			return a, err
+		}
+		a.sched = scheduler.New(sc, policy, log)
+		sctx, cancel := context.WithCancel(context.Background())
+		a.schedCancel = cancel
+		a.goRun(&a.schedWG, "scheduler", func() error { return a.sched.Run(sctx) })
+	}
+	// Subscriptions of the stages above must be live before frames flow.
+	var ready []<-chan struct{}
+	if a.merger != nil {
+		ready = append(ready, a.merger.Ready())
+	}
+	if a.sched != nil {
+		ready = append(ready, a.sched.Ready())
+	}
+	for _, w := range a.workers {
+		ready = append(ready, w.Ready())
+	}
+	for _, r := range ready {
+		select {
+		case <-r:
+		case <-time.After(10 * time.Second):
+			return a, errors.Join(errors.New("stages did not subscribe within 10s"), a.firstError())
+		}
+	}
+	if roles["ingest"] {
+		ic, err := connect("ingest")
+		if err != nil {
+			return a, err
+		}
+		ictx, cancel := context.WithCancel(ctx)
+		a.ingestCancel = cancel
+		for _, cc := range cfg.Cameras {
+			cam, err := ingest.NewCamera(cc, cfg.Ingest, ic, log)
+			if err != nil {
+				return a, err
+			}
+			a.cameras = append(a.cameras, cam)
+			a.goRun(&a.ingestWG, "camera "+cc.ID, func() error { return cam.Run(ictx, o.maxFrames) })
+		}
+	}
+	go func() {
+		a.ingestWG.Wait()
+		close(a.camerasDone)
+	}()
+	return a, nil
+}
+
+func (a *app) goRun(wg *sync.WaitGroup, name string, run func() error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := run(); err != nil {
+			a.log.Error().Err(err).Str("stage", name).Msg("stage failed")
+			a.errMu.Lock()
+			a.errs = append(a.errs, fmt.Errorf("%s: %w", name, err))
+			a.errMu.Unlock()
+		}
+	}()
+}
+
+// wait returns when the process should stop: on a signal, or, when every
+// camera has ended (--max-frames or the end of a file), once their frames'
+// results are out.
+func (a *app) wait(ctx context.Context) error {
+	if !a.roles["ingest"] {
+		<-ctx.Done()
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		a.log.Info().Msg("stopping")
+		return nil
+	case <-a.camerasDone:
+	}
+	if a.roles["merger"] {
+		// Wait for the results of every published frame; the merger emits
+		// each planned frame by its deadline, so this ends.
+		limit := time.After(a.cfg.Merger.Deadline + 5*time.Second)
+		for !a.resultsCaughtUp() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-limit:
+				a.log.Warn().Msg("some results did not arrive before the merger deadline")
+				return a.firstError()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return a.firstError()
+}
+
+func (a *app) resultsCaughtUp() bool {
+	for _, cam := range a.cameras {
+		st := cam.Stats()
+		if uint64(a.results.count(cam.ID())) < st.Published {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *app) firstError() error {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return errors.Join(a.errs...)
+}
+
+// shutdown stops the stages in dependency order: ingest first (no new
+// frames), then the scheduler, then workers (which drain their queues), then
+// the merger (which emits what is pending as partial), then the bus.
+func (a *app) shutdown() {
+	for _, step := range []struct {
+		cancel context.CancelFunc
+		wg     *sync.WaitGroup
+	}{
+		{a.ingestCancel, &a.ingestWG},
+		{a.schedCancel, &a.schedWG},
+		{a.workerCancel, &a.workerWG},
+		{a.mergerCancel, &a.mergerWG},
+	} {
+		if step.cancel != nil {
+			step.cancel()
+		}
+		step.wg.Wait()
+	}
+	if a.results != nil {
+		a.results.close()
+	}
+	for i := len(a.conns) - 1; i >= 0; i-- {
+		if err := a.conns[i].Drain(); err != nil {
+			a.conns[i].Close()
+		}
+	}
+	for _, c := range a.conns {
+		for !c.IsClosed() {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	a.conns = nil
+	if a.srv != nil {
+		a.srv.Shutdown()
+		a.srv = nil
+	}
+}

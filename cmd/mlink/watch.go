@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+func cmdWatch(args []string) error {
+	fs := newFlagSet("watch")
+	url := fs.String("nats", nats.DefaultURL, "NATS server URL")
+	camera := fs.String("camera", "", "only this camera")
+	asJSON := fs.Bool("json", false, "print each result as one JSON line")
+	since := fs.Duration("since", 0, "first replay the stored results of this long ago (e.g. 5m), then follow live")
+	count := fs.Int("n", 0, "exit after N results (0: run until interrupted)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	subject := pipeline.AllResults
+	if *camera != "" {
+		if err := pipeline.ValidName(*camera); err != nil {
+			return &exitError{2, fmt.Errorf("--camera: %w", err)}
+		}
+		subject = pipeline.ResultsSubject(*camera)
+	}
+	nc, err := pipeline.Connect(*url, "mlink-watch", 0)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	seen := 0
+	handle := func(data []byte) {
+		if ctx.Err() != nil {
+			return
+		}
+		if *asJSON {
+			os.Stdout.Write(append(append([]byte(nil), data...), '\n'))
+		} else {
+			res, err := pipeline.Unmarshal[pipeline.Result](data)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bad result: %v\n", err)
+				return
+			}
+			printResultLine(os.Stdout, res)
+		}
+		seen++
+		if *count > 0 && seen >= *count {
+			cancel()
+		}
+	}
+
+	msgs := make(chan []byte, 1024)
+	if *since > 0 {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		start := time.Now().Add(-*since)
+		cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{subject},
+			DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+			OptStartTime:   &start,
+		})
+		if err != nil {
+			return fmt.Errorf("replay results: %w", err)
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			select {
+			case msgs <- m.Data():
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("replay results: %w", err)
+		}
+		defer cc.Stop()
+	} else {
+		sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
+			select {
+			case msgs <- m.Data:
+			case <-ctx.Done():
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		defer sub.Unsubscribe()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), context.Canceled) {
+				return nil
+			}
+			return nil
+		case data := <-msgs:
+			handle(data)
+		}
+	}
+}
+
+// printResultLine prints one result compactly: camera, seq, latency, and
+// each model's value with its source (~ predicted, = reused).
+func printResultLine(w io.Writer, res *pipeline.Result) {
+	names := make([]string, 0, len(res.Outputs))
+	for name := range res.Outputs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		parts = append(parts, name+"="+outputSummary(res.Outputs[name]))
+	}
+	flag := ""
+	if res.Partial {
+		flag = " PARTIAL missing=" + strings.Join(res.Missing, ",")
+	}
+	fmt.Fprintf(w, "%s #%d %5.0fms %s%s\n", res.Camera, res.Seq, res.LatencyMS, strings.Join(parts, " "), flag)
+}

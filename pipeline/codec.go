@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Frame headers. NATS reserves the Nats- prefix; ours are Mlink-.
+const (
+	HeaderCamera     = "Mlink-Camera"
+	HeaderSeq        = "Mlink-Seq"
+	HeaderCapturedAt = "Mlink-Captured-At" // Unix nanoseconds
+	HeaderWidth      = "Mlink-Width"
+	HeaderHeight     = "Mlink-Height"
+	HeaderProfiling  = "Mlink-Profiling"
+)
+
+// FrameMsg encodes a frame as a NATS message on subject: the JPEG in the
+// body, metadata in headers.
+func FrameMsg(subject string, f *Frame) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(HeaderCamera, f.Camera)
+	m.Header.Set(HeaderSeq, strconv.FormatUint(f.Seq, 10))
+	m.Header.Set(HeaderCapturedAt, strconv.FormatInt(f.CapturedAt.UnixNano(), 10))
+	m.Header.Set(HeaderWidth, strconv.Itoa(f.Width))
+	m.Header.Set(HeaderHeight, strconv.Itoa(f.Height))
+	if f.Profiling {
+		m.Header.Set(HeaderProfiling, "1")
+	}
+	m.Data = f.JPEG
+	return m
+}
+
+// DecodeFrame reads a frame from a NATS message. The JPEG bytes alias
+// m.Data. It checks the metadata only; the JPEG is decoded by the consumer.
+func DecodeFrame(m *nats.Msg) (*Frame, error) {
+	if m.Header == nil {
+		return nil, fmt.Errorf("frame on %s has no headers", m.Subject)
+	}
+	f := &Frame{Camera: m.Header.Get(HeaderCamera), JPEG: m.Data}
+	if err := ValidName(f.Camera); err != nil {
+		return nil, fmt.Errorf("frame on %s: bad %s header: %w", m.Subject, HeaderCamera, err)
+	}
+	var err error
+	if f.Seq, err = strconv.ParseUint(m.Header.Get(HeaderSeq), 10, 64); err != nil {
+		return nil, fmt.Errorf("frame on %s: bad %s header: %w", m.Subject, HeaderSeq, err)
+	}
+	ns, err := strconv.ParseInt(m.Header.Get(HeaderCapturedAt), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderCapturedAt, err)
+	}
+	f.CapturedAt = time.Unix(0, ns)
+	if f.Width, err = strconv.Atoi(m.Header.Get(HeaderWidth)); err != nil {
+		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderWidth, err)
+	}
+	if f.Height, err = strconv.Atoi(m.Header.Get(HeaderHeight)); err != nil {
+		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderHeight, err)
+	}
+	f.Profiling = m.Header.Get(HeaderProfiling) == "1"
+	if len(f.JPEG) == 0 {
+		return nil, fmt.Errorf("frame %s/%d: empty body", f.Camera, f.Seq)
+	}
+	return f, nil
+}
+
+// Marshal encodes a typed message as JSON. Plans, outputs and results are
+// JSON so that any subscriber, in any language, can read them. It fails only
+// on NaN or infinite numbers, which a backend must not emit.
+func Marshal[T Plan | Output | Result](v *T) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %T: %w", *v, err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes a JSON message into a typed value.
+func Unmarshal[T Plan | Output | Result](data []byte) (*T, error) {
+	v := new(T)
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, fmt.Errorf("decode %T: %w", *v, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,583 @@
+package pipeline
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole of mlink's configuration: one flat file, flags
+// override it (see cmd/mlink).
+type Config struct {
+	NATS      NATSConfig      `yaml:"nats"`
+	Log       LogConfig       `yaml:"log"`
+	Ingest    IngestConfig    `yaml:"ingest"`
+	Cameras   []CameraConfig  `yaml:"cameras"`
+	Models    []ModelSpec     `yaml:"models"`
+	Scheduler SchedulerConfig `yaml:"scheduler"`
+	Merger    MergerConfig    `yaml:"merger"`
+	ONNX      ONNXConfig      `yaml:"onnx"`
+
+	// Dir is the directory of the config file: relative paths in the file
+	// resolve against it.
+	Dir string `yaml:"-"`
+}
+
+// NATSConfig selects the bus. With URL empty mlink embeds a NATS server.
+type NATSConfig struct {
+	URL string `yaml:"url"`
+	// Listen is the embedded server's address (host:port); port -1 picks a free one.
+	Listen string `yaml:"listen"`
+	// DataDir holds the embedded server's JetStream store.
+	DataDir    string   `yaml:"data_dir"`
+	MaxPayload ByteSize `yaml:"max_payload"`
+	// ResultsMaxAge and ResultsMaxBytes bound the durable results stream.
+	ResultsMaxAge   time.Duration `yaml:"results_max_age"`
+	ResultsMaxBytes ByteSize      `yaml:"results_max_bytes"`
+}
+
+// LogConfig sets the root logger.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // auto (console in a terminal, JSON otherwise), console, json
+}
+
+// IngestConfig holds settings shared by all cameras.
+type IngestConfig struct {
+	// MaxInFlight is how many frames of one camera may be in the pipeline
+	// (published, result not yet emitted). A live camera drops its stale
+	// frames beyond it; a file waits.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// InFlightTimeout releases a frame's slot when its result never comes.
+	InFlightTimeout time.Duration `yaml:"in_flight_timeout"`
+}
+
+// Source types of cameras.
+const (
+	SourceFile   = "file"
+	SourceRTSP   = "rtsp"
+	SourceHTTP   = "http"
+	SourceDevice = "device"
+)
+
+// CameraConfig is one video source.
+type CameraConfig struct {
+	ID     string `yaml:"id"`
+	Source string `yaml:"source"` // file, rtsp, http, device
+	// URL is a file path (file), rtsp:// or http(s):// URL, or a device index.
+	URL string `yaml:"url"`
+	// Loop replays a file from the start when it ends.
+	Loop bool `yaml:"loop"`
+	// Realtime paces a file at its native fps: it then behaves like a camera
+	// and stale frames are dropped. Otherwise a file is read as fast as the
+	// pipeline consumes it and no frame is dropped.
+	Realtime bool `yaml:"realtime"`
+	// FPS caps the published frame rate (0: no cap).
+	FPS float64 `yaml:"fps"`
+	// Width and Height resize frames before publishing (0: keep; one of them
+	// 0: keep the aspect ratio).
+	Width       int `yaml:"width"`
+	Height      int `yaml:"height"`
+	JPEGQuality int `yaml:"jpeg_quality"`
+	// ReconnectMin and ReconnectMax bound the exponential back-off between
+	// reconnection attempts of a failed stream.
+	ReconnectMin time.Duration `yaml:"reconnect_min"`
+	ReconnectMax time.Duration `yaml:"reconnect_max"`
+}
+
+// Model backends.
+const (
+	BackendHOG     = "opencv-hog"
+	BackendCascade = "opencv-cascade"
+	BackendMOG2    = "opencv-mog2"
+	BackendONNX    = "onnx"
+)
+
+// ONNX decoders: how a model's raw tensors become an Output.
+const (
+	DecoderBlazeFace  = "blazeface"
+	DecoderPPOCRDet   = "ppocr-det"
+	DecoderMLSD       = "mlsd"
+	DecoderClassifier = "classifier" // [1,C] logits or probabilities
+	DecoderYOLO       = "yolo"       // [1,N,5+C] or [1,5+C,N] (cx,cy,w,h,obj,classes)
+	DecoderSSD        = "ssd"        // boxes [1,N,4] + scores [1,N,C]
+	DecoderCount      = "count"      // [1] or [1,1]: a regression count
+)
+
+// ModelSpec declares one model: its backend, file, pre- and post-processing
+// and output type. A user plugs in an ONNX model by declaring it here.
+type ModelSpec struct {
+	Name    string     `yaml:"name"`
+	Backend string     `yaml:"backend"`
+	Output  OutputType `yaml:"output"`
+	// File is the model file (ONNX) or cascade XML (opencv-cascade).
+	File string `yaml:"file"`
+	// Decoder selects ONNX post-processing (see Decoder* constants).
+	Decoder string `yaml:"decoder"`
+	// Input declares ONNX pre-processing.
+	Input InputSpec `yaml:"input"`
+	// Classes names the classes of class outputs and detectors; Keep limits
+	// a detector to these classes (empty: all).
+	Classes []string `yaml:"classes"`
+	Keep    []string `yaml:"keep"`
+	// Threshold is the score threshold of detections; NMS the IoU threshold
+	// of non-maximum suppression.
+	Threshold float64 `yaml:"threshold"`
+	NMS       float64 `yaml:"nms"`
+	// Provider is the ONNX Runtime execution provider: cpu or cuda (which
+	// falls back to cpu where CUDA is absent).
+	Provider string `yaml:"provider"`
+	// Params holds backend-specific numeric knobs (documented per backend).
+	Params map[string]float64 `yaml:"params"`
+	// Workers is the number of instances of the model in one worker process;
+	// Queue bounds the frames waiting for them.
+	Workers int `yaml:"workers"`
+	Queue   int `yaml:"queue"`
+	// Memory is the model's configured memory cost, used when it cannot be
+	// measured (no GPU).
+	Memory ByteSize `yaml:"memory"`
+}
+
+// InputSpec is the pre-processing of an ONNX model's single image input.
+type InputSpec struct {
+	Width  int `yaml:"width"`
+	Height int `yaml:"height"`
+	// Layout is nchw (default) or nhwc.
+	Layout string `yaml:"layout"`
+	// Color is rgb (default) or bgr.
+	Color string `yaml:"color"`
+	// Pixel values are (p*Scale - Mean[c]) / Std[c]; Scale defaults to 1/255.
+	Scale float64   `yaml:"scale"`
+	Mean  []float64 `yaml:"mean"`
+	Std   []float64 `yaml:"std"`
+	// Resize is stretch (default) or letterbox (keep aspect ratio, pad).
+	Resize string `yaml:"resize"`
+}
+
+// ONNXConfig locates the ONNX Runtime shared library.
+type ONNXConfig struct {
+	Library string `yaml:"library"`
+}
+
+// SchedulerConfig selects the scheduling policy.
+type SchedulerConfig struct {
+	Policy string `yaml:"policy"`
+}
+
+// MergerConfig bounds the merger.
+type MergerConfig struct {
+	// Deadline is how long the merger waits for a frame's outputs before it
+	// emits a partial result.
+	Deadline time.Duration `yaml:"deadline"`
+	// MaxPending bounds the frames being joined; beyond it the oldest is
+	// emitted as partial.
+	MaxPending int `yaml:"max_pending"`
+}
+
+// Policies known to the scheduler.
+var Policies = []string{"all"}
+
+// LoadConfig reads, defaults and validates a config file. The error lists
+// every problem found.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("config path %q: %w", path, err)
+	}
+	return ParseConfig(data, filepath.Dir(abs))
+}
+
+// ParseConfig parses YAML config data; dir resolves relative paths.
+func ParseConfig(data []byte, dir string) (*Config, error) {
+	cfg := &Config{Dir: dir}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, &ConfigError{Problems: te.Errors}
+		}
+		return nil, &ConfigError{Problems: []string{err.Error()}}
+	}
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// ConfigError lists every problem of a config at once.
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("invalid config (%d problems):\n  - %s", len(e.Problems), strings.Join(e.Problems, "\n  - "))
+}
+
+// EnsureDefaults fills every unset field with its default.
+func (c *Config) EnsureDefaults() {
+	if c.NATS.Listen == "" {
+		c.NATS.Listen = "127.0.0.1:4222"
+	}
+	if c.NATS.DataDir == "" {
+		c.NATS.DataDir = ".mlink/nats"
+	}
+	if c.NATS.MaxPayload == 0 {
+		c.NATS.MaxPayload = 8 << 20
+	}
+	if c.NATS.ResultsMaxAge == 0 {
+		c.NATS.ResultsMaxAge = 24 * time.Hour
+	}
+	if c.NATS.ResultsMaxBytes == 0 {
+		c.NATS.ResultsMaxBytes = 1 << 30
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "auto"
+	}
+	if c.Ingest.MaxInFlight == 0 {
+		c.Ingest.MaxInFlight = 2
+	}
+	if c.Ingest.InFlightTimeout == 0 {
+		c.Ingest.InFlightTimeout = 30 * time.Second
+	}
+	for i := range c.Cameras {
+		cam := &c.Cameras[i]
+		if cam.JPEGQuality == 0 {
+			cam.JPEGQuality = 90
+		}
+		if cam.ReconnectMin == 0 {
+			cam.ReconnectMin = 500 * time.Millisecond
+		}
+		if cam.ReconnectMax == 0 {
+			cam.ReconnectMax = 30 * time.Second
+		}
+	}
+	for i := range c.Models {
+		m := &c.Models[i]
+		if m.Output == "" {
+			switch m.Backend {
+			case BackendHOG, BackendCascade:
+				m.Output = TypeBoxes
+			case BackendMOG2:
+				m.Output = TypeClass
+			case BackendONNX:
+				m.Output = defaultDecoderOutput[m.Decoder]
+			}
+		}
+		if m.Provider == "" {
+			m.Provider = "cpu"
+		}
+		if m.Workers == 0 {
+			m.Workers = 1
+		}
+		if m.Queue == 0 {
+			m.Queue = 8
+		}
+		if m.Input.Layout == "" {
+			m.Input.Layout = "nchw"
+		}
+		if m.Input.Color == "" {
+			m.Input.Color = "rgb"
+		}
+		if m.Input.Scale == 0 {
+			m.Input.Scale = 1.0 / 255
+		}
+		if m.Input.Resize == "" {
+			m.Input.Resize = "stretch"
+		}
+	}
+	if c.Scheduler.Policy == "" {
+		c.Scheduler.Policy = "all"
+	}
+	if c.Merger.Deadline == 0 {
+		c.Merger.Deadline = 10 * time.Second
+	}
+	if c.Merger.MaxPending == 0 {
+		c.Merger.MaxPending = 256
+	}
+}
+
+var defaultDecoderOutput = map[string]OutputType{
+	DecoderBlazeFace:  TypeBoxes,
+	DecoderPPOCRDet:   TypeBoxes,
+	DecoderMLSD:       TypeLines,
+	DecoderClassifier: TypeClass,
+	DecoderYOLO:       TypeBoxes,
+	DecoderSSD:        TypeBoxes,
+	DecoderCount:      TypeCount,
+}
+
+// Validate reports every problem of a defaulted config at once.
+func (c *Config) Validate() error {
+	var p problems
+	if c.NATS.MaxPayload < 64<<10 || c.NATS.MaxPayload > 64<<20 {
+		p.add("nats.max_payload: %s is outside 64KB..64MB", c.NATS.MaxPayload)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "console", "json":
+	default:
+		p.add("log.format: %q is not one of auto, console, json", c.Log.Format)
+	}
+	if c.Ingest.MaxInFlight < 1 {
+		p.add("ingest.max_in_flight: must be at least 1, got %d", c.Ingest.MaxInFlight)
+	}
+	if len(c.Cameras) == 0 {
+		p.add("cameras: at least one camera is needed")
+	}
+	seen := map[string]bool{}
+	for i, cam := range c.Cameras {
+		where := fmt.Sprintf("cameras[%d]", i)
+		if cam.ID != "" {
+			where = fmt.Sprintf("cameras[%d] (%s)", i, cam.ID)
+		}
+		if err := ValidName(cam.ID); err != nil {
+			p.add("%s.id: %v", where, err)
+		} else if seen[cam.ID] {
+			p.add("%s.id: duplicate camera id", where)
+		}
+		seen[cam.ID] = true
+		switch cam.Source {
+		case SourceFile:
+			if cam.URL == "" {
+				p.add("%s.url: a file source needs a path", where)
+			} else if _, err := os.Stat(c.Path(cam.URL)); err != nil {
+				p.add("%s.url: video file %s: %v", where, c.Path(cam.URL), errors.Unwrap(err))
+			}
+		case SourceRTSP:
+			if !strings.HasPrefix(cam.URL, "rtsp://") && !strings.HasPrefix(cam.URL, "rtsps://") {
+				p.add("%s.url: an rtsp source needs an rtsp:// URL, got %q", where, cam.URL)
+			}
+		case SourceHTTP:
+			if !strings.HasPrefix(cam.URL, "http://") && !strings.HasPrefix(cam.URL, "https://") {
+				p.add("%s.url: an http source needs an http:// URL, got %q", where, cam.URL)
+			}
+		case SourceDevice:
+			if _, err := strconv.Atoi(cam.URL); err != nil {
+				p.add("%s.url: a device source needs a device index such as \"0\", got %q", where, cam.URL)
+			}
+		default:
+			p.add("%s.source: %q is not one of file, rtsp, http, device", where, cam.Source)
+		}
+		if cam.Source != SourceFile && (cam.Loop || cam.Realtime) {
+			p.add("%s: loop and realtime apply to file sources only", where)
+		}
+		if cam.FPS < 0 {
+			p.add("%s.fps: must not be negative", where)
+		}
+		if cam.Width < 0 || cam.Height < 0 || cam.Width > 8192 || cam.Height > 8192 {
+			p.add("%s: width/height must be within 0..8192", where)
+		}
+		if cam.JPEGQuality < 1 || cam.JPEGQuality > 100 {
+			p.add("%s.jpeg_quality: must be within 1..100, got %d", where, cam.JPEGQuality)
+		}
+		if cam.ReconnectMin > cam.ReconnectMax {
+			p.add("%s: reconnect_min %s exceeds reconnect_max %s", where, cam.ReconnectMin, cam.ReconnectMax)
+		}
+	}
+	if len(c.Models) == 0 {
+		p.add("models: at least one model is needed")
+	}
+	seen = map[string]bool{}
+	for i, m := range c.Models {
+		where := fmt.Sprintf("models[%d]", i)
+		if m.Name != "" {
+			where = fmt.Sprintf("models[%d] (%s)", i, m.Name)
+		}
+		if err := ValidName(m.Name); err != nil {
+			p.add("%s.name: %v", where, err)
+		} else if seen[m.Name] {
+			p.add("%s.name: duplicate model name", where)
+		}
+		seen[m.Name] = true
+		c.validateModel(&p, where, &m)
+	}
+	known := false
+	for _, pol := range Policies {
+		known = known || pol == c.Scheduler.Policy
+	}
+	if !known {
+		p.add("scheduler.policy: %q is not one of %s", c.Scheduler.Policy, strings.Join(Policies, ", "))
+	}
+	if c.Merger.Deadline < 10*time.Millisecond {
+		p.add("merger.deadline: %s is too short (at least 10ms)", c.Merger.Deadline)
+	}
+	if c.Merger.MaxPending < 1 {
+		p.add("merger.max_pending: must be at least 1")
+	}
+	return p.err()
+}
+
+func (c *Config) validateModel(p *problems, where string, m *ModelSpec) {
+	if !m.Output.Valid() {
+		p.add("%s.output: %q is not one of count, class, scalar, boxes, lines", where, m.Output)
+	}
+	needFile := false
+	switch m.Backend {
+	case BackendHOG:
+	case BackendMOG2:
+		if m.Output != TypeClass {
+			p.add("%s.output: opencv-mog2 produces class outputs", where)
+		}
+	case BackendCascade:
+		needFile = true
+	case BackendONNX:
+		needFile = true
+		if _, ok := defaultDecoderOutput[m.Decoder]; !ok {
+			p.add("%s.decoder: %q is not one of blazeface, ppocr-det, mlsd, classifier, yolo, ssd, count", where, m.Decoder)
+		}
+		if m.Decoder == DecoderClassifier && len(m.Classes) == 0 {
+			p.add("%s.classes: a classifier needs its class names", where)
+		}
+		if m.Input.Width < 0 || m.Input.Height < 0 {
+			p.add("%s.input: width/height must not be negative", where)
+		}
+		if m.Input.Layout != "nchw" && m.Input.Layout != "nhwc" {
+			p.add("%s.input.layout: %q is not nchw or nhwc", where, m.Input.Layout)
+		}
+		if m.Input.Color != "rgb" && m.Input.Color != "bgr" {
+			p.add("%s.input.color: %q is not rgb or bgr", where, m.Input.Color)
+		}
+		if m.Input.Resize != "stretch" && m.Input.Resize != "letterbox" {
+			p.add("%s.input.resize: %q is not stretch or letterbox", where, m.Input.Resize)
+		}
+		for _, v := range [][]float64{m.Input.Mean, m.Input.Std} {
+			if len(v) != 0 && len(v) != 1 && len(v) != 3 {
+				p.add("%s.input: mean and std take 1 or 3 values", where)
+			}
+		}
+		for _, s := range m.Input.Std {
+			if s == 0 {
+				p.add("%s.input.std: must not be zero", where)
+			}
+		}
+	default:
+		p.add("%s.backend: %q is not one of opencv-hog, opencv-cascade, opencv-mog2, onnx", where, m.Backend)
+	}
+	if needFile {
+		if m.File == "" {
+			p.add("%s.file: backend %s needs a model file", where, m.Backend)
+		} else if _, err := os.Stat(c.Path(m.File)); err != nil {
+			p.add("%s.file: %s: %v (run `make deps` to fetch the bundled models)", where, c.Path(m.File), errors.Unwrap(err))
+		}
+	}
+	if m.Provider != "cpu" && m.Provider != "cuda" {
+		p.add("%s.provider: %q is not cpu or cuda", where, m.Provider)
+	}
+	if m.Threshold < 0 || m.Threshold > 1 {
+		p.add("%s.threshold: must be within 0..1", where)
+	}
+	if m.NMS < 0 || m.NMS > 1 {
+		p.add("%s.nms: must be within 0..1", where)
+	}
+	if m.Workers < 1 || m.Workers > 64 {
+		p.add("%s.workers: must be within 1..64", where)
+	}
+	if m.Queue < 1 {
+		p.add("%s.queue: must be at least 1", where)
+	}
+}
+
+// Path resolves a path from the config file against the file's directory.
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.Dir == "" {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// Model returns the spec of a named model.
+func (c *Config) Model(name string) (*ModelSpec, bool) {
+	for i := range c.Models {
+		if c.Models[i].Name == name {
+			return &c.Models[i], true
+		}
+	}
+	return nil, false
+}
+
+// ModelNames lists the configured models in config order.
+func (c *Config) ModelNames() []string {
+	out := make([]string, len(c.Models))
+	for i, m := range c.Models {
+		out[i] = m.Name
+	}
+	return out
+}
+
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return &ConfigError{Problems: p}
+}
+
+// ByteSize is a size in bytes that YAML may give as "8MB", "1.5GiB" or a number.
+type ByteSize int64
+
+// ParseByteSize parses sizes such as 512, 64KB, 8MB, 1.5GB (decimal units are
+// taken as binary, as memory sizes usually are).
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			mult = u.mult
+			s = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (KB, MB, GB)", s)
+	}
+	return ByteSize(f * float64(mult)), nil
+}
+
+// UnmarshalYAML accepts a number or a string with a unit.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+func (b ByteSize) String() string {
+	switch {
+	case b >= 1<<30 && b%(1<<30) == 0:
+		return fmt.Sprintf("%dGB", b>>30)
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1fMB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1fKB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", int64(b))
+}

@@ -1,0 +1,146 @@
+package pipeline
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const vtest = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidConfigGetsDefaults(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "m.onnx", "x")
+	cfg, err := ParseConfig([]byte(`
+cameras:
+  - {id: cam1, source: rtsp, url: "rtsp://127.0.0.1:8554/x"}
+models:
+  - {name: hog, backend: opencv-hog}
+  - {name: face, backend: onnx, file: m.onnx, decoder: blazeface}
+  - {name: motion, backend: opencv-mog2}
+merger: {deadline: 3s}
+nats: {max_payload: 4MB}
+`), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Merger.Deadline != 3*time.Second || cfg.NATS.MaxPayload != 4<<20 {
+		t.Errorf("parsed values lost: deadline %s payload %d", cfg.Merger.Deadline, cfg.NATS.MaxPayload)
+	}
+	if cfg.Scheduler.Policy != "all" || cfg.Ingest.MaxInFlight != 2 || cfg.Cameras[0].JPEGQuality != 90 {
+		t.Errorf("defaults not filled: %+v %+v", cfg.Scheduler, cfg.Ingest)
+	}
+	face, _ := cfg.Model("face")
+	if face.Output != TypeBoxes || face.Output.Kind() != KindSequence {
+		t.Errorf("blazeface output defaults to boxes, got %q", face.Output)
+	}
+	motion, _ := cfg.Model("motion")
+	if motion.Output != TypeClass || motion.Output.Kind() != KindVector {
+		t.Errorf("mog2 output defaults to class, got %q", motion.Output)
+	}
+	if got := cfg.Path("m.onnx"); got != filepath.Join(dir, "m.onnx") {
+		t.Errorf("relative paths resolve against the config dir: %s", got)
+	}
+}
+
+func TestInvalidConfigListsEveryProblem(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+cameras:
+  - {id: "bad.id", source: file, url: /nonexistent/video.avi}
+  - {id: cam2, source: ftp, url: x}
+  - {id: cam2, source: rtsp, url: "http://x", loop: true}
+models:
+  - {name: hog, backend: opencv-hog, threshold: 2}
+  - {name: hog, backend: tensorflow}
+  - {name: face, backend: onnx, decoder: magic, file: /nonexistent/m.onnx}
+scheduler: {policy: fastest}
+merger: {deadline: 1ms}
+`), t.TempDir())
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a ConfigError, got %v", err)
+	}
+	want := []string{
+		`cameras[0] (bad.id).id`,
+		`video file /nonexistent/video.avi`,
+		`cameras[1] (cam2).source: "ftp"`,
+		`cameras[2] (cam2).id: duplicate`,
+		`needs an rtsp:// URL`,
+		`loop and realtime apply to file sources only`,
+		`models[0] (hog).threshold`,
+		`models[1] (hog).name: duplicate`,
+		`models[1] (hog).backend: "tensorflow"`,
+		`models[2] (face).decoder: "magic"`,
+		`/nonexistent/m.onnx`,
+		`scheduler.policy: "fastest"`,
+		`merger.deadline`,
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("problem %q not reported in:\n%s", w, msg)
+		}
+	}
+	if len(ce.Problems) < len(want) {
+		t.Errorf("want at least %d problems, got %d", len(want), len(ce.Problems))
+	}
+}
+
+func TestUnknownFieldsAndBadTypesAreReported(t *testing.T) {
+	_, err := ParseConfig([]byte("cameras: []\nmodels: []\nmergr: {}\nmerger: {deadline: soon}\n"), "")
+	if err == nil || !strings.Contains(err.Error(), "mergr") || !strings.Contains(err.Error(), "soon") {
+		t.Fatalf("want unknown field and bad duration reported together, got %v", err)
+	}
+}
+
+func TestEmptyConfigNeedsCamerasAndModels(t *testing.T) {
+	_, err := ParseConfig([]byte("{}"), "")
+	if err == nil || !strings.Contains(err.Error(), "at least one camera") || !strings.Contains(err.Error(), "at least one model") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	cases := map[string]ByteSize{"512": 512, "64KB": 64 << 10, "8MB": 8 << 20, "1.5GB": 3 << 29, "2 GiB": 2 << 30}
+	for in, want := range cases {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1MB", "MB"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("ParseByteSize(%q) should fail", bad)
+		}
+	}
+}
+
+func TestShippedConfigsAreValid(t *testing.T) {
+	if _, err := os.Stat(vtest); err != nil {
+		t.Skip("sample video not installed: run `make deps`")
+	}
+	if _, err := os.Stat("../.deps/models"); err != nil {
+		t.Skip("models not fetched: run `make deps`")
+	}
+	files, _ := filepath.Glob("../configs/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no configs found")
+	}
+	for _, f := range files {
+		if _, err := LoadConfig(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package pipeline
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Subject names. Camera IDs and model names are single NATS subject tokens,
+// which ValidName enforces at config time.
+const (
+	SubjectPrefix = "mlink"
+	// ResultsStream is the JetStream stream that keeps results so that a
+	// subscriber that was away can catch up.
+	ResultsStream = "MLINK_RESULTS"
+)
+
+// FramesSubject carries a camera's frames from ingest to the scheduler.
+func FramesSubject(camera string) string { return "mlink.frames." + camera }
+
+// InferSubject carries frames to the workers of one model (queue group).
+func InferSubject(model string) string { return "mlink.infer." + model }
+
+// InferQueue is the queue group of a model's workers: more workers in the
+// group share the model's frames.
+func InferQueue(model string) string { return "mlink-workers-" + model }
+
+// OutputsSubject carries one model's outputs for one camera.
+func OutputsSubject(camera, model string) string {
+	return "mlink.outputs." + camera + "." + model
+}
+
+// PlanSubject carries the scheduler's per-frame plans to the merger.
+func PlanSubject(camera string) string { return "mlink.plan." + camera }
+
+// ResultsSubject carries complete per-frame results to subscribers.
+func ResultsSubject(camera string) string { return "mlink.results." + camera }
+
+// Wildcards for subscribers of every camera.
+const (
+	AllFrames  = "mlink.frames.*"
+	AllOutputs = "mlink.outputs.*.*"
+	AllPlans   = "mlink.plan.*"
+	AllResults = "mlink.results.*"
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidName checks that s can be used as a camera ID or model name: one NATS
+// subject token of letters, digits, '_' or '-'.
+func ValidName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%q must be 1-64 letters, digits, '_' or '-' (it is a NATS subject token)", s)
+	}
+	return nil
+}

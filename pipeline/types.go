@@ -1,0 +1,174 @@
+// Package pipeline holds mlink's contracts and its engine parts that need no
+// video or ML library: the messages that travel on NATS (frames, plans, model
+// outputs, results), their codecs, subject names, configuration, the bus and
+// bounded queues. Everything else plugs into these types.
+package pipeline
+
+import (
+	"time"
+)
+
+// Kind is the published MLink output kind: it decides which link family maps
+// one model's output to another's.
+type Kind string
+
+const (
+	// KindVector is a fixed-length output: a count, class probabilities, a scalar.
+	KindVector Kind = "vector"
+	// KindSequence is a variable-length output: a list of boxes or line segments.
+	KindSequence Kind = "sequence"
+)
+
+// OutputType says what a model's output means; it fixes the Kind and the
+// accuracy metric used to compare a predicted output with the exact one.
+type OutputType string
+
+const (
+	// TypeCount: Value is [n].
+	TypeCount OutputType = "count"
+	// TypeClass: Value holds class probabilities (in ModelSpec.Classes order), Label the argmax.
+	TypeClass OutputType = "class"
+	// TypeScalar: Value is a fixed-length vector of real numbers.
+	TypeScalar OutputType = "scalar"
+	// TypeBoxes: Boxes holds detections; Value is [number of boxes].
+	TypeBoxes OutputType = "boxes"
+	// TypeLines: Boxes holds line segments (X1,Y1)-(X2,Y2); Value is [number of segments].
+	TypeLines OutputType = "lines"
+)
+
+// Kind returns the MLink output kind of the type.
+func (t OutputType) Kind() Kind {
+	if t == TypeBoxes || t == TypeLines {
+		return KindSequence
+	}
+	return KindVector
+}
+
+// Valid reports whether t is a known output type.
+func (t OutputType) Valid() bool {
+	switch t {
+	case TypeCount, TypeClass, TypeScalar, TypeBoxes, TypeLines:
+		return true
+	}
+	return false
+}
+
+// Source says where an output in a result came from.
+type Source string
+
+const (
+	// SourceExact: the model ran on this frame.
+	SourceExact Source = "exact"
+	// SourcePredicted: predicted by model links from other models' exact outputs.
+	SourcePredicted Source = "predicted"
+	// SourceReused: the frame was filtered; the model's last result is reused.
+	SourceReused Source = "reused"
+)
+
+// Box is one detection or one line segment. Coordinates are normalised to
+// [0,1] of the frame's width and height so outputs do not depend on the
+// resolution a model ran at. For line outputs (X1,Y1)-(X2,Y2) are the
+// segment's end points.
+type Box struct {
+	X1    float32 `json:"x1"`
+	Y1    float32 `json:"y1"`
+	X2    float32 `json:"x2"`
+	Y2    float32 `json:"y2"`
+	Score float32 `json:"score"`
+	Class string  `json:"class,omitempty"`
+}
+
+// Output is one model's output for one frame.
+type Output struct {
+	Camera string     `json:"camera"`
+	Seq    uint64     `json:"seq"`
+	Model  string     `json:"model"`
+	Kind   Kind       `json:"kind"`
+	Type   OutputType `json:"type"`
+	// Value is the vector view of the output (see OutputType). Every output
+	// has one, so count links and count metrics apply to detectors as well.
+	Value []float64 `json:"value"`
+	// Label is the argmax class for class outputs.
+	Label string `json:"label,omitempty"`
+	// Boxes holds the elements of sequence outputs.
+	Boxes []Box `json:"boxes,omitempty"`
+	// Extra holds named auxiliary measures (e.g. MOG2's foreground share).
+	Extra map[string]float64 `json:"extra,omitempty"`
+
+	Source Source `json:"source"`
+	// Sources lists the executed models a predicted output was derived from.
+	Sources []string `json:"sources,omitempty"`
+	// Confidence is the measured accuracy of the predictor (predicted outputs).
+	Confidence float64 `json:"confidence,omitempty"`
+	// FromSeq is the frame a reused output was computed on.
+	FromSeq uint64 `json:"from_seq,omitempty"`
+
+	// InferMS is the model's execution time on this frame (exact outputs).
+	InferMS float64 `json:"infer_ms,omitempty"`
+	// Worker identifies the process that produced the output.
+	Worker string `json:"worker,omitempty"`
+	// Error is set when the model could not produce an output for this frame
+	// (corrupt frame, model failure, worker overloaded). Value is then empty.
+	Error string `json:"error,omitempty"`
+}
+
+// Count returns the output's count (Value[0]) and whether it has one.
+func (o *Output) Count() (float64, bool) {
+	if len(o.Value) == 0 {
+		return 0, false
+	}
+	return o.Value[0], true
+}
+
+// Frame is one captured image of one camera.
+type Frame struct {
+	Camera     string
+	Seq        uint64
+	CapturedAt time.Time
+	Width      int
+	Height     int
+	// JPEG is the encoded image. The bus carries JPEG, never raw pixels: a raw
+	// 720p frame is larger than NATS's default 1 MiB payload limit.
+	JPEG []byte
+	// Profiling marks a frame on which every model runs (set by the scheduler
+	// on infer messages).
+	Profiling bool
+}
+
+// Plan is the scheduler's decision for one frame: which models execute,
+// which are predicted by links and which reuse an earlier result. The merger
+// completes a frame when every model of its plan has an output.
+type Plan struct {
+	Camera     string    `json:"camera"`
+	Seq        uint64    `json:"seq"`
+	CapturedAt time.Time `json:"captured_at"`
+	Policy     string    `json:"policy"`
+	Exact      []string  `json:"exact"`
+	Predicted  []string  `json:"predicted,omitempty"`
+	Reused     []string  `json:"reused,omitempty"`
+	Profiling  bool      `json:"profiling,omitempty"`
+}
+
+// Models returns every model named by the plan.
+func (p *Plan) Models() []string {
+	out := make([]string, 0, len(p.Exact)+len(p.Predicted)+len(p.Reused))
+	out = append(out, p.Exact...)
+	out = append(out, p.Predicted...)
+	return append(out, p.Reused...)
+}
+
+// Result is the complete multi-model result of one frame, published on
+// mlink.results.<camera>.
+type Result struct {
+	Camera     string             `json:"camera"`
+	Seq        uint64             `json:"seq"`
+	CapturedAt time.Time          `json:"captured_at"`
+	Outputs    map[string]*Output `json:"outputs"`
+	Plan       Plan               `json:"plan"`
+	// Partial is true when the merger's deadline passed before every planned
+	// output arrived; Missing lists them.
+	Partial bool     `json:"partial"`
+	Missing []string `json:"missing,omitempty"`
+	// LatencyMS is the time from capture to the result's emission.
+	LatencyMS float64 `json:"latency_ms"`
+}

@@ -1,0 +1,115 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// Scheduler subscribes every camera's frames, asks the policy for each
+// frame's plan, publishes the plan to the merger and the frame to the
+// workers of each executed model.
+type Scheduler struct {
+	nc     *nats.Conn
+	policy Policy
+	log    zerolog.Logger
+	in     chan *nats.Msg
+	ready  chan struct{}
+	stats  Stats
+}
+
+// Stats counts the scheduler's work.
+type Stats struct {
+	Frames   atomic.Int64
+	Rejected atomic.Int64
+	// Executions counts model executions requested; Planned counts model
+	// outputs planned. Their ratio is the share of executions saved.
+	Executions atomic.Int64
+	Planned    atomic.Int64
+}
+
+// New creates a scheduler; Run starts it.
+func New(nc *nats.Conn, policy Policy, log zerolog.Logger) *Scheduler {
+	return &Scheduler{
+		nc:     nc,
+		policy: policy,
+		log:    pipeline.Component(log, "scheduler").With().Str("policy", policy.Name()).Logger(),
+		in:     make(chan *nats.Msg, 1024),
+		ready:  make(chan struct{}),
+	}
+}
+
+// Ready is closed once the scheduler receives frames.
+func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
+
+// Stats returns the scheduler's counters.
+func (s *Scheduler) Stats() *Stats { return &s.stats }
+
+// Run routes frames until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	sub, err := s.nc.ChanSubscribe(pipeline.AllFrames, s.in)
+	if err != nil {
+		return fmt.Errorf("scheduler: subscribe frames: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := s.nc.Flush(); err != nil {
+		return fmt.Errorf("scheduler: flush subscription: %w", err)
+	}
+	close(s.ready)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-s.in:
+			if err := s.route(msg); err != nil {
+				s.stats.Rejected.Add(1)
+				s.log.Warn().Err(err).Str("subject", msg.Subject).Msg("rejecting frame")
+			}
+		}
+	}
+}
+
+var (
+	jpegStart = []byte{0xFF, 0xD8, 0xFF}
+)
+
+func (s *Scheduler) route(msg *nats.Msg) error {
+	f, err := pipeline.DecodeFrame(msg)
+	if err != nil {
+		return err
+	}
+	if pipeline.FramesSubject(f.Camera) != msg.Subject {
+		return fmt.Errorf("frame of camera %q published on %s", f.Camera, msg.Subject)
+	}
+	// A cheap check that the body is a JPEG at all; workers report frames
+	// that are damaged inside.
+	if !bytes.HasPrefix(f.JPEG, jpegStart) {
+		return fmt.Errorf("frame %s/%d: body is not a JPEG image", f.Camera, f.Seq)
+	}
+	plan := s.policy.Plan(FrameInfo{Camera: f.Camera, Seq: f.Seq})
+	plan.CapturedAt = f.CapturedAt
+	data, err := pipeline.Marshal(&plan)
+	if err != nil {
+		return err
+	}
+	// The plan goes first so the merger knows the frame before its outputs.
+	if err := s.nc.Publish(pipeline.PlanSubject(f.Camera), data); err != nil {
+		return fmt.Errorf("publish plan: %w", err)
+	}
+	f.Profiling = plan.Profiling
+	for _, model := range plan.Exact {
+		if err := s.nc.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject(model), f)); err != nil {
+			return fmt.Errorf("publish frame to %s: %w", model, err)
+		}
+	}
+	s.stats.Frames.Add(1)
+	s.stats.Executions.Add(int64(len(plan.Exact)))
+	s.stats.Planned.Add(int64(len(plan.Models())))
+	return nil
+}

@@ -1,0 +1,137 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+func startBus(t *testing.T) *pipeline.EmbeddedServer {
+	t.Helper()
+	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+func connect(t *testing.T, srv *pipeline.EmbeddedServer) *nats.Conn {
+	t.Helper()
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
+	srv := startBus(t)
+	nc := connect(t, srv)
+	models := []string{"hog", "face", "motion"}
+	policy, err := NewPolicy("all", models)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(connect(t, srv), policy, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+
+	var mu sync.Mutex
+	var plans []*pipeline.Plan
+	infers := map[string][]uint64{}
+	nc.Subscribe(pipeline.AllPlans, func(m *nats.Msg) {
+		p, err := pipeline.Unmarshal[pipeline.Plan](m.Data)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		plans = append(plans, p)
+		mu.Unlock()
+	})
+	nc.Subscribe("mlink.infer.*", func(m *nats.Msg) {
+		f, err := pipeline.DecodeFrame(m)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		mu.Lock()
+		infers[m.Subject] = append(infers[m.Subject], f.Seq)
+		mu.Unlock()
+	})
+	nc.Flush()
+	<-s.Ready()
+
+	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
+	for seq := uint64(1); seq <= 5; seq++ {
+		f := &pipeline.Frame{Camera: "cam", Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}
+		nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), f))
+	}
+	// Not a JPEG, and a frame claiming another camera's subject: rejected.
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "cam", Seq: 6, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: []byte("garbage")}))
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "other", Seq: 7, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
+	// Still routing after bad input.
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "cam", Seq: 8, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
+
+	waitFor(t, 5*time.Second, "plans and infer messages", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(plans) == 6 && len(infers["mlink.infer.motion"]) == 6
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range models {
+		got := infers[pipeline.InferSubject(m)]
+		want := []uint64{1, 2, 3, 4, 5, 8}
+		if len(got) != len(want) {
+			t.Fatalf("%s got frames %v, want %v", m, got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s got frames %v, want %v", m, got, want)
+			}
+		}
+	}
+	for _, p := range plans {
+		if p.Policy != "all" || len(p.Exact) != 3 || len(p.Predicted) != 0 || p.CapturedAt.IsZero() {
+			t.Errorf("bad plan %+v", p)
+		}
+	}
+	if s.Stats().Rejected.Load() != 2 {
+		t.Errorf("rejected %d frames, want 2", s.Stats().Rejected.Load())
+	}
+	if s.Stats().Executions.Load() != 18 || s.Stats().Planned.Load() != 18 {
+		t.Errorf("executions %d planned %d, want 18 each", s.Stats().Executions.Load(), s.Stats().Planned.Load())
+	}
+}
+
+func TestUnknownPolicy(t *testing.T) {
+	if _, err := NewPolicy("nope", []string{"a"}); err == nil {
+		t.Fatal("want an error")
+	}
+}

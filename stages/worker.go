@@ -1,0 +1,244 @@
+// Package stages holds mlink's running stages: model workers, the merger
+// and (later) link predictors and frame filters. Each is a NATS client that
+// runs until its context ends.
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"gocv.io/x/gocv"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/stages/vision"
+)
+
+// ModelWorker serves one model: it takes frames from mlink.infer.<model> in
+// the model's queue group (more workers anywhere share the load), runs them
+// through Workers backend instances and publishes each output with source
+// exact. Work is bounded: at most Queue frames wait; beyond that a frame is
+// answered at once with an error output, so the merger need not wait for it.
+type ModelWorker struct {
+	nc        *nats.Conn
+	spec      *pipeline.ModelSpec
+	instances []vision.Backend
+	log       zerolog.Logger
+	id        string
+
+	queue chan *nats.Msg
+	ready chan struct{}
+	stats WorkerStats
+}
+
+// WorkerStats counts a model worker's work.
+type WorkerStats struct {
+	Frames   atomic.Int64
+	Errors   atomic.Int64
+	Rejected atomic.Int64 // queue full
+	// inferNanos holds an exponentially weighted mean of inference time.
+	inferNanos atomic.Int64
+	Last       atomic.Pointer[pipeline.Output]
+}
+
+// MeanInferMS is the recent mean inference time in milliseconds.
+func (s *WorkerStats) MeanInferMS() float64 { return float64(s.inferNanos.Load()) / 1e6 }
+
+// Opener loads one backend instance of a model.
+type Opener func(spec *pipeline.ModelSpec) (vision.Backend, error)
+
+// NewModelWorker loads spec.Workers instances of the model. On error every
+// instance opened so far is closed.
+func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log zerolog.Logger) (*ModelWorker, error) {
+	host, _ := os.Hostname()
+	w := &ModelWorker{
+		nc:    nc,
+		spec:  spec,
+		log:   pipeline.Component(log, "worker").With().Str("model", spec.Name).Logger(),
+		id:    fmt.Sprintf("%s/%d", host, os.Getpid()),
+		queue: make(chan *nats.Msg, spec.Queue),
+		ready: make(chan struct{}),
+	}
+	for i := 0; i < spec.Workers; i++ {
+		b, err := open(spec)
+		if err != nil {
+			w.closeInstances()
+			return nil, fmt.Errorf("load model %q: %w", spec.Name, err)
+		}
+		w.instances = append(w.instances, b)
+	}
+	return w, nil
+}
+
+// Ready is closed once the worker receives frames.
+func (w *ModelWorker) Ready() <-chan struct{} { return w.ready }
+
+// Stats returns the worker's counters.
+func (w *ModelWorker) Stats() *WorkerStats { return &w.stats }
+
+// Spec returns the model's spec.
+func (w *ModelWorker) Spec() *pipeline.ModelSpec { return w.spec }
+
+// Run serves frames until ctx is done, then drains: frames already queued
+// are answered so that their results complete. It closes the model's
+// instances before returning.
+func (w *ModelWorker) Run(ctx context.Context) error {
+	defer w.closeInstances()
+	sub, err := w.nc.QueueSubscribe(pipeline.InferSubject(w.spec.Name), pipeline.InferQueue(w.spec.Name), w.enqueue)
+	if err != nil {
+		return fmt.Errorf("worker %s: subscribe: %w", w.spec.Name, err)
+	}
+	if err := w.nc.Flush(); err != nil {
+		return fmt.Errorf("worker %s: flush subscription: %w", w.spec.Name, err)
+	}
+	close(w.ready)
+	var wg sync.WaitGroup
+	for _, b := range w.instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msg := range w.queue {
+				w.serve(b, msg)
+			}
+		}()
+	}
+	<-ctx.Done()
+	// Stop taking frames, let the callback goroutine finish, then close the
+	// queue so instances drain what is queued and exit.
+	if err := sub.Drain(); err != nil {
+		w.log.Warn().Err(err).Msg("drain subscription")
+	}
+	for sub.IsValid() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(w.queue)
+	wg.Wait()
+	return nil
+}
+
+// enqueue runs on the subscription's goroutine: it must never block.
+func (w *ModelWorker) enqueue(msg *nats.Msg) {
+	select {
+	case w.queue <- msg:
+	default:
+		w.stats.Rejected.Add(1)
+		f, err := pipeline.DecodeFrame(msg)
+		if err != nil {
+			w.stats.Errors.Add(1)
+			w.log.Warn().Err(err).Msg("rejecting bad frame")
+			return
+		}
+		w.publish(&pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: "worker overloaded: queue full"})
+	}
+}
+
+func (w *ModelWorker) serve(b vision.Backend, msg *nats.Msg) {
+	f, err := pipeline.DecodeFrame(msg)
+	if err != nil {
+		// Without camera and seq there is no frame to answer for.
+		w.stats.Errors.Add(1)
+		w.log.Warn().Err(err).Msg("rejecting bad frame")
+		return
+	}
+	out := w.infer(b, f)
+	w.publish(out)
+}
+
+func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Output {
+	fail := func(format string, args ...any) *pipeline.Output {
+		w.stats.Errors.Add(1)
+		msg := fmt.Sprintf(format, args...)
+		w.log.Warn().Str("camera", f.Camera).Uint64("seq", f.Seq).Msg(msg)
+		return &pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: msg}
+	}
+	img, err := gocv.IMDecode(f.JPEG, gocv.IMReadColor)
+	if err != nil {
+		return fail("corrupt frame: decode JPEG: %v", err)
+	}
+	defer img.Close()
+	if img.Empty() {
+		return fail("corrupt frame: JPEG of %d bytes does not decode", len(f.JPEG))
+	}
+	start := time.Now()
+	out, err := safeInfer(b, f.Camera, img)
+	elapsed := time.Since(start)
+	if err != nil {
+		return fail("model %s failed: %v", w.spec.Name, err)
+	}
+	if err := checkFinite(&out); err != nil {
+		return fail("model %s: %v", w.spec.Name, err)
+	}
+	out.Camera, out.Seq, out.Model = f.Camera, f.Seq, w.spec.Name
+	out.Source = pipeline.SourceExact
+	out.InferMS = float64(elapsed.Microseconds()) / 1000
+	out.Worker = w.id
+	w.stats.Frames.Add(1)
+	w.observe(elapsed)
+	w.stats.Last.Store(&out)
+	return &out
+}
+
+// safeInfer turns a backend panic into an error: one bad frame or model bug
+// must not take down the worker and every other model in the process.
+func safeInfer(b vision.Backend, camera string, img gocv.Mat) (out pipeline.Output, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return b.Infer(camera, img)
+}
+
+func checkFinite(o *pipeline.Output) error {
+	for _, v := range o.Value {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return errors.New("output has a non-finite value")
+		}
+	}
+	for k, v := range o.Extra {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("output extra %q is not finite", k)
+		}
+	}
+	return nil
+}
+
+func (w *ModelWorker) observe(d time.Duration) {
+	old := w.stats.inferNanos.Load()
+	if old == 0 {
+		w.stats.inferNanos.Store(int64(d))
+		return
+	}
+	w.stats.inferNanos.Store(old + (int64(d)-old)/8)
+}
+
+func (w *ModelWorker) publish(out *pipeline.Output) {
+	out.Model = w.spec.Name
+	if out.Error != "" {
+		out.Kind, out.Type, out.Source = w.spec.Output.Kind(), w.spec.Output, pipeline.SourceExact
+	}
+	data, err := pipeline.Marshal(out)
+	if err != nil {
+		w.log.Error().Err(err).Msg("encode output")
+		return
+	}
+	if err := w.nc.Publish(pipeline.OutputsSubject(out.Camera, w.spec.Name), data); err != nil {
+		w.log.Error().Err(err).Msg("publish output")
+	}
+}
+
+func (w *ModelWorker) closeInstances() {
+	for _, b := range w.instances {
+		if err := b.Close(); err != nil {
+			w.log.Warn().Err(err).Msg("close model instance")
+		}
+	}
+	w.instances = nil
+}
