@@ -428,7 +428,8 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validateModel(p *problems, where string, m *ModelSpec) {
-	if !m.Output.Valid() {
+	knownBackend := m.Backend == BackendHOG || m.Backend == BackendMOG2 || m.Backend == BackendCascade || m.Backend == BackendONNX
+	if !m.Output.Valid() && (knownBackend || m.Output != "") {
 		p.add("%s.output: %q is not one of count, class, scalar, boxes, lines", where, m.Output)
 	}
 	needFile := false

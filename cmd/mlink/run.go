@@ -111,6 +111,9 @@ type app struct {
 	merger  *stages.Merger
 	sched   *scheduler.Scheduler
 	results *resultTracker
+	// failedModels are the models that could not be loaded: the pipeline
+	// runs without them rather than not at all.
+	failedModels map[string]error
 
 	// Each group stops separately, in order: ingest, scheduler, workers,
 	// merger (see shutdown).
@@ -147,7 +150,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err != nil {
 		return nil, &exitError{2, err}
 	}
-	a = &app{cfg: cfg, opts: o, log: log, roles: roles, camerasDone: make(chan struct{})}
+	a = &app{cfg: cfg, opts: o, log: log, roles: roles, camerasDone: make(chan struct{}), failedModels: map[string]error{}}
 	defer func() {
 		if err != nil {
 			a.shutdown()
@@ -213,7 +216,10 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			start := time.Now()
 			w, err := stages.NewModelWorker(wc, spec, opener, log)
 			if err != nil {
-				return a, err
+				// A corrupt model loses that model, not the pipeline.
+				log.Error().Err(err).Str("model", spec.Name).Msg("model disabled: it could not be loaded")
+				a.failedModels[spec.Name] = err
+				continue
 			}
 			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).Msg("model loaded")
 			a.workers = append(a.workers, w)
@@ -225,7 +231,16 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if err != nil {
 			return a, err
 		}
-		policy, err := scheduler.NewPolicy(cfg.Scheduler.Policy, cfg.ModelNames())
+		var models []string
+		for _, name := range cfg.ModelNames() {
+			if a.failedModels[name] == nil {
+				models = append(models, name)
+			}
+		}
+		if len(models) == 0 {
+			return a, errors.New("no model could be loaded (see the errors above)")
+		}
+		policy, err := scheduler.NewPolicy(cfg.Scheduler.Policy, models)
 		if err != nil {
 			return a, err
 		}

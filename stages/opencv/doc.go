@@ -5,7 +5,7 @@
 //
 // OpenCV's HOG + linear SVM people detector (64×128 window). Output: boxes
 // of class "person" (or only their count with output: count), Value = [n],
-// Score = the SVM detection weight (typically 0..3).
+// Score = the SVM detection weight (0.5–4 on vtest.avi).
 //
 //   - upscale_width (1280): resize the frame to this width before detecting,
 //     0 = no resize. People shorter than the 128 px window are missed:

@@ -20,8 +20,8 @@ type HOG struct {
 	threshold    float64
 }
 
-// hogGroupThreshold is OpenCV's default: a detection needs at least this many
-// overlapping raw windows (minus one) to survive grouping.
+// hogGroupThreshold is OpenCV's default: a detection needs more than this
+// many overlapping raw windows to survive grouping.
 const hogGroupThreshold = 2
 
 // The people detector's window.

@@ -3,6 +3,7 @@ package opencv
 import (
 	"math"
 	"testing"
+	"unsafe"
 
 	"gocv.io/x/gocv"
 
@@ -208,4 +209,8 @@ func testBadInput(t *testing.T, b interface {
 	if _, err := b.Infer("tiny", tiny); err != nil {
 		t.Errorf("tiny image: %v", err)
 	}
+}
+
+func float32Bytes(f []float32) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), len(f)*4)
 }

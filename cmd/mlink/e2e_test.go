@@ -1,0 +1,414 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/ingest/rtsptest"
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+const vtestPath = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+// demoConfig loads configs/demo.yaml, set up for a test: vtest read as a
+// file (not paced, no loop), a private NATS port and store. keep, when
+// given, selects the models to run.
+func demoConfig(t *testing.T, keep ...string) *pipeline.Config {
+	t.Helper()
+	if _, err := os.Stat(vtestPath); err != nil {
+		t.Skip("sample video missing: run `make deps`")
+	}
+	cfg, err := pipeline.LoadConfig("../../configs/demo.yaml")
+	if err != nil {
+		t.Fatalf("demo config: %v (run `make deps`)", err)
+	}
+	cfg.Cameras[0].Realtime, cfg.Cameras[0].Loop = false, false
+	cfg.NATS.Listen = "127.0.0.1:-1"
+	cfg.NATS.DataDir = t.TempDir()
+	cfg.Merger.Deadline = 30 * time.Second
+	if len(keep) > 0 {
+		var models []pipeline.ModelSpec
+		for _, name := range keep {
+			spec, ok := cfg.Model(name)
+			if !ok {
+				t.Fatalf("demo config has no model %q", name)
+			}
+			models = append(models, *spec)
+		}
+		cfg.Models = models
+	}
+	return cfg
+}
+
+func testLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+// runToCompletion runs the app until its cameras' frames have their results,
+// then returns every result kept in the durable results stream.
+func runToCompletion(t *testing.T, cfg *pipeline.Config, maxFrames int) (*app, []*pipeline.Result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{maxFrames: maxFrames, roles: "all"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	if err := a.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return a, storedResults(t, a, cfg)
+}
+
+// storedResults reads every result from the JetStream stream, as a
+// subscriber that was away would.
+func storedResults(t *testing.T, a *app, cfg *pipeline.Config) []*pipeline.Result {
+	t.Helper()
+	var nc *nats.Conn
+	var err error
+	if a.srv != nil {
+		nc, err = nats.Connect(a.srv.ClientURL())
+	} else {
+		nc, err = nats.Connect(cfg.NATS.URL)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := js.Stream(ctx, pipeline.ResultsStream)
+	info, _ := stream.Info(ctx)
+	var out []*pipeline.Result
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			r, err := pipeline.Unmarshal[pipeline.Result](m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checkComplete asserts that camera has results for seqs 1..n, in order,
+// each with every model exact and no error.
+func checkComplete(t *testing.T, results []*pipeline.Result, camera string, n int, models []string) []*pipeline.Result {
+	t.Helper()
+	var mine []*pipeline.Result
+	for _, r := range results {
+		if r.Camera == camera {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) != n {
+		t.Fatalf("camera %s: %d results, want %d", camera, len(mine), n)
+	}
+	for i, r := range mine {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("camera %s: result %d has seq %d: seqs must be complete and in order", camera, i, r.Seq)
+		}
+		if r.Partial {
+			t.Errorf("%s #%d is partial, missing %v", camera, r.Seq, r.Missing)
+		}
+		for _, m := range models {
+			o := r.Outputs[m]
+			if o == nil {
+				t.Fatalf("%s #%d has no output for %s", camera, r.Seq, m)
+			}
+			if o.Error != "" || o.Source != pipeline.SourceExact || len(o.Value) == 0 {
+				t.Errorf("%s #%d %s: bad output %+v", camera, r.Seq, m, o)
+			}
+		}
+		if r.LatencyMS <= 0 || r.CapturedAt.IsZero() || r.Plan.Policy != "all" {
+			t.Errorf("%s #%d: bad metadata %+v", camera, r.Seq, r)
+		}
+	}
+	return mine
+}
+
+func TestEndToEndAllModelsOnVtest(t *testing.T) {
+	cfg := demoConfig(t)
+	const frames = 12
+	a, results := runToCompletion(t, cfg, frames)
+	mine := checkComplete(t, results, "plaza", frames, cfg.ModelNames())
+
+	// vtest shows 5-8 people on every frame: the person detectors must see
+	// some, and the motion model must see them move once it has learnt the
+	// background.
+	hogSeen, bodySeen := 0, 0
+	for _, r := range mine {
+		if n, _ := r.Outputs["hog_people"].Count(); n >= 2 {
+			hogSeen++
+		}
+		full, _ := r.Outputs["fullbody"].Count()
+		upper, _ := r.Outputs["upperbody"].Count()
+		if full+upper >= 1 {
+			bodySeen++
+		}
+		for _, b := range r.Outputs["hog_people"].Boxes {
+			if b.X1 < 0 || b.Y1 < 0 || b.X2 > 1 || b.Y2 > 1 || b.X2 <= b.X1 || b.Y2 <= b.Y1 {
+				t.Errorf("#%d: HOG box outside the frame: %+v", r.Seq, b)
+			}
+		}
+	}
+	if hogSeen < frames*3/4 {
+		t.Errorf("HOG saw >=2 people on %d of %d frames; vtest always shows 5-8", hogSeen, frames)
+	}
+	if bodySeen < frames/2 {
+		t.Errorf("Haar body cascades saw people on only %d of %d frames", bodySeen, frames)
+	}
+	if lbl := mine[len(mine)-1].Outputs["motion"].Label; lbl == "" || lbl == "none" {
+		t.Errorf("motion level on the last frame is %q; people walk on every vtest frame", lbl)
+	}
+	if n, _ := mine[len(mine)-1].Outputs["lines"].Count(); n < 5 {
+		t.Errorf("M-LSD found %v line segments on the plaza; its paving and buildings have dozens", n)
+	}
+	st := a.cameras[0].Stats()
+	if st.Published != frames || st.Dropped != 0 {
+		t.Errorf("camera published %d dropped %d; a file is read without drops", st.Published, st.Dropped)
+	}
+}
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestEndToEndAgainstExternalNATSServer(t *testing.T) {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		t.Skip("nats-server not installed: run `make deps`")
+	}
+	port := freePort(t)
+	srv := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", t.TempDir())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+
+	cfg := demoConfig(t, "motion", "face_haar", "face_blazeface")
+	cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	const frames = 30
+	a, results := runToCompletion(t, cfg, frames)
+	if a.srv != nil {
+		t.Fatal("with nats.url set, no embedded server may start")
+	}
+	checkComplete(t, results, "plaza", frames, cfg.ModelNames())
+}
+
+func TestEndToEndOverRTSPWithServerRestart(t *testing.T) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		t.Skip("ffmpeg not installed: run `make deps`")
+	}
+	h264 := filepath.Join(t.TempDir(), "vtest.h264")
+	if err := rtsptest.TranscodeH264(vtestPath, h264); err != nil {
+		t.Fatal(err)
+	}
+	rtsp, err := rtsptest.Start(h264, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rtsp.Stop() })
+
+	cfg := demoConfig(t, "motion", "face_blazeface")
+	cfg.Cameras[0] = pipeline.CameraConfig{ID: "gate", Source: pipeline.SourceRTSP, URL: rtsp.URL(), JPEGQuality: 90,
+		ReconnectMin: 100 * time.Millisecond, ReconnectMax: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	waitUntil(t, 20*time.Second, "10 results over RTSP", func() bool { return a.results.count("gate") >= 10 })
+
+	rtsp.Stop()
+	time.Sleep(time.Second)
+	before := a.results.count("gate")
+	if rtsp, err = rtsptest.Start(h264, rtsp.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "results after the RTSP server restarted", func() bool {
+		return a.results.count("gate") >= before+10
+	})
+	st := a.cameras[0].Stats()
+	if st.Reconnects < 1 {
+		t.Errorf("camera reconnects = %d after a server restart", st.Reconnects)
+	}
+	a.results.mu.Lock()
+	lastSeq := a.results.lastSeq["gate"]
+	outOfSeq := a.results.outOfSeq
+	a.results.mu.Unlock()
+	if lastSeq < uint64(before+10) || outOfSeq != 0 {
+		t.Errorf("seq must keep increasing across the reconnect: last %d, out of order %d", lastSeq, outOfSeq)
+	}
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestUnreachableCameraDoesNotStallOthers(t *testing.T) {
+	cfg := demoConfig(t, "motion")
+	dead := pipeline.CameraConfig{ID: "dead", Source: pipeline.SourceRTSP, URL: fmt.Sprintf("rtsp://127.0.0.1:%d/x", freePort(t)),
+		JPEGQuality: 90, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
+	cfg.Cameras = append([]pipeline.CameraConfig{dead}, cfg.Cameras...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", maxFrames: 100}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	waitUntil(t, 60*time.Second, "100 results of the live camera", func() bool { return a.results.count("plaza") >= 100 })
+	st := a.cameras[0].Stats()
+	if st.Connected || st.Published != 0 || st.Errors < 2 || st.LastError == "" {
+		t.Errorf("dead camera should keep retrying with errors: %+v", st)
+	}
+}
+
+func TestCorruptFramesAreRejectedAndThePipelineGoesOn(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_haar")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// No camera: the test publishes the frames itself.
+	cfg.Cameras = nil
+	a, err := startApp(ctx, cfg, runOptions{roles: "all"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	nc, err := a.srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	good, err := os.ReadFile("testdata/vtest-frame.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(seq uint64, body []byte) {
+		f := &pipeline.Frame{Camera: "cam", Seq: seq, CapturedAt: time.Now(), Width: 768, Height: 576, JPEG: body}
+		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(1, good)
+	publish(2, []byte("this is not a jpeg"))                         // rejected by the scheduler
+	publish(3, append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 500)...)) // a JPEG header over garbage
+	publish(4, good)
+	waitUntil(t, 30*time.Second, "results of frames 1, 3 and 4", func() bool { return a.results.count("cam") >= 3 })
+	time.Sleep(200 * time.Millisecond)
+	results := storedResults(t, a, cfg)
+	if len(results) != 3 {
+		t.Fatalf("%d results, want 3 (frame 2 is rejected)", len(results))
+	}
+	bySeq := map[uint64]*pipeline.Result{}
+	for _, r := range results {
+		bySeq[r.Seq] = r
+	}
+	if bySeq[2] != nil || bySeq[1] == nil || bySeq[3] == nil || bySeq[4] == nil {
+		t.Fatalf("results for seqs %v", keys(bySeq))
+	}
+	for _, m := range cfg.ModelNames() {
+		if o := bySeq[3].Outputs[m]; o == nil || !strings.Contains(o.Error, "corrupt frame") {
+			t.Errorf("frame 3, model %s: want a corrupt-frame error, got %+v", m, o)
+		}
+		if o := bySeq[4].Outputs[m]; o == nil || o.Error != "" {
+			t.Errorf("frame 4 after the corrupt ones, model %s: %+v", m, o)
+		}
+	}
+	if a.sched.Stats().Rejected.Load() != 1 {
+		t.Errorf("scheduler rejected %d frames, want 1", a.sched.Stats().Rejected.Load())
+	}
+}
+
+func keys(m map[uint64]*pipeline.Result) []uint64 {
+	var out []uint64
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestCorruptModelIsDisabledAndTheRestRuns(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface")
+	bad := filepath.Join(t.TempDir(), "corrupt.onnx")
+	if err := os.WriteFile(bad, []byte("definitely not protobuf"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Models[1].File = bad
+	const frames = 5
+	a, results := runToCompletion(t, cfg, frames)
+	checkComplete(t, results, "plaza", frames, []string{"motion"})
+	for _, r := range results {
+		if _, ok := r.Outputs["face_blazeface"]; ok {
+			t.Fatalf("#%d has an output of the model that failed to load", r.Seq)
+		}
+	}
+	if len(a.failedModels) != 1 || !strings.Contains(a.failedModels["face_blazeface"].Error(), "face_blazeface") {
+		t.Errorf("failed models: %v", a.failedModels)
+	}
+}
+
+func TestValidateListsEveryProblemAndExits2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte(`
+cameras:
+  - {id: cam, source: file, url: /nonexistent.avi}
+models:
+  - {name: face, backend: onnx, decoder: blazeface, file: /nonexistent.onnx}
+  - {name: x, backend: caffe}
+scheduler: {policy: psychic}
+`), 0o644)
+	err := cmdValidate([]string{"-c", path})
+	var ce *pipeline.ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a config error (exit 2), got %v", err)
+	}
+	for _, want := range []string{"/nonexistent.avi", "/nonexistent.onnx", "make deps", `"caffe"`, `"psychic"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("validate output lacks %q:\n%v", want, err)
+		}
+	}
+	if len(ce.Problems) != 4 {
+		t.Errorf("want 4 problems, got %d: %v", len(ce.Problems), ce.Problems)
+	}
+}
