@@ -80,8 +80,10 @@ type Box struct {
 
 // Output is one model's output for one frame.
 type Output struct {
-	Camera string     `json:"camera"`
-	Seq    uint64     `json:"seq"`
+	// Camera and Seq identify the frame on the bus; inside a Result they are
+	// implied and may be left out.
+	Camera string     `json:"camera,omitempty"`
+	Seq    uint64     `json:"seq,omitempty"`
 	Model  string     `json:"model"`
 	Kind   Kind       `json:"kind"`
 	Type   OutputType `json:"type"`

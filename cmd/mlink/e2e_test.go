@@ -216,14 +216,51 @@ func TestEndToEndAgainstExternalNATSServer(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 
-	cfg := demoConfig(t, "motion", "face_haar", "face_blazeface")
+	cfg := demoConfig(t, "face_haar", "face_blazeface")
 	cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	const frames = 30
-	a, results := runToCompletion(t, cfg, frames)
-	if a.srv != nil {
-		t.Fatal("with nats.url set, no embedded server may start")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// As in a deployment: two worker processes share the models' frames
+	// through queue groups; cameras, scheduler and merger run apart.
+	var workers []*app
+	for i := 0; i < 2; i++ {
+		w, err := startApp(ctx, cfg, runOptions{roles: "worker"}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.shutdown()
+		if w.srv != nil {
+			t.Fatal("with nats.url set, no embedded server may start")
+		}
+		workers = append(workers, w)
 	}
-	checkComplete(t, results, "plaza", frames, cfg.ModelNames())
+	const frames = 40
+	a, err := startApp(ctx, cfg, runOptions{roles: "ingest,scheduler,merger", maxFrames: frames}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	if len(a.workers) != 0 {
+		t.Fatal("the control process must not load models")
+	}
+	if err := a.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkComplete(t, storedResults(t, a, cfg), "plaza", frames, cfg.ModelNames())
+	for m := range cfg.Models {
+		var total int64
+		for i, w := range workers {
+			n := w.workers[m].Stats().Frames.Load()
+			if n == 0 {
+				t.Errorf("worker process %d ran no frame of %s: the queue group should share them", i, cfg.Models[m].Name)
+			}
+			total += n
+		}
+		if total != frames {
+			t.Errorf("%s ran %d times for %d frames: each frame must go to exactly one worker", cfg.Models[m].Name, total, frames)
+		}
+	}
 }
 
 func TestEndToEndOverRTSPWithServerRestart(t *testing.T) {
@@ -331,7 +368,7 @@ func TestCorruptFramesAreRejectedAndThePipelineGoesOn(t *testing.T) {
 		}
 	}
 	publish(1, good)
-	publish(2, []byte("this is not a jpeg"))                         // rejected by the scheduler
+	publish(2, []byte("this is not a jpeg"))                                 // rejected by the scheduler
 	publish(3, append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 500)...)) // a JPEG header over garbage
 	publish(4, good)
 	waitUntil(t, 30*time.Second, "results of frames 1, 3 and 4", func() bool { return a.results.count("cam") >= 3 })

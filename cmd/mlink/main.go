@@ -20,6 +20,8 @@ Usage:
                                    print results live
   mlink validate -c FILE           check a config; every problem is listed, exit 2 on any
   mlink models -c FILE [--frames N] load each model and measure its cost
+  mlink profile -c FILE --out TRACE [--max-frames N]
+                                   run every model on every frame and record a trace
   mlink bench pipeline -c FILE [--frames N]
                                    measure throughput, latency and the pipeline's overhead
   mlink version
@@ -53,6 +55,8 @@ func main() {
 		err = cmdModels(args)
 	case "bench":
 		err = cmdBench(args)
+	case "profile":
+		err = cmdProfile(args)
 	case "version":
 		fmt.Println("mlink", version)
 	case "-h", "--help", "help":

@@ -40,6 +40,8 @@ type runOptions struct {
 	// opener loads model backends (nil: the configured backends); the
 	// benchmark swaps in no-op models to measure the pipeline alone.
 	opener stages.Opener
+	// onResult sees every result of the run (mlink profile records them).
+	onResult func(*pipeline.Result)
 }
 
 func cmdRun(args []string) error {
@@ -184,7 +186,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
 		return a, err
 	}
-	if a.results, err = trackResults(nc); err != nil {
+	if a.results, err = trackResults(nc, o.onResult); err != nil {
 		return a, err
 	}
 

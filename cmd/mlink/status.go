@@ -26,16 +26,21 @@ type resultTracker struct {
 	latencies []float64 // bounded: the last maxLatencies
 	lastSeq   map[string]uint64
 	outOfSeq  int64
+	// onResult, when set, sees every result (on the subscription's goroutine).
+	onResult func(*pipeline.Result)
 }
 
 const maxLatencies = 100_000
 
-func trackResults(nc *nats.Conn) (*resultTracker, error) {
-	t := &resultTracker{counts: map[string]int64{}, latest: map[string]*pipeline.Result{}, lastSeq: map[string]uint64{}}
+func trackResults(nc *nats.Conn, onResult func(*pipeline.Result)) (*resultTracker, error) {
+	t := &resultTracker{counts: map[string]int64{}, latest: map[string]*pipeline.Result{}, lastSeq: map[string]uint64{}, onResult: onResult}
 	sub, err := nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
 		res, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
 			return
+		}
+		if t.onResult != nil {
+			t.onResult(res)
 		}
 		t.mu.Lock()
 		defer t.mu.Unlock()

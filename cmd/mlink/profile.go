@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+func cmdProfile(args []string) error {
+	fs := newFlagSet("profile")
+	cfgPath := fs.String("c", "", "config file")
+	out := fs.String("out", "", "trace file to write (gzip JSON lines)")
+	maxFrames := fs.Int("max-frames", 0, "frames per camera (0: each file to its end)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	if *cfgPath == "" || *out == "" {
+		return &exitError{2, errors.New("-c FILE and --out TRACE are required")}
+	}
+	cfg, err := pipeline.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	n, err := profile(ctx, cfg, *out, *maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %d frames to %s\n", n, *out)
+	return nil
+}
+
+// profile runs every configured model on every frame of the configured
+// sources and records their exact outputs as a trace.
+func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames int, log zerolog.Logger, progress bool) (int, error) {
+	// Every model on every frame, with no frame dropped: files are read as
+	// fast as the models go, once.
+	cfg.Scheduler.Policy = "all"
+	for i := range cfg.Cameras {
+		if cfg.Cameras[i].Source == pipeline.SourceFile {
+			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = false, false
+		} else if maxFrames == 0 {
+			return 0, &exitError{2, fmt.Errorf("camera %s is live: give --max-frames", cfg.Cameras[i].ID)}
+		}
+	}
+	header := links.TraceHeader{Source: cfg.Dir}
+	for _, cam := range cfg.Cameras {
+		header.Cameras = append(header.Cameras, cam.ID)
+	}
+	imgs, err := sampleFrames(cfg, "", 5)
+	var costs []struct {
+		mem int64
+		ms  float64
+	}
+	if err == nil {
+		measured, merr := measureModels(cfg, imgs)
+		closeMats(imgs)
+		if merr != nil {
+			log.Warn().Err(merr).Msg("cost measurement")
+		}
+		for _, c := range measured {
+			costs = append(costs, struct {
+				mem int64
+				ms  float64
+			}{c.MemoryBytes, c.InferMS})
+		}
+	}
+	for i, m := range cfg.Models {
+		tm := links.TraceModel{Name: m.Name, Type: m.Output, Classes: m.Classes}
+		if m.Backend == pipeline.BackendMOG2 && len(tm.Classes) == 0 {
+			tm.Classes = []string{"none", "low", "medium", "high"}
+		}
+		if i < len(costs) {
+			tm.MemoryBytes, tm.InferMS = costs[i].mem, costs[i].ms
+		}
+		header.Models = append(header.Models, tm)
+	}
+	tw, err := links.CreateTrace(out, header)
+	if err != nil {
+		return 0, err
+	}
+	var mu sync.Mutex
+	var writeErr error
+	start := time.Now()
+	o := runOptions{maxFrames: maxFrames, roles: "all", onResult: func(r *pipeline.Result) {
+		rec := &links.TraceRecord{Camera: r.Camera, Seq: r.Seq, Time: r.CapturedAt, Outputs: map[string]*pipeline.Output{}}
+		for name, o := range r.Outputs {
+			if o.Error == "" && o.Source == pipeline.SourceExact {
+				o.Camera, o.Seq, o.Worker = "", 0, "" // implied by the record
+				rec.Outputs[name] = o
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err := tw.Write(rec); err != nil && writeErr == nil {
+			writeErr = err
+		}
+		if progress && tw.Records()%5 == 0 {
+			el := time.Since(start).Seconds()
+			fmt.Fprintf(os.Stderr, "\rprofiling: %d frames, %.2f frames/s", tw.Records(), float64(tw.Records())/el)
+		}
+	}}
+	a, err := startApp(ctx, cfg, o, log)
+	if err != nil {
+		tw.Close()
+		return 0, err
+	}
+	err = a.wait(ctx)
+	a.shutdown()
+	if progress {
+		fmt.Fprintln(os.Stderr)
+	}
+	mu.Lock()
+	n := tw.Records()
+	err = errors.Join(err, writeErr, tw.Close())
+	mu.Unlock()
+	if len(a.failedModels) > 0 {
+		var names []string
+		for name := range a.failedModels {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		err = errors.Join(err, fmt.Errorf("models that failed to load are missing from the trace: %v", names))
+	}
+	return n, err
+}
