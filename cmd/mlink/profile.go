@@ -112,9 +112,12 @@ func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames in
 		if err := tw.Write(rec); err != nil && writeErr == nil {
 			writeErr = err
 		}
-		if progress && tw.Records()%5 == 0 {
-			el := time.Since(start).Seconds()
+		el := time.Since(start).Seconds()
+		switch {
+		case progress && tw.Records()%5 == 0:
 			fmt.Fprintf(os.Stderr, "\rprofiling: %d frames, %.2f frames/s", tw.Records(), float64(tw.Records())/el)
+		case !progress && tw.Records()%100 == 0:
+			log.Info().Int("frames", tw.Records()).Float64("fps", float64(tw.Records())/el).Msg("profiling")
 		}
 	}}
 	a, err := startApp(ctx, cfg, o, log)
