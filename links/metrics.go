@@ -4,8 +4,9 @@
 package links
 
 import (
+	"cmp"
 	"math"
-	"sort"
+	"slices"
 
 	"github.com/mlink-project/mlink/pipeline"
 )
@@ -28,8 +29,10 @@ func Accuracy(t pipeline.OutputType, predicted, exact *pipeline.Output) float64 
 		return 0
 	case pipeline.TypeScalar:
 		return ScalarAccuracy(predicted.Value, exact.Value, 0.1)
-	case pipeline.TypeBoxes, pipeline.TypeLines:
+	case pipeline.TypeBoxes:
 		return MatchedIoU(predicted.Boxes, exact.Boxes)
+	case pipeline.TypeLines:
+		return MatchedSegments(predicted.Boxes, exact.Boxes)
 	}
 	return 0
 }
@@ -72,30 +75,58 @@ func ScalarAccuracy(predicted, exact []float64, tol float64) float64 {
 // the sum of matched IoUs over the larger of the two set sizes: 1 for equal
 // sets, 0 when nothing overlaps, and both empty counts as agreement.
 func MatchedIoU(predicted, exact []pipeline.Box) float64 {
+	return matchGreedy(predicted, exact, IoU)
+}
+
+// LineTolerance is the end-point distance (in normalised frame
+// coordinates) at which two line segments stop counting as the same.
+const LineTolerance = 0.05
+
+// SegmentSimilarity compares two line segments by the mean distance of
+// their end points (either orientation): 1 for the same segment, falling
+// linearly to 0 at LineTolerance. IoU is useless for segments: a vertical
+// or horizontal segment's bounding box has no area.
+func SegmentSimilarity(a, b pipeline.Box) float64 {
+	d1 := math.Hypot(float64(a.X1-b.X1), float64(a.Y1-b.Y1)) + math.Hypot(float64(a.X2-b.X2), float64(a.Y2-b.Y2))
+	d2 := math.Hypot(float64(a.X1-b.X2), float64(a.Y1-b.Y2)) + math.Hypot(float64(a.X2-b.X1), float64(a.Y2-b.Y1))
+	return math.Max(0, 1-math.Min(d1, d2)/2/LineTolerance)
+}
+
+// MatchedSegments is MatchedIoU for line segments (TypeLines), with
+// SegmentSimilarity in place of IoU.
+func MatchedSegments(predicted, exact []pipeline.Box) float64 {
+	return matchGreedy(predicted, exact, SegmentSimilarity)
+}
+
+// matchGreedy matches the pairs of highest similarity first and returns
+// the sum of matched similarities over the larger set size.
+func matchGreedy(predicted, exact []pipeline.Box, sim func(a, b pipeline.Box) float64) float64 {
 	if len(predicted) == 0 && len(exact) == 0 {
 		return 1
 	}
 	type pair struct {
 		i, j int
-		iou  float64
+		v    float64
 	}
-	var pairs []pair
+	var buf [64]pair
+	pairs := buf[:0]
 	for i := range predicted {
 		for j := range exact {
-			if v := IoU(predicted[i], exact[j]); v > 0 {
+			if v := sim(predicted[i], exact[j]); v > 0 {
 				pairs = append(pairs, pair{i, j, v})
 			}
 		}
 	}
-	sort.Slice(pairs, func(a, b int) bool { return pairs[a].iou > pairs[b].iou })
-	usedP, usedE := map[int]bool{}, map[int]bool{}
+	slices.SortStableFunc(pairs, func(a, b pair) int { return cmp.Compare(b.v, a.v) })
+	usedP := make([]bool, len(predicted))
+	usedE := make([]bool, len(exact))
 	sum := 0.0
 	for _, p := range pairs {
 		if usedP[p.i] || usedE[p.j] {
 			continue
 		}
 		usedP[p.i], usedE[p.j] = true, true
-		sum += p.iou
+		sum += p.v
 	}
 	return sum / float64(max(len(predicted), len(exact)))
 }

@@ -70,7 +70,7 @@ func DecodeFrame(m *nats.Msg) (*Frame, error) {
 // Marshal encodes a typed message as JSON. Plans, outputs and results are
 // JSON so that any subscriber, in any language, can read them. It fails only
 // on NaN or infinite numbers, which a backend must not emit.
-func Marshal[T Plan | Output | Result](v *T) ([]byte, error) {
+func Marshal[T Plan | Output | Result | Heartbeat | PredictRequest](v *T) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", *v, err)
@@ -79,7 +79,7 @@ func Marshal[T Plan | Output | Result](v *T) ([]byte, error) {
 }
 
 // Unmarshal decodes a JSON message into a typed value.
-func Unmarshal[T Plan | Output | Result](data []byte) (*T, error) {
+func Unmarshal[T Plan | Output | Result | Heartbeat | PredictRequest](data []byte) (*T, error) {
 	v := new(T)
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, fmt.Errorf("decode %T: %w", *v, err)

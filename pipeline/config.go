@@ -22,6 +22,7 @@ type Config struct {
 	Cameras   []CameraConfig  `yaml:"cameras"`
 	Models    []ModelSpec     `yaml:"models"`
 	Scheduler SchedulerConfig `yaml:"scheduler"`
+	Budget    BudgetConfig    `yaml:"budget"`
 	Merger    MergerConfig    `yaml:"merger"`
 	ONNX      ONNXConfig      `yaml:"onnx"`
 
@@ -166,9 +167,31 @@ type ONNXConfig struct {
 	Library string `yaml:"library"`
 }
 
-// SchedulerConfig selects the scheduling policy.
+// SchedulerConfig selects the scheduling policy and its settings.
 type SchedulerConfig struct {
+	// Policy is one of Policies.
 	Policy string `yaml:"policy"`
+	// Period is how often the mlink policies re-profile and re-select
+	// (the paper: 1 hour); ProfileShare the share of each period, at its
+	// start, on which every model runs (the paper: 1%).
+	Period       time.Duration `yaml:"period"`
+	ProfileShare float64       `yaml:"profile_share"`
+	// BootstrapFrames is how many frames run every model at a cold start,
+	// to train the first links (the paper trains on the first 10% of a
+	// stream; a live stream has no length, so this is a count).
+	BootstrapFrames int `yaml:"bootstrap_frames"`
+	// HoldOut is the share of profiled frames kept out of training to
+	// measure link accuracy.
+	HoldOut float64 `yaml:"hold_out"`
+	// Seed makes link training deterministic.
+	Seed int64 `yaml:"seed"`
+}
+
+// BudgetConfig limits what runs per frame: GPU memory and/or compute time.
+// Zero values are no limit.
+type BudgetConfig struct {
+	GPUMemory  ByteSize `yaml:"gpu_memory"`
+	MSPerFrame float64  `yaml:"ms_per_frame"`
 }
 
 // MergerConfig bounds the merger.
@@ -181,12 +204,15 @@ type MergerConfig struct {
 	MaxPending int `yaml:"max_pending"`
 }
 
-// Policies known to the scheduler.
-var Policies = []string{"all"}
+// Policies known to the scheduler: run everything; Standalone (the cheapest
+// models that fit, the rest absent); MLink (the paper's selection, the rest
+// predicted by link ensembles); MLink-hybrid (each unexecuted model served by
+// whichever of ensemble link, temporal link or reuse measured best).
+var Policies = []string{"all", "standalone", "mlink", "mlink-hybrid"}
 
 // LoadConfig reads, defaults and validates a config file. The error lists
 // every problem found.
-func LoadConfig(path string) (*Config, error) {
+func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
@@ -195,11 +221,12 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config path %q: %w", path, err)
 	}
-	return ParseConfig(data, filepath.Dir(abs))
+	return ParseConfig(data, filepath.Dir(abs), overrides...)
 }
 
 // ParseConfig parses YAML config data; dir resolves relative paths.
-func ParseConfig(data []byte, dir string) (*Config, error) {
+// Overrides (command-line flags) apply before defaults and validation.
+func ParseConfig(data []byte, dir string, overrides ...func(*Config)) (*Config, error) {
 	cfg := &Config{Dir: dir}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -209,6 +236,9 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 			return nil, &ConfigError{Problems: te.Errors}
 		}
 		return nil, &ConfigError{Problems: []string{err.Error()}}
+	}
+	for _, o := range overrides {
+		o(cfg)
 	}
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -303,6 +333,18 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Scheduler.Policy == "" {
 		c.Scheduler.Policy = "all"
+	}
+	if c.Scheduler.Period == 0 {
+		c.Scheduler.Period = time.Hour
+	}
+	if c.Scheduler.ProfileShare == 0 {
+		c.Scheduler.ProfileShare = 0.01
+	}
+	if c.Scheduler.BootstrapFrames == 0 {
+		c.Scheduler.BootstrapFrames = 100
+	}
+	if c.Scheduler.HoldOut == 0 {
+		c.Scheduler.HoldOut = 0.3
 	}
 	if c.Merger.Deadline == 0 {
 		c.Merger.Deadline = 10 * time.Second
@@ -417,6 +459,25 @@ func (c *Config) Validate() error {
 	}
 	if !known {
 		p.add("scheduler.policy: %q is not one of %s", c.Scheduler.Policy, strings.Join(Policies, ", "))
+	}
+	if c.Scheduler.Period < time.Second {
+		p.add("scheduler.period: %s is too short (at least 1s)", c.Scheduler.Period)
+	}
+	if c.Scheduler.ProfileShare <= 0 || c.Scheduler.ProfileShare > 1 {
+		p.add("scheduler.profile_share: must be within (0,1], got %g", c.Scheduler.ProfileShare)
+	}
+	if c.Scheduler.BootstrapFrames < 10 {
+		p.add("scheduler.bootstrap_frames: at least 10 frames are needed to train links, got %d", c.Scheduler.BootstrapFrames)
+	}
+	if c.Scheduler.HoldOut <= 0 || c.Scheduler.HoldOut >= 1 {
+		p.add("scheduler.hold_out: must be within (0,1), got %g", c.Scheduler.HoldOut)
+	}
+	if c.Budget.GPUMemory < 0 || c.Budget.MSPerFrame < 0 {
+		p.add("budget: gpu_memory and ms_per_frame must not be negative")
+	}
+	if (c.Scheduler.Policy == "standalone" || c.Scheduler.Policy == "mlink" || c.Scheduler.Policy == "mlink-hybrid") &&
+		c.Budget.GPUMemory == 0 && c.Budget.MSPerFrame == 0 {
+		p.add("budget: policy %s needs a budget (budget.gpu_memory and/or budget.ms_per_frame, or --budget)", c.Scheduler.Policy)
 	}
 	if c.Merger.Deadline < 10*time.Millisecond {
 		p.add("merger.deadline: %s is too short (at least 10ms)", c.Merger.Deadline)

@@ -35,12 +35,23 @@ func PlanSubject(camera string) string { return "mlink.plan." + camera }
 // ResultsSubject carries complete per-frame results to subscribers.
 func ResultsSubject(camera string) string { return "mlink.results." + camera }
 
+// PredictSubject carries predict requests from the merger to the link
+// predictor workers, in one queue group: any predictor serves any frame.
+const (
+	PredictSubject = "mlink.predict"
+	PredictQueue   = "mlink-predictors"
+)
+
+// HealthSubject carries a model worker's heartbeats.
+func HealthSubject(model string) string { return "mlink.health." + model }
+
 // Wildcards for subscribers of every camera.
 const (
 	AllFrames  = "mlink.frames.*"
 	AllOutputs = "mlink.outputs.*.*"
 	AllPlans   = "mlink.plan.*"
 	AllResults = "mlink.results.*"
+	AllHealth  = "mlink.health.*"
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

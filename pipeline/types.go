@@ -174,3 +174,33 @@ type Result struct {
 	// LatencyMS is the time from capture to the result's emission.
 	LatencyMS float64 `json:"latency_ms"`
 }
+
+// Heartbeat is a model worker's periodic sign of life, on
+// mlink.health.<model>. The scheduler predicts a model whose workers are
+// all silent or stuck, and runs it again when one is back.
+type Heartbeat struct {
+	Model  string    `json:"model"`
+	Worker string    `json:"worker"`
+	At     time.Time `json:"at"`
+	// Frames is the number of frames the worker has finished; Queued the
+	// frames waiting. A worker with frames queued and no progress is stuck.
+	Frames int64 `json:"frames"`
+	Queued int   `json:"queued"`
+	// LastProgress is when the worker last finished a frame.
+	LastProgress time.Time `json:"last_progress"`
+	// InferMS is the worker's recent mean execution time.
+	InferMS float64 `json:"infer_ms"`
+	// MemoryBytes is the model's measured memory cost.
+	MemoryBytes int64 `json:"memory_bytes"`
+}
+
+// PredictRequest asks a link predictor for the outputs of a frame's
+// predicted models, given the exact outputs of the models that ran. The
+// merger sends it once the frame's exact outputs are in.
+type PredictRequest struct {
+	Camera     string             `json:"camera"`
+	Seq        uint64             `json:"seq"`
+	CapturedAt time.Time          `json:"captured_at"`
+	Targets    []string           `json:"targets"`
+	Exact      map[string]*Output `json:"exact"`
+}

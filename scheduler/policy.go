@@ -5,14 +5,16 @@ package scheduler
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/mlink-project/mlink/pipeline"
 )
 
 // FrameInfo is what a policy knows of a frame when it plans it.
 type FrameInfo struct {
-	Camera string
-	Seq    uint64
+	Camera     string
+	Seq        uint64
+	CapturedAt time.Time
 }
 
 // Policy decides the plan of each frame. Plan is called from the

@@ -51,6 +51,12 @@ func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
 // Stats returns the scheduler's counters.
 func (s *Scheduler) Stats() *Stats { return &s.stats }
 
+// Observer is a policy that learns from results and worker heartbeats.
+type Observer interface {
+	ObserveResult(*pipeline.Result)
+	ObserveHeartbeat(*pipeline.Heartbeat)
+}
+
 // Run routes frames until ctx is done.
 func (s *Scheduler) Run(ctx context.Context) error {
 	sub, err := s.nc.ChanSubscribe(pipeline.AllFrames, s.in)
@@ -58,6 +64,31 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe frames: %w", err)
 	}
 	defer sub.Unsubscribe()
+	if obs, ok := s.policy.(Observer); ok {
+		results, err := s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+			if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
+				obs.ObserveResult(r)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("scheduler: subscribe results: %w", err)
+		}
+		defer results.Unsubscribe()
+		health, err := s.nc.Subscribe(pipeline.AllHealth, func(m *nats.Msg) {
+			if hb, err := pipeline.Unmarshal[pipeline.Heartbeat](m.Data); err == nil {
+				obs.ObserveHeartbeat(hb)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("scheduler: subscribe heartbeats: %w", err)
+		}
+		defer health.Unsubscribe()
+		for _, sb := range []*nats.Subscription{results, health} {
+			if err := sb.SetPendingLimits(-1, -1); err != nil {
+				return fmt.Errorf("scheduler: pending limits: %w", err)
+			}
+		}
+	}
 	if err := s.nc.Flush(); err != nil {
 		return fmt.Errorf("scheduler: flush subscription: %w", err)
 	}
@@ -92,7 +123,7 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	if !bytes.HasPrefix(f.JPEG, jpegStart) {
 		return fmt.Errorf("frame %s/%d: body is not a JPEG image", f.Camera, f.Seq)
 	}
-	plan := s.policy.Plan(FrameInfo{Camera: f.Camera, Seq: f.Seq})
+	plan := s.policy.Plan(FrameInfo{Camera: f.Camera, Seq: f.Seq, CapturedAt: f.CapturedAt})
 	plan.CapturedAt = f.CapturedAt
 	data, err := pipeline.Marshal(&plan)
 	if err != nil {

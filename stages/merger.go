@@ -57,9 +57,10 @@ type frameKey struct {
 }
 
 type joining struct {
-	plan    *pipeline.Plan
-	outputs map[string]*pipeline.Output
-	first   time.Time
+	plan      *pipeline.Plan
+	outputs   map[string]*pipeline.Output
+	first     time.Time
+	requested bool // predictions asked for
 }
 
 // NewMerger creates a merger; Run starts it.
@@ -160,6 +161,7 @@ func (m *Merger) AddPlan(plan *pipeline.Plan) {
 		q[i] = plan.Seq
 	}
 	m.order[plan.Camera] = q
+	m.requestPredictions(k, j)
 	m.emitReady(plan.Camera)
 	m.evictOverflow()
 }
@@ -172,9 +174,11 @@ func (m *Merger) AddOutput(out *pipeline.Output) {
 		m.stats.LateOutputs.Add(1)
 		return
 	}
-	j := m.entry(frameKey{out.Camera, out.Seq})
+	k := frameKey{out.Camera, out.Seq}
+	j := m.entry(k)
 	j.outputs[out.Model] = out
 	if j.plan != nil {
+		m.requestPredictions(k, j)
 		m.emitReady(out.Camera)
 	}
 	m.evictOverflow()
@@ -187,6 +191,32 @@ func (m *Merger) entry(k frameKey) *joining {
 		m.pending[k] = j
 	}
 	return j
+}
+
+// requestPredictions asks the link predictors for a frame's predicted
+// models once every executed model has answered.
+func (m *Merger) requestPredictions(k frameKey, j *joining) {
+	if j.requested || len(j.plan.Predicted) == 0 {
+		return
+	}
+	req := &pipeline.PredictRequest{Camera: k.camera, Seq: k.seq, CapturedAt: j.plan.CapturedAt, Targets: j.plan.Predicted, Exact: map[string]*pipeline.Output{}}
+	for _, name := range j.plan.Exact {
+		o, ok := j.outputs[name]
+		if !ok {
+			return
+		}
+		if o.Error == "" {
+			req.Exact[name] = o
+		}
+	}
+	j.requested = true
+	data, err := pipeline.Marshal(req)
+	if err == nil {
+		err = m.nc.Publish(pipeline.PredictSubject, data)
+	}
+	if err != nil {
+		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Msg("request predictions")
+	}
 }
 
 func (j *joining) complete() bool {

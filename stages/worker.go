@@ -46,10 +46,17 @@ type WorkerStats struct {
 	// inferNanos holds an exponentially weighted mean of inference time.
 	inferNanos atomic.Int64
 	Last       atomic.Pointer[pipeline.Output]
+	// lastProgress is when a frame was last finished (Unix ns).
+	lastProgress atomic.Int64
+	// MemoryBytes is the model's measured memory cost, set at load.
+	MemoryBytes atomic.Int64
 }
 
 // MeanInferMS is the recent mean inference time in milliseconds.
 func (s *WorkerStats) MeanInferMS() float64 { return float64(s.inferNanos.Load()) / 1e6 }
+
+// HeartbeatInterval is how often a worker says it is alive.
+const HeartbeatInterval = time.Second
 
 // Opener loads one backend instance of a model.
 type Opener func(spec *pipeline.ModelSpec) (vision.Backend, error)
@@ -100,6 +107,12 @@ func (w *ModelWorker) Run(ctx context.Context) error {
 	}
 	close(w.ready)
 	var wg sync.WaitGroup
+	beatCtx, stopBeats := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.heartbeats(beatCtx)
+	}()
 	for _, b := range w.instances {
 		wg.Add(1)
 		go func() {
@@ -119,8 +132,34 @@ func (w *ModelWorker) Run(ctx context.Context) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(w.queue)
+	stopBeats()
 	wg.Wait()
 	return nil
+}
+
+// heartbeats publishes the worker's state every HeartbeatInterval until ctx
+// ends, so the scheduler can tell a dead or stuck model from a slow one.
+func (w *ModelWorker) heartbeats(ctx context.Context) {
+	tick := time.NewTicker(HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		hb := pipeline.Heartbeat{
+			Model: w.spec.Name, Worker: w.id, At: time.Now(),
+			Frames: w.stats.Frames.Load(), Queued: len(w.queue),
+			LastProgress: time.Unix(0, w.stats.lastProgress.Load()),
+			InferMS:      w.stats.MeanInferMS(), MemoryBytes: w.stats.MemoryBytes.Load(),
+		}
+		if data, err := pipeline.Marshal(&hb); err == nil {
+			if err := w.nc.Publish(pipeline.HealthSubject(w.spec.Name), data); err != nil {
+				w.log.Debug().Err(err).Msg("publish heartbeat")
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // enqueue runs on the subscription's goroutine: it must never block.
@@ -148,6 +187,7 @@ func (w *ModelWorker) serve(b vision.Backend, msg *nats.Msg) {
 		return
 	}
 	out := w.infer(b, f)
+	w.stats.lastProgress.Store(time.Now().UnixNano())
 	w.publish(out)
 }
 

@@ -37,6 +37,8 @@ type runOptions struct {
 	natsURL    string
 	roles      string
 	status     string
+	policy     string
+	budget     string
 	// opener loads model backends (nil: the configured backends); the
 	// benchmark swaps in no-op models to measure the pipeline alone.
 	opener stages.Opener
@@ -52,18 +54,33 @@ func cmdRun(args []string) error {
 	fs.StringVar(&o.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of ingest,scheduler,worker,merger")
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
+	fs.StringVar(&o.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink, mlink-hybrid")
+	fs.StringVar(&o.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
 	if o.configPath == "" {
 		return &exitError{2, errors.New("-c FILE is required")}
 	}
-	cfg, err := pipeline.LoadConfig(o.configPath)
+	var budgetErr error
+	cfg, err := pipeline.LoadConfig(o.configPath, func(c *pipeline.Config) {
+		if o.natsURL != "" {
+			c.NATS.URL = o.natsURL
+		}
+		if o.policy != "" {
+			c.Scheduler.Policy = o.policy
+		}
+		if o.budget != "" {
+			b, err := scheduler.ParseBudget(o.budget)
+			budgetErr = err
+			c.Budget.GPUMemory, c.Budget.MSPerFrame = pipeline.ByteSize(b.Memory), b.MS
+		}
+	})
+	if budgetErr != nil {
+		return &exitError{2, fmt.Errorf("--budget: %w", budgetErr)}
+	}
 	if err != nil {
 		return err
-	}
-	if o.natsURL != "" {
-		cfg.NATS.URL = o.natsURL
 	}
 	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
 	if err != nil {
@@ -110,8 +127,12 @@ type app struct {
 
 	cameras []*ingest.Camera
 	workers []*stages.ModelWorker
-	merger  *stages.Merger
-	sched   *scheduler.Scheduler
+	merger    *stages.Merger
+	sched     *scheduler.Scheduler
+	predictor *stages.LinkPredictor
+	// control is the budget-aware policy (nil for policy all).
+	control *scheduler.Controller
+	costs   *scheduler.CostModel
 	results *resultTracker
 	// failedModels are the models that could not be loaded: the pipeline
 	// runs without them rather than not at all.
@@ -119,15 +140,15 @@ type app struct {
 
 	// Each group stops separately, in order: ingest, scheduler, workers,
 	// merger (see shutdown).
-	ingestCancel, schedCancel, workerCancel, mergerCancel context.CancelFunc
-	ingestWG, schedWG, workerWG, mergerWG                 sync.WaitGroup
+	ingestCancel, schedCancel, workerCancel, predictorCancel, mergerCancel context.CancelFunc
+	ingestWG, schedWG, workerWG, predictorWG, mergerWG                    sync.WaitGroup
 	camerasDone                                           chan struct{}
 
 	errMu sync.Mutex
 	errs  []error
 }
 
-var allRoles = []string{"ingest", "scheduler", "worker", "merger"}
+var allRoles = []string{"ingest", "scheduler", "worker", "predictor", "merger"}
 
 func parseRoles(s string) (map[string]bool, error) {
 	roles := map[string]bool{}
@@ -138,7 +159,7 @@ func parseRoles(s string) (map[string]bool, error) {
 			for _, x := range allRoles {
 				roles[x] = true
 			}
-		case "ingest", "scheduler", "worker", "merger":
+		case "ingest", "scheduler", "worker", "predictor", "merger":
 			roles[r] = true
 		default:
 			return nil, fmt.Errorf("--role: %q is not one of all, %s", r, strings.Join(allRoles, ", "))
@@ -216,17 +237,34 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 				return a, err
 			}
 			start := time.Now()
-			w, err := stages.NewModelWorker(wc, spec, opener, log)
+			var w *stages.ModelWorker
+			load, err := scheduler.MeasureLoad(a.gpuProbe(), int64(spec.Memory), func() error {
+				var err error
+				w, err = stages.NewModelWorker(wc, spec, opener, log)
+				return err
+			})
 			if err != nil {
 				// A corrupt model loses that model, not the pipeline.
 				log.Error().Err(err).Str("model", spec.Name).Msg("model disabled: it could not be loaded")
 				a.failedModels[spec.Name] = err
 				continue
 			}
-			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).Msg("model loaded")
+			w.Stats().MemoryBytes.Store(load.Memory())
+			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
+				Int64("memory_bytes", load.Memory()).Bool("gpu_measured", load.GPUMeasured).Msg("model loaded")
 			a.workers = append(a.workers, w)
 			a.goRun(&a.workerWG, "worker "+spec.Name, func() error { return w.Run(wctx) })
 		}
+	}
+	if roles["predictor"] && usesLinks(cfg.Scheduler.Policy) {
+		pc, err := connect("predictor")
+		if err != nil {
+			return a, err
+		}
+		a.predictor = stages.NewLinkPredictor(pc, log)
+		pctx, cancel := context.WithCancel(context.Background())
+		a.predictorCancel = cancel
+		a.goRun(&a.predictorWG, "predictor", func() error { return a.predictor.Run(pctx) })
 	}
 	if roles["scheduler"] {
 		sc, err := connect("scheduler")
@@ -242,7 +280,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if len(models) == 0 {
 			return a, errors.New("no model could be loaded (see the errors above)")
 		}
-		policy, err := scheduler.NewPolicy(cfg.Scheduler.Policy, models)
+		policy, err := a.buildPolicy(models)
 		if err != nil {
 			return a, err
 		}
@@ -255,6 +293,9 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	var ready []<-chan struct{}
 	if a.merger != nil {
 		ready = append(ready, a.merger.Ready())
+	}
+	if a.predictor != nil {
+		ready = append(ready, a.predictor.Ready())
 	}
 	if a.sched != nil {
 		ready = append(ready, a.sched.Ready())
@@ -364,6 +405,7 @@ func (a *app) shutdown() {
 		{a.ingestCancel, &a.ingestWG},
 		{a.schedCancel, &a.schedWG},
 		{a.workerCancel, &a.workerWG},
+		{a.predictorCancel, &a.predictorWG},
 		{a.mergerCancel, &a.mergerWG},
 	} {
 		if step.cancel != nil {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/mlink-project/mlink/scheduler"
+	"github.com/mlink-project/mlink/stages/gpu"
+)
+
+func usesLinks(policy string) bool { return policy == "mlink" || policy == "mlink-hybrid" }
+
+// buildPolicy wires the configured policy over the loaded models.
+func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
+	cfg := a.cfg
+	if cfg.Scheduler.Policy == "all" {
+		return scheduler.NewPolicy("all", models)
+	}
+	initial := map[string]scheduler.Cost{}
+	for _, w := range a.workers {
+		initial[w.Spec().Name] = scheduler.Cost{Memory: w.Stats().MemoryBytes.Load()}
+	}
+	for _, m := range cfg.Models {
+		if _, ok := initial[m.Name]; !ok && m.Memory > 0 {
+			initial[m.Name] = scheduler.Cost{Memory: int64(m.Memory)}
+		}
+	}
+	a.costs = scheduler.NewCostModel(initial)
+	var learner scheduler.Learner
+	if usesLinks(cfg.Scheduler.Policy) {
+		var err error
+		if learner, err = newLearner(cfg, models); err != nil {
+			return nil, err
+		}
+	}
+	c, err := scheduler.NewController(scheduler.ControllerConfig{
+		Policy:          cfg.Scheduler.Policy,
+		Models:          models,
+		Budget:          scheduler.Budget{Memory: int64(cfg.Budget.GPUMemory), MS: cfg.Budget.MSPerFrame},
+		Period:          cfg.Scheduler.Period,
+		ProfileShare:    cfg.Scheduler.ProfileShare,
+		BootstrapFrames: cfg.Scheduler.BootstrapFrames,
+		HoldOut:         cfg.Scheduler.HoldOut,
+	}, learner, a.costs, a.log)
+	if err != nil {
+		return nil, err
+	}
+	if a.predictor != nil {
+		// In one process the predictor takes new links straight from the
+		// controller.
+		c.OnPredictor(func(p scheduler.Predictor) { a.predictor.SetPredictor(p) })
+	} else if usesLinks(cfg.Scheduler.Policy) {
+		return nil, errors.New("policy " + cfg.Scheduler.Policy + " needs the predictor role in the scheduler's process (links are not yet shared across processes)")
+	}
+	a.control = c
+	return c, nil
+}
+
+var (
+	gpuOnce  sync.Once
+	gpuNVML  *gpu.NVML
+	gpuError error
+)
+
+// gpuProbe returns the NVML probe, or nil where there is no GPU; the
+// fallback is logged once per process.
+func (a *app) gpuProbe() scheduler.MemoryProbe {
+	gpuOnce.Do(func() {
+		gpuNVML, gpuError = gpu.Open()
+		if gpuError != nil {
+			a.log.Info().Err(gpuError).Msg("no GPU memory measurement: model memory is the configured memory, else RSS growth at load")
+		}
+	})
+	if gpuNVML == nil {
+		return nil
+	}
+	return gpuNVML
+}

@@ -1,0 +1,714 @@
+package links
+
+import (
+	"maps"
+	"math"
+	"math/bits"
+	"math/rand"
+	"slices"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// Score is the agreement of predicted outputs with the exact ones over a
+// number of frames.
+type Score struct {
+	// Accuracy is the strict MLink metric p(·) (Accuracy): class match,
+	// |count error| < 0.5, matched IoU for boxes, matched segments for lines.
+	Accuracy float64 `json:"accuracy"`
+	// Count scores the vector view as a count (count outputs and detectors).
+	Count  *CountScore `json:"count,omitempty"`
+	Frames int         `json:"frames"`
+}
+
+// CountScore scores predicted counts.
+type CountScore struct {
+	// Accuracy: |predicted − exact| < 0.5 (CountAccuracy).
+	Accuracy float64 `json:"accuracy"`
+	// Graded is Reducto's GradedCountAccuracy; MAE the mean absolute error.
+	Graded float64 `json:"graded"`
+	MAE    float64 `json:"mae"`
+}
+
+// PairAccuracy is the accuracy of the link Source → Target.
+type PairAccuracy struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	Kind   string `json:"kind"`
+	Score
+}
+
+// EnsembleAccuracy is the accuracy of Target's ensemble over exactly the
+// Sources (for temporal ensembles, plus Target's output Age frames ago).
+type EnsembleAccuracy struct {
+	Target  string   `json:"target"`
+	Sources []string `json:"sources"`
+	Age     int      `json:"age,omitempty"`
+	Score
+}
+
+// SizeAccuracy summarises a target's ensembles over every source set of
+// one size: mean, lowest and highest strict accuracy (and mean count
+// accuracy for counts).
+type SizeAccuracy struct {
+	Target  string  `json:"target"`
+	Size    int     `json:"size"`
+	Age     int     `json:"age,omitempty"`
+	Subsets int     `json:"subsets"`
+	Mean    float64 `json:"mean"`
+	Min     float64 `json:"min"`
+	Max     float64 `json:"max"`
+	// CountMean is the mean count accuracy (count outputs and detectors).
+	CountMean *float64 `json:"count_mean,omitempty"`
+}
+
+// BaselineAccuracy is a prediction without links: "constant" (the
+// training data's majority class / most frequent count / mean) or "reuse"
+// (the target's own exact output Age frames earlier).
+type BaselineAccuracy struct {
+	Target   string `json:"target"`
+	Baseline string `json:"baseline"`
+	Age      int    `json:"age,omitempty"`
+	Score
+}
+
+// TemporalAccuracy is the accuracy of a temporal link (Source empty: the
+// self-temporal link) given the target's output Age frames earlier.
+type TemporalAccuracy struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	Kind   string `json:"kind"`
+	Age    int    `json:"age"`
+	Score
+}
+
+// Evaluation is the measured accuracy of a link set on held-out frames.
+type Evaluation struct {
+	Frames    int                `json:"frames"`
+	Ages      []int              `json:"ages"`
+	Pairs     []PairAccuracy     `json:"pairs"`
+	Ensembles []EnsembleAccuracy `json:"ensembles"`
+	Sizes     []SizeAccuracy     `json:"sizes"`
+	Baselines []BaselineAccuracy `json:"baselines"`
+	// Temporal links and ensembles are reported apart from the paper's
+	// pure links.
+	Temporal          []TemporalAccuracy `json:"temporal,omitempty"`
+	TemporalEnsembles []EnsembleAccuracy `json:"temporal_ensembles,omitempty"`
+	TemporalSizes     []SizeAccuracy     `json:"temporal_sizes,omitempty"`
+}
+
+// PairAccuracy returns the strict accuracy of the link src → tgt (0 if it
+// was not evaluated).
+func (e *Evaluation) PairAccuracy(src, tgt string) float64 {
+	for _, p := range e.Pairs {
+		if p.Source == src && p.Target == tgt {
+			return p.Accuracy
+		}
+	}
+	return 0
+}
+
+// EnsembleAccuracy returns the strict accuracy of target given the set of
+// executed models: 1 if the target itself executed, its ensemble's
+// accuracy over the executed sources otherwise, 0 when none executed.
+func (e *Evaluation) EnsembleAccuracy(target string, executed []string) float64 {
+	var srcs []string
+	for _, x := range executed {
+		if x == target {
+			return 1
+		}
+		srcs = append(srcs, x)
+	}
+	for _, en := range e.Ensembles {
+		if en.Target == target && sameSet(en.Sources, srcs) {
+			return en.Accuracy
+		}
+	}
+	return 0
+}
+
+// Baseline returns a baseline's strict accuracy (age 0 for "constant").
+func (e *Evaluation) Baseline(target, name string, age int) (Score, bool) {
+	for _, b := range e.Baselines {
+		if b.Target == target && b.Baseline == name && b.Age == age {
+			return b.Score, true
+		}
+	}
+	return Score{}, false
+}
+
+// Pair returns the full score of the link src → tgt.
+func (e *Evaluation) Pair(src, tgt string) (PairAccuracy, bool) {
+	for _, p := range e.Pairs {
+		if p.Source == src && p.Target == tgt {
+			return p, true
+		}
+	}
+	return PairAccuracy{}, false
+}
+
+// Ensemble returns the full score of target's ensemble over srcs.
+func (e *Evaluation) Ensemble(target string, srcs []string) (EnsembleAccuracy, bool) {
+	for _, en := range e.Ensembles {
+		if en.Target == target && sameSet(en.Sources, srcs) {
+			return en, true
+		}
+	}
+	return EnsembleAccuracy{}, false
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// scoreAcc accumulates a Score.
+type scoreAcc struct {
+	acc, cacc, graded, mae float64
+	n                      int
+}
+
+func (a *scoreAcc) add(strict float64, pc, ec float64) {
+	a.acc += strict
+	a.cacc += CountAccuracy(pc, ec)
+	a.graded += GradedCountAccuracy(pc, ec)
+	a.mae += math.Abs(pc - ec)
+	a.n++
+}
+
+func (a *scoreAcc) score(count bool) Score {
+	if a.n == 0 {
+		return Score{}
+	}
+	n := float64(a.n)
+	s := Score{Accuracy: a.acc / n, Frames: a.n}
+	if count {
+		s.Count = &CountScore{Accuracy: a.cacc / n, Graded: a.graded / n, MAE: a.mae / n}
+	}
+	return s
+}
+
+// Evaluate measures every link, every ensemble source set, the baselines
+// and the temporal links on recs (frames not used in training), and keeps
+// the result: Predict then reports it as Confidence, PairAccuracy and
+// EnsembleAccuracy serve the scheduler.
+func (s *Set) Evaluate(recs []*TraceRecord) *Evaluation {
+	ev := s.evaluate(recs)
+	s.SetEvaluation(ev)
+	return ev
+}
+
+// Evaluation returns the set's last evaluation (nil if none).
+func (s *Set) Evaluation() *Evaluation {
+	if ix := s.eval.Load(); ix != nil {
+		return ix.ev
+	}
+	return nil
+}
+
+// SetEvaluation installs an evaluation (e.g. one measured on fresh
+// profiling frames) as the set's measured accuracies.
+func (s *Set) SetEvaluation(ev *Evaluation) {
+	if ev == nil {
+		s.eval.Store(nil)
+		return
+	}
+	s.eval.Store(s.newEvalIndex(ev))
+}
+
+// PairAccuracy returns the measured strict accuracy of the link src → tgt
+// (0 when unknown or not evaluated).
+func (s *Set) PairAccuracy(src, tgt string) float64 {
+	ix := s.eval.Load()
+	si, ok1 := s.index[src]
+	ti, ok2 := s.index[tgt]
+	if ix == nil || !ok1 || !ok2 {
+		return 0
+	}
+	return ix.pair[si][ti]
+}
+
+// EnsembleAccuracy returns the measured strict accuracy of target when the
+// models in executed ran: 1 if target ran, 0 if no source of it ran (or
+// the set was not evaluated).
+func (s *Set) EnsembleAccuracy(target string, executed []string) float64 {
+	ti, ok := s.index[target]
+	ix := s.eval.Load()
+	if !ok || ix == nil {
+		return 0
+	}
+	var mask uint64
+	for _, x := range executed {
+		if x == target {
+			return 1
+		}
+		if i, ok := s.index[x]; ok {
+			mask |= 1 << uint(i)
+		}
+	}
+	return ix.ensemble(ti, mask)
+}
+
+type tkey struct {
+	mask uint64
+	age  int
+}
+
+type evalIndex struct {
+	ev   *Evaluation
+	pair [][]float64
+	ens  []map[uint64]float64
+	tens []map[tkey]float64
+	ages []int
+}
+
+func (s *Set) maskOf(names []string) uint64 {
+	var m uint64
+	for _, n := range names {
+		if i, ok := s.index[n]; ok {
+			m |= 1 << uint(i)
+		}
+	}
+	return m
+}
+
+func (s *Set) newEvalIndex(ev *Evaluation) *evalIndex {
+	n := len(s.Models)
+	ix := &evalIndex{ev: ev, pair: make([][]float64, n), ens: make([]map[uint64]float64, n), tens: make([]map[tkey]float64, n)}
+	for i := range ix.pair {
+		ix.pair[i] = make([]float64, n)
+		ix.ens[i] = map[uint64]float64{}
+		ix.tens[i] = map[tkey]float64{}
+	}
+	for _, p := range ev.Pairs {
+		si, ok1 := s.index[p.Source]
+		ti, ok2 := s.index[p.Target]
+		if ok1 && ok2 {
+			ix.pair[si][ti] = p.Accuracy
+		}
+	}
+	for _, e := range ev.Ensembles {
+		if ti, ok := s.index[e.Target]; ok {
+			ix.ens[ti][s.maskOf(e.Sources)] = e.Accuracy
+		}
+	}
+	for _, e := range ev.TemporalEnsembles {
+		if ti, ok := s.index[e.Target]; ok {
+			ix.tens[ti][tkey{s.maskOf(e.Sources), e.Age}] = e.Accuracy
+		}
+	}
+	ix.ages = slices.Sorted(slices.Values(ev.Ages))
+	return ix
+}
+
+func (ix *evalIndex) ensemble(ti int, mask uint64) float64 { return ix.ens[ti][mask] }
+
+func (ix *evalIndex) temporal(ti int, mask uint64, age float64) float64 {
+	if len(ix.ages) == 0 {
+		return 0
+	}
+	a := ix.ages[0]
+	for _, x := range ix.ages {
+		if float64(x) <= age {
+			a = x
+		}
+	}
+	return ix.tens[ti][tkey{mask, a}]
+}
+
+type camSeq struct {
+	cam string
+	seq uint64
+}
+
+// targetEval holds one target's results.
+type targetEval struct {
+	pairs    []PairAccuracy
+	ens      []EnsembleAccuracy
+	sizes    []SizeAccuracy
+	base     []BaselineAccuracy
+	temporal []TemporalAccuracy
+	tens     []EnsembleAccuracy
+	tsizes   []SizeAccuracy
+}
+
+func (s *Set) evaluate(recs []*TraceRecord) *Evaluation {
+	o := s.Options
+	ds := prepareLenient(s.Models, recs, &o)
+	bySeq := make(map[camSeq]int, len(recs))
+	for i, r := range recs {
+		bySeq[camSeq{r.Camera, r.Seq}] = i
+	}
+	res := make([]targetEval, len(s.Models))
+	workers := o.Workers
+	if workers <= 0 {
+		workers = 1
+	}
+	_ = parallel(workers, len(s.Models), func(ti int) error {
+		res[ti] = s.evalTarget(ds, bySeq, ti)
+		return nil
+	})
+	ev := &Evaluation{Frames: len(recs), Ages: slices.Clone(o.EvalAges)}
+	for _, r := range res {
+		ev.Pairs = append(ev.Pairs, r.pairs...)
+		ev.Ensembles = append(ev.Ensembles, r.ens...)
+		ev.Sizes = append(ev.Sizes, r.sizes...)
+		ev.Baselines = append(ev.Baselines, r.base...)
+		ev.Temporal = append(ev.Temporal, r.temporal...)
+		ev.TemporalEnsembles = append(ev.TemporalEnsembles, r.tens...)
+		ev.TemporalSizes = append(ev.TemporalSizes, r.tsizes...)
+	}
+	return ev
+}
+
+// boxKey memoises the strict accuracy of decoded boxes.
+type boxKey struct{ m, r, n, age int }
+
+func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
+	var res targetEval
+	tm := s.Models[ti]
+	R := len(ds.recs)
+	t := newTape(rand.New(rand.NewSource(1)))
+	e := s.ens[ti]
+	M := len(e.members)
+	exact := func(r int) *pipeline.Output { return ds.recs[r].Outputs[tm.Name] }
+	count := tm.countLike()
+	srcIdx := func(l *Link) int { return s.index[l.Source] }
+
+	// Every pure member's head output on every frame.
+	z := make([][][]float64, M)
+	for m, l := range e.members {
+		z[m] = make([][]float64, R)
+		si := srcIdx(l)
+		for r := 0; r < R; r++ {
+			if ds.f[ti][r].ok && ds.f[si][r].ok {
+				z[m][r] = l.zOf(t, ds.input(l, si, ti, r, prevRef{}, nil))
+			}
+		}
+	}
+	// Decoded boxes per (member, frame), extended on demand: decoders are
+	// prefix-consistent, so n boxes are the first n of any longer decode.
+	type cached struct {
+		boxes []pipeline.Box
+		n     int
+	}
+	cache := make([][]cached, M)
+	for m := range cache {
+		cache[m] = make([]cached, R)
+	}
+	boxesOf := func(m, r, n int) []pipeline.Box {
+		if n <= 0 {
+			return nil
+		}
+		c := &cache[m][r]
+		if c.boxes == nil || n > c.n {
+			l := e.members[m]
+			t.reset(false, false)
+			f := l.forward(t, ds.input(l, srcIdx(l), ti, r, prevRef{}, nil), 0)
+			c.boxes, c.n = s.decodeBoxes(t, l, f, n), n
+		}
+		return c.boxes[:min(n, len(c.boxes))]
+	}
+	memo := map[boxKey]float64{}
+	strictBoxes := func(k boxKey, boxes func() []pipeline.Box) float64 {
+		if v, ok := memo[k]; ok {
+			return v
+		}
+		p := pipeline.Output{Boxes: boxes()}
+		v := Accuracy(tm.Type, &p, exact(k.r))
+		memo[k] = v
+		return v
+	}
+	maxN := s.Options.MaxSeqLen
+	nOf := func(c float64) int { return min(int(math.Round(c)), maxN) }
+
+	// Pure links.
+	zbar := make([]float64, tm.Dim)
+	for m, l := range e.members {
+		var acc scoreAcc
+		for r := 0; r < R; r++ {
+			if z[m][r] == nil {
+				continue
+			}
+			var out pipeline.Output
+			c := s.assemble(tm, z[m][r], &out)
+			strict := 0.0
+			if tm.Seq() {
+				n := nOf(c)
+				strict = strictBoxes(boxKey{m, r, n, 0}, func() []pipeline.Box { return boxesOf(m, r, n) })
+			} else {
+				strict = Accuracy(tm.Type, &out, exact(r))
+			}
+			acc.add(strict, first(out.Value), ds.f[ti][r].raw[0])
+		}
+		res.pairs = append(res.pairs, PairAccuracy{Source: l.Source, Target: tm.Name, Kind: l.Family, Score: acc.score(count)})
+	}
+
+	// Ensembles over every source set.
+	present := make([]bool, M)
+	w := make([]float64, M)
+	subsetScores := map[int][]Score{}
+	for mask := 1; mask < 1<<M; mask++ {
+		var acc scoreAcc
+		for r := 0; r < R; r++ {
+			if !ds.f[ti][r].ok {
+				continue
+			}
+			for m := range present {
+				present[m] = mask&(1<<m) != 0 && z[m][r] != nil
+			}
+			if !e.weights(present, w) {
+				continue
+			}
+			clear(zbar)
+			for m := range present {
+				if present[m] {
+					for k := range zbar {
+						zbar[k] += w[m] * z[m][r][k]
+					}
+				}
+			}
+			var out pipeline.Output
+			c := s.assemble(tm, zbar, &out)
+			strict := 0.0
+			if tm.Seq() {
+				top, n := topMember(e, present), nOf(c)
+				strict = strictBoxes(boxKey{top, r, n, 0}, func() []pipeline.Box { return boxesOf(top, r, n) })
+			} else {
+				strict = Accuracy(tm.Type, &out, exact(r))
+			}
+			acc.add(strict, first(out.Value), ds.f[ti][r].raw[0])
+		}
+		var srcs []string
+		for m := 0; m < M; m++ {
+			if mask&(1<<m) != 0 {
+				srcs = append(srcs, e.Sources[m])
+			}
+		}
+		if acc.n == 0 {
+			continue
+		}
+		sc := acc.score(count)
+		res.ens = append(res.ens, EnsembleAccuracy{Target: tm.Name, Sources: srcs, Score: sc})
+		subsetScores[bits.OnesCount(uint(mask))] = append(subsetScores[bits.OnesCount(uint(mask))], sc)
+	}
+	res.sizes = sizeSummary(tm.Name, 0, subsetScores, count)
+
+	// Baselines: constant, and reuse of the target's own earlier output.
+	{
+		var acc scoreAcc
+		cv := make([]float64, tm.Dim)
+		_ = tm.vectorView(tm.Constant, cv)
+		for r := 0; r < R; r++ {
+			if ds.f[ti][r].ok {
+				acc.add(Accuracy(tm.Type, tm.Constant, exact(r)), cv[0], ds.f[ti][r].raw[0])
+			}
+		}
+		res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: "constant", Score: acc.score(count)})
+	}
+	prevOf := func(r, age int) int {
+		rec := ds.recs[r]
+		if uint64(age) > rec.Seq {
+			return -1
+		}
+		p, ok := bySeq[camSeq{rec.Camera, rec.Seq - uint64(age)}]
+		if !ok || !ds.f[ti][p].ok {
+			return -1
+		}
+		return p
+	}
+	for _, age := range s.Options.EvalAges {
+		var acc scoreAcc
+		for r := 0; r < R; r++ {
+			if !ds.f[ti][r].ok {
+				continue
+			}
+			if p := prevOf(r, age); p >= 0 {
+				acc.add(Accuracy(tm.Type, exact(p), exact(r)), ds.f[ti][p].raw[0], ds.f[ti][r].raw[0])
+			}
+		}
+		if acc.n == 0 {
+			continue
+		}
+		res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: "reuse", Age: age, Score: acc.score(count)})
+	}
+
+	// Temporal links and ensembles.
+	te := s.tens[ti]
+	if te == nil {
+		return res
+	}
+	TM := len(te.members)
+	self := -1
+	srcBit := make([]int, TM) // member → bit in the source mask (-1 for self)
+	bit := 0
+	for m, l := range te.members {
+		if l.src == nil {
+			self, srcBit[m] = m, -1
+		} else {
+			srcBit[m] = bit
+			bit++
+		}
+	}
+	// pureOf maps a temporal member to the pure member of the same source.
+	pureOf := make([]int, TM)
+	for m, l := range te.members {
+		pureOf[m] = -1
+		if l.src != nil {
+			pureOf[m] = slices.Index(e.Sources, l.Source)
+		}
+	}
+	extra := make([]float64, tm.Dim+1)
+	tpresent := make([]bool, TM)
+	tw := make([]float64, TM)
+	ppresent := make([]bool, M)
+	for _, age := range s.Options.EvalAges {
+		zt := make([][][]float64, TM)
+		for m := range zt {
+			zt[m] = make([][]float64, R)
+		}
+		prev := make([]int, R)
+		for r := 0; r < R; r++ {
+			prev[r] = -1
+			if !ds.f[ti][r].ok {
+				continue
+			}
+			p := prevOf(r, age)
+			if p < 0 {
+				continue
+			}
+			prev[r] = p
+			for m, l := range te.members {
+				si := ti
+				if l.src != nil {
+					si = srcIdx(l)
+					if !ds.f[si][r].ok {
+						continue
+					}
+				}
+				zt[m][r] = l.zOf(t, ds.input(l, si, ti, r, prevRef{p, age}, extra))
+			}
+		}
+		// fillFor returns the pure member whose decoder tops up boxes: the
+		// most heavily weighted pure member among the present sources.
+		fillFor := func(r int, srcPresent func(m int) bool) int {
+			any := false
+			for m := range ppresent {
+				ppresent[m] = srcPresent(m) && z[m][r] != nil
+				any = any || ppresent[m]
+			}
+			if !any {
+				return -1
+			}
+			return topMember(e, ppresent)
+		}
+		temporalStrict := func(r int, out *pipeline.Output, c float64, fill int) float64 {
+			if !tm.Seq() {
+				return Accuracy(tm.Type, out, exact(r))
+			}
+			n := nOf(c)
+			return strictBoxes(boxKey{fill, r, n, age}, func() []pipeline.Box {
+				var fn func(int) []pipeline.Box
+				if fill >= 0 {
+					fn = func(n int) []pipeline.Box { return boxesOf(fill, r, n) }
+				}
+				return temporalBoxes(tm, exact(prev[r]).Boxes, n, fn)
+			})
+		}
+		for m, l := range te.members {
+			var acc scoreAcc
+			for r := 0; r < R; r++ {
+				if zt[m][r] == nil {
+					continue
+				}
+				var out pipeline.Output
+				c := s.assemble(tm, zt[m][r], &out)
+				fill := -1
+				if pm := pureOf[m]; pm >= 0 && z[pm][r] != nil {
+					fill = pm
+				}
+				acc.add(temporalStrict(r, &out, c, fill), first(out.Value), ds.f[ti][r].raw[0])
+			}
+			if acc.n == 0 {
+				continue
+			}
+			res.temporal = append(res.temporal, TemporalAccuracy{Source: l.Source, Target: tm.Name, Kind: l.Family, Age: age, Score: acc.score(count)})
+		}
+		scores := map[int][]Score{}
+		for mask := 0; mask < 1<<(TM-1); mask++ {
+			var acc scoreAcc
+			for r := 0; r < R; r++ {
+				if zt[self][r] == nil {
+					continue
+				}
+				for m := range tpresent {
+					tpresent[m] = zt[m][r] != nil && (m == self || mask&(1<<srcBit[m]) != 0)
+				}
+				te.weights(tpresent, tw)
+				clear(zbar)
+				for m := range tpresent {
+					if tpresent[m] {
+						for k := range zbar {
+							zbar[k] += tw[m] * zt[m][r][k]
+						}
+					}
+				}
+				var out pipeline.Output
+				c := s.assemble(tm, zbar, &out)
+				fill := -1
+				if tm.Seq() {
+					fill = fillFor(r, func(pm int) bool {
+						tmIdx := slices.Index(pureOf, pm)
+						return tmIdx >= 0 && mask&(1<<srcBit[tmIdx]) != 0
+					})
+				}
+				acc.add(temporalStrict(r, &out, c, fill), first(out.Value), ds.f[ti][r].raw[0])
+			}
+			var srcs []string
+			for m, l := range te.members {
+				if m != self && mask&(1<<srcBit[m]) != 0 {
+					srcs = append(srcs, l.Source)
+				}
+			}
+			if acc.n == 0 {
+				continue
+			}
+			sc := acc.score(count)
+			res.tens = append(res.tens, EnsembleAccuracy{Target: tm.Name, Sources: srcs, Age: age, Score: sc})
+			scores[len(srcs)] = append(scores[len(srcs)], sc)
+		}
+		res.tsizes = append(res.tsizes, sizeSummary(tm.Name, age, scores, count)...)
+	}
+	return res
+}
+
+func sizeSummary(target string, age int, bySize map[int][]Score, count bool) []SizeAccuracy {
+	var out []SizeAccuracy
+	for _, k := range slices.Sorted(maps.Keys(bySize)) {
+		sc := bySize[k]
+		sa := SizeAccuracy{Target: target, Size: k, Age: age, Subsets: len(sc), Min: math.Inf(1), Max: math.Inf(-1)}
+		cm := 0.0
+		for _, x := range sc {
+			sa.Mean += x.Accuracy
+			sa.Min = min(sa.Min, x.Accuracy)
+			sa.Max = max(sa.Max, x.Accuracy)
+			if x.Count != nil {
+				cm += x.Count.Accuracy
+			}
+		}
+		sa.Mean /= float64(len(sc))
+		if count {
+			v := cm / float64(len(sc))
+			sa.CountMean = &v
+		}
+		out = append(out, sa)
+	}
+	return out
+}

@@ -1,0 +1,448 @@
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// Predictor predicts a model's output from the exact outputs of the models
+// that ran on a frame (links.Set implements it).
+type Predictor interface {
+	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
+}
+
+// Learner trains model links on profiled frames and measures them. Its
+// training may take seconds: the controller calls it off the routing path.
+type Learner interface {
+	// Train fits links on profiled frames.
+	Train(samples []*links.TraceRecord) (Predictor, error)
+	// Measure measures how well p predicts each model on held-out frames.
+	Measure(p Predictor, samples []*links.TraceRecord) (SetEvidence, error)
+	// FineTune adapts p to newly profiled frames (periodic adaptation).
+	FineTune(p Predictor, samples []*links.TraceRecord) (Predictor, error)
+}
+
+// ControllerConfig configures the budget-aware policies.
+type ControllerConfig struct {
+	Policy          string
+	Models          []string
+	Budget          Budget
+	Period          time.Duration
+	ProfileShare    float64
+	BootstrapFrames int
+	HoldOut         float64
+	// HealthTimeout is how long a model's workers may be silent (or stuck
+	// with work queued) before the model is predicted instead of run.
+	HealthTimeout time.Duration
+}
+
+// Selection is the controller's current decision.
+type Selection struct {
+	Exact     []string
+	Predicted []string
+	// Absent models are served by nobody (Standalone).
+	Absent []string
+	// Expected is the system accuracy the measured evidence promises.
+	Expected float64
+	// Accuracy is each predicted model's measured accuracy.
+	Accuracy map[string]float64
+	At       time.Time
+	Reason   string
+}
+
+// Controller is the budget-aware policy: it plans each frame (profiling
+// frames run every model, other frames run the selected set and predict the
+// rest), learns from the results of profiling frames, re-selects every
+// period and re-plans at once when a model's workers die.
+type Controller struct {
+	cfg     ControllerConfig
+	learner Learner
+	costs   *CostModel
+	log     zerolog.Logger
+
+	// Routing-goroutine state (Plan).
+	periodStart time.Time
+
+	mu          sync.Mutex
+	samples     []*links.TraceRecord // profiled frames of the current window
+	history     []*links.TraceRecord // bounded, for retraining
+	training    bool
+	predictor   Predictor
+	selection   atomic.Pointer[Selection]
+	health      map[string]*modelHealth
+	windowSeen  bool
+	stats       ControllerStats
+	onPredictor func(Predictor)
+}
+
+// ControllerStats counts the controller's work.
+type ControllerStats struct {
+	Profiled    atomic.Int64
+	Trainings   atomic.Int64
+	Selections  atomic.Int64
+	TrainErrors atomic.Int64
+	// Agreement of predicted outputs with exact ones, measured on profiling
+	// frames (sum and count of per-model accuracies).
+	agreeSum atomic.Uint64 // micro-units
+	agreeN   atomic.Int64
+}
+
+// MeasuredAccuracy is the mean accuracy of predictions measured on the
+// latest held-out profiling frames.
+func (s *ControllerStats) MeasuredAccuracy() (float64, bool) {
+	n := s.agreeN.Load()
+	if n == 0 {
+		return 0, false
+	}
+	return float64(s.agreeSum.Load()) / 1e6 / float64(n), true
+}
+
+type modelHealth struct {
+	lastBeat     time.Time
+	queued       int
+	lastProgress time.Time
+}
+
+const maxHistory = 2000
+
+// NewController creates the policy. learner may be nil for the all and
+// standalone policies.
+func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log zerolog.Logger) (*Controller, error) {
+	switch cfg.Policy {
+	case "standalone", "mlink", "mlink-hybrid":
+	default:
+		return nil, fmt.Errorf("controller: unknown policy %q", cfg.Policy)
+	}
+	if cfg.Policy != "standalone" && learner == nil {
+		return nil, fmt.Errorf("policy %s needs a link learner", cfg.Policy)
+	}
+	if cfg.HealthTimeout == 0 {
+		cfg.HealthTimeout = 3 * time.Second
+	}
+	c := &Controller{cfg: cfg, learner: learner, costs: costs, log: pipeline.Component(log, "controller"), health: map[string]*modelHealth{}}
+	if cfg.Policy == "standalone" {
+		c.reselect(time.Now(), "start")
+	}
+	return c, nil
+}
+
+// Name implements Policy.
+func (c *Controller) Name() string { return c.cfg.Policy }
+
+// Stats returns the controller's counters.
+func (c *Controller) Stats() *ControllerStats { return &c.stats }
+
+// Selection returns the current selection (nil before the first one).
+func (c *Controller) Selection() *Selection { return c.selection.Load() }
+
+// OnPredictor registers a function called with every newly trained
+// predictor (the link predictor workers hot-swap to it).
+func (c *Controller) OnPredictor(f func(Predictor)) {
+	c.mu.Lock()
+	c.onPredictor = f
+	c.mu.Unlock()
+}
+
+// Plan implements Policy.
+func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
+	now := f.CapturedAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
+	sel := c.selection.Load()
+	if c.cfg.Policy != "standalone" && (sel == nil || c.profiling(now)) {
+		plan.Exact, plan.Profiling = c.cfg.Models, true
+		return plan
+	}
+	plan.Exact, plan.Predicted = c.healthyPlan(sel, now)
+	return plan
+}
+
+// profiling decides whether a frame at now falls in the profiling window at
+// the start of the current period; it advances the period.
+func (c *Controller) profiling(now time.Time) bool {
+	if c.periodStart.IsZero() {
+		c.periodStart = now
+	}
+	for now.Sub(c.periodStart) >= c.cfg.Period {
+		c.periodStart = c.periodStart.Add(c.cfg.Period)
+	}
+	window := time.Duration(float64(c.cfg.Period) * c.cfg.ProfileShare)
+	in := now.Sub(c.periodStart) < window
+	c.mu.Lock()
+	ended := c.windowSeen && !in
+	c.windowSeen = in
+	c.mu.Unlock()
+	if ended {
+		go c.endOfWindow()
+	}
+	return in
+}
+
+// healthyPlan moves selected models whose workers are gone to the predicted
+// set (when links can predict them) so frames do not wait for them.
+func (c *Controller) healthyPlan(sel *Selection, now time.Time) (exact, predicted []string) {
+	if sel == nil {
+		return c.cfg.Models, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range sel.Exact {
+		if c.healthyLocked(m, now) || c.predictor == nil {
+			exact = append(exact, m)
+		} else {
+			predicted = append(predicted, m)
+		}
+	}
+	if len(exact) == 0 {
+		// Links need at least one executed model: keep the plan as it was.
+		return sel.Exact, sel.Predicted
+	}
+	return exact, append(predicted, sel.Predicted...)
+}
+
+// healthyLocked: a model with no heartbeat yet counts as healthy (its
+// workers may be starting); one silent or stuck for HealthTimeout does not.
+func (c *Controller) healthyLocked(model string, now time.Time) bool {
+	h := c.health[model]
+	if h == nil {
+		return true
+	}
+	wall := time.Now()
+	if wall.Sub(h.lastBeat) > c.cfg.HealthTimeout {
+		return false
+	}
+	if h.queued > 0 && wall.Sub(h.lastProgress) > c.cfg.HealthTimeout {
+		return false
+	}
+	return true
+}
+
+// Healthy reports whether a model's workers are answering.
+func (c *Controller) Healthy(model string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.healthyLocked(model, time.Now())
+}
+
+// ObserveHeartbeat records a worker's heartbeat.
+func (c *Controller) ObserveHeartbeat(hb *pipeline.Heartbeat) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := c.health[hb.Model]
+	if h == nil {
+		h = &modelHealth{}
+		c.health[hb.Model] = h
+	}
+	h.lastBeat, h.queued, h.lastProgress = time.Now(), hb.Queued, hb.LastProgress
+	if hb.LastProgress.IsZero() || hb.LastProgress.Unix() <= 0 {
+		h.lastProgress = time.Now()
+	}
+	if hb.MemoryBytes > 0 && c.costs != nil {
+		c.costs.SetMemory(hb.Model, hb.MemoryBytes)
+	}
+}
+
+// ObserveResult learns from a frame's result: execution times of exact
+// outputs, and every model's exact output on profiling frames.
+func (c *Controller) ObserveResult(r *pipeline.Result) {
+	for name, o := range r.Outputs {
+		if o.Source == pipeline.SourceExact && o.Error == "" && c.costs != nil {
+			c.costs.ObserveMS(name, o.InferMS)
+		}
+	}
+	if !r.Plan.Profiling || c.cfg.Policy == "standalone" {
+		return
+	}
+	rec := &links.TraceRecord{Camera: r.Camera, Seq: r.Seq, Time: r.CapturedAt, Outputs: map[string]*pipeline.Output{}}
+	for name, o := range r.Outputs {
+		if o.Source == pipeline.SourceExact && o.Error == "" {
+			rec.Outputs[name] = o
+		}
+	}
+	c.stats.Profiled.Add(1)
+	c.mu.Lock()
+	c.samples = append(c.samples, rec)
+	c.history = append(c.history, rec)
+	if len(c.history) > maxHistory {
+		c.history = c.history[len(c.history)-maxHistory:]
+	}
+	bootstrap := c.predictor == nil && !c.training && len(c.history) >= c.cfg.BootstrapFrames
+	if bootstrap {
+		c.training = true
+	}
+	c.mu.Unlock()
+	if bootstrap {
+		go c.bootstrap()
+	}
+}
+
+// bootstrap trains the first links on the cold-start frames, measures them
+// on a held-out share and makes the first selection.
+func (c *Controller) bootstrap() {
+	c.mu.Lock()
+	samples := append([]*links.TraceRecord(nil), c.history...)
+	c.samples = nil
+	c.mu.Unlock()
+	train, eval := splitSamples(samples, c.cfg.HoldOut)
+	start := time.Now()
+	p, err := c.learner.Train(train)
+	if err == nil {
+		var ev SetEvidence
+		if ev, err = c.learner.Measure(p, eval); err == nil {
+			c.install(p, ev, "bootstrap")
+			c.log.Info().Int("frames", len(samples)).Dur("took", time.Since(start)).Msg("links trained")
+		}
+	}
+	c.mu.Lock()
+	c.training = false
+	c.mu.Unlock()
+	if err != nil {
+		c.stats.TrainErrors.Add(1)
+		c.log.Error().Err(err).Msg("training links failed; every model keeps running")
+	}
+}
+
+// endOfWindow measures the links on the profiling window's frames (fresh
+// evidence), adapts them to those frames and re-selects.
+func (c *Controller) endOfWindow() {
+	c.mu.Lock()
+	samples := c.samples
+	c.samples = nil
+	p := c.predictor
+	busy := c.training || p == nil || len(samples) == 0
+	if !busy {
+		c.training = true
+	}
+	c.mu.Unlock()
+	if busy {
+		return
+	}
+	defer func() {
+		c.mu.Lock()
+		c.training = false
+		c.mu.Unlock()
+	}()
+	ev, err := c.learner.Measure(p, samples)
+	if err != nil {
+		c.stats.TrainErrors.Add(1)
+		c.log.Error().Err(err).Msg("measuring links failed")
+		return
+	}
+	tuned, err := c.learner.FineTune(p, samples)
+	if err != nil {
+		c.stats.TrainErrors.Add(1)
+		c.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
+		tuned = p
+	}
+	c.install(tuned, ev, "re-profile")
+}
+
+func (c *Controller) install(p Predictor, ev SetEvidence, reason string) {
+	c.mu.Lock()
+	c.predictor = p
+	hook := c.onPredictor
+	c.mu.Unlock()
+	if hook != nil {
+		hook(p)
+	}
+	// Agreement is measured out of sample: at bootstrap on the held-out
+	// frames for the selection about to be used; at re-profiling on the
+	// window's fresh frames for the selection that was in use.
+	if reason == "bootstrap" {
+		c.reselectWith(ev, time.Now(), reason)
+		c.recordAgreement(ev)
+		return
+	}
+	c.recordAgreement(ev)
+	c.reselectWith(ev, time.Now(), reason)
+}
+
+func (c *Controller) recordAgreement(ev SetEvidence) {
+	sel := c.selection.Load()
+	var predicted []string
+	executed := c.cfg.Models[:0:0]
+	if sel != nil {
+		predicted, executed = sel.Predicted, sel.Exact
+	}
+	for _, m := range predicted {
+		acc := PredictedAccuracy(m, executed, ev)
+		c.stats.agreeSum.Add(uint64(acc * 1e6))
+		c.stats.agreeN.Add(1)
+	}
+}
+
+func (c *Controller) reselect(now time.Time, reason string) {
+	c.reselectWith(nil, now, reason)
+}
+
+func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) {
+	costs := c.costs.Costs()
+	sel := &Selection{At: now, Reason: reason, Accuracy: map[string]float64{}}
+	switch c.cfg.Policy {
+	case "standalone":
+		sel.Exact = SelectStandalone(c.cfg.Models, costs, c.cfg.Budget)
+		sel.Absent = minus(c.cfg.Models, sel.Exact)
+		sel.Expected = float64(len(sel.Exact)) / float64(len(c.cfg.Models))
+	default:
+		if ev == nil {
+			return
+		}
+		sel.Exact = SelectMLink(c.cfg.Models, costs, c.cfg.Budget, ev)
+		if len(sel.Exact) == 0 {
+			// Nothing fits: run the cheapest model anyway, links need a source.
+			sel.Exact = SelectStandalone(c.cfg.Models, costs, Budget{})[:1]
+			sel.Reason += " (no model fits the budget: running the cheapest)"
+		}
+		sel.Predicted = minus(c.cfg.Models, sel.Exact)
+		for _, m := range sel.Predicted {
+			sel.Accuracy[m] = PredictedAccuracy(m, sel.Exact, ev)
+		}
+		sel.Expected = ExpectedAccuracy(c.cfg.Models, sel.Exact, ev)
+	}
+	c.selection.Store(sel)
+	c.stats.Selections.Add(1)
+	c.log.Info().Strs("exact", sel.Exact).Strs("predicted", sel.Predicted).Strs("absent", sel.Absent).
+		Float64("expected_accuracy", sel.Expected).Str("budget", c.cfg.Budget.String()).Str("reason", reason).
+		Msg("models selected")
+}
+
+func minus(all, sub []string) []string {
+	in := map[string]bool{}
+	for _, s := range sub {
+		in[s] = true
+	}
+	var out []string
+	for _, a := range all {
+		if !in[a] {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// splitSamples keeps the last holdOut share (by time) for measuring.
+func splitSamples(samples []*links.TraceRecord, holdOut float64) (train, eval []*links.TraceRecord) {
+	sort.SliceStable(samples, func(i, j int) bool { return samples[i].Time.Before(samples[j].Time) })
+	n := int(float64(len(samples)) * (1 - holdOut))
+	n = max(1, min(n, len(samples)-1))
+	return samples[:n], samples[n:]
+}
+
+// String renders a selection for logs and status lines.
+func (s *Selection) String() string {
+	if s == nil {
+		return "profiling (no links yet)"
+	}
+	return fmt.Sprintf("exact [%s] predicted [%s] expected accuracy %.2f", strings.Join(s.Exact, " "), strings.Join(s.Predicted, " "), s.Expected)
+}

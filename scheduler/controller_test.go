@@ -1,0 +1,188 @@
+package scheduler
+
+import (
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// tableLearner "learns" a fixed accuracy table: the controller's logic is
+// under test here; real link learning is tested in package links.
+type tableLearner struct {
+	acc       matrix
+	trained   atomic.Int64
+	finetuned atomic.Int64
+	lastTrain atomic.Int64 // samples given to Train
+}
+
+type constPredictor struct{}
+
+func (constPredictor) Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error) {
+	return pipeline.Output{Value: []float64{1}}, nil
+}
+
+func (l *tableLearner) Train(s []*links.TraceRecord) (Predictor, error) {
+	l.trained.Add(1)
+	l.lastTrain.Store(int64(len(s)))
+	return constPredictor{}, nil
+}
+func (l *tableLearner) Measure(p Predictor, s []*links.TraceRecord) (SetEvidence, error) {
+	return setMatrix{l.acc}, nil
+}
+func (l *tableLearner) FineTune(p Predictor, s []*links.TraceRecord) (Predictor, error) {
+	l.finetuned.Add(1)
+	return p, nil
+}
+
+type setMatrix struct{ matrix }
+
+func (m setMatrix) SetAccuracy(target string, executed []string) (float64, bool) { return 0, false }
+
+var threeModels = []string{"person", "action", "object"}
+
+func testController(t *testing.T, policy string, learner Learner) *Controller {
+	t.Helper()
+	c, err := NewController(ControllerConfig{
+		Policy: policy, Models: threeModels, Budget: Budget{Memory: 5 * gb},
+		Period: time.Minute, ProfileShare: 0.1, BootstrapFrames: 10, HoldOut: 0.3,
+		HealthTimeout: 200 * time.Millisecond,
+	}, learner, NewCostModel(paperCosts), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// profiledResult is what the merger emits for a profiling frame.
+func profiledResult(p pipeline.Plan) *pipeline.Result {
+	r := &pipeline.Result{Camera: p.Camera, Seq: p.Seq, CapturedAt: p.CapturedAt, Plan: p, Outputs: map[string]*pipeline.Output{}}
+	for _, m := range p.Exact {
+		r.Outputs[m] = &pipeline.Output{Model: m, Value: []float64{1}, Source: pipeline.SourceExact, InferMS: 10}
+	}
+	return r
+}
+
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestControllerBootstrapsThenRunsTheSelection(t *testing.T) {
+	learner := &tableLearner{acc: matrix{
+		"person": {"action": 0.95, "object": 0.93},
+		"action": {"person": 0.2, "object": 0.3},
+		"object": {"person": 0.6, "action": 0.9},
+	}}
+	c := testController(t, "mlink", learner)
+	t0 := time.Unix(10_000, 0)
+	// Cold start: every frame runs everything until links exist.
+	for seq := uint64(1); seq <= 10; seq++ {
+		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
+		if !p.Profiling || len(p.Exact) != 3 || len(p.Predicted) != 0 {
+			t.Fatalf("cold-start frame %d: %+v", seq, p)
+		}
+		c.ObserveResult(profiledResult(p))
+	}
+	waitCond(t, "the first selection", func() bool { return c.Selection() != nil })
+	if learner.lastTrain.Load() != 7 {
+		t.Errorf("trained on %d frames, want 7 (30%% held out)", learner.lastTrain.Load())
+	}
+	sel := c.Selection()
+	if !reflect.DeepEqual(sel.Exact, []string{"person"}) || !reflect.DeepEqual(sel.Predicted, []string{"action", "object"}) {
+		t.Fatalf("selection %v", sel)
+	}
+	if acc, ok := c.Stats().MeasuredAccuracy(); !ok || acc < 0.9 {
+		t.Errorf("measured agreement %v %v, want ~0.94", acc, ok)
+	}
+	// After the profiling window (6 s of each minute) frames follow the selection.
+	p := c.Plan(FrameInfo{Camera: "cam", Seq: 11, CapturedAt: t0.Add(10 * time.Second)})
+	if p.Profiling || !reflect.DeepEqual(p.Exact, []string{"person"}) || len(p.Predicted) != 2 {
+		t.Fatalf("plan after bootstrap: %+v", p)
+	}
+	// The next period starts with a profiling window...
+	p = c.Plan(FrameInfo{Camera: "cam", Seq: 12, CapturedAt: t0.Add(61 * time.Second)})
+	if !p.Profiling || len(p.Exact) != 3 {
+		t.Fatalf("frame at the start of the next period should profile: %+v", p)
+	}
+	c.ObserveResult(profiledResult(p))
+	// ...whose end triggers measuring, fine-tuning and re-selection.
+	before := c.Stats().Selections.Load()
+	c.Plan(FrameInfo{Camera: "cam", Seq: 13, CapturedAt: t0.Add(68 * time.Second)})
+	waitCond(t, "re-selection after the window", func() bool { return c.Stats().Selections.Load() > before })
+	if learner.finetuned.Load() != 1 || learner.trained.Load() != 1 {
+		t.Errorf("trained %d fine-tuned %d, want 1 and 1", learner.trained.Load(), learner.finetuned.Load())
+	}
+}
+
+func TestControllerPredictsAModelWhoseWorkersDied(t *testing.T) {
+	learner := &tableLearner{acc: matrix{"person": {"action": 1, "object": 1}, "action": {"person": 1, "object": 1}, "object": {"person": 1, "action": 1}}}
+	c := testController(t, "mlink", learner)
+	c.cfg.Budget = Budget{Memory: 9 * gb} // two models fit
+	t0 := time.Unix(20_000, 0)
+	for seq := uint64(1); seq <= 10; seq++ {
+		c.ObserveResult(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0})))
+	}
+	waitCond(t, "selection", func() bool { return c.Selection() != nil })
+	exact := c.Selection().Exact
+	if len(exact) != 2 {
+		t.Fatalf("two models fit 9 GB, selected %v", exact)
+	}
+	later := t0.Add(30 * time.Second)
+	beat := func(m string) { c.ObserveHeartbeat(&pipeline.Heartbeat{Model: m, At: time.Now(), LastProgress: time.Now()}) }
+	for _, m := range threeModels {
+		beat(m)
+	}
+	if p := c.Plan(FrameInfo{Camera: "cam", Seq: 20, CapturedAt: later}); len(p.Exact) != 2 {
+		t.Fatalf("all healthy: %+v", p)
+	}
+	// exact[0]'s workers go silent; the others keep beating.
+	time.Sleep(300 * time.Millisecond)
+	beat(exact[1])
+	p := c.Plan(FrameInfo{Camera: "cam", Seq: 21, CapturedAt: later})
+	if !reflect.DeepEqual(p.Exact, []string{exact[1]}) || !contains(p.Predicted, exact[0]) {
+		t.Fatalf("dead %s must be predicted: %+v", exact[0], p)
+	}
+	// It comes back.
+	beat(exact[0])
+	if p := c.Plan(FrameInfo{Camera: "cam", Seq: 22, CapturedAt: later}); !contains(p.Exact, exact[0]) {
+		t.Fatalf("recovered %s must run again: %+v", exact[0], p)
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func TestStandaloneControllerRunsWhatFitsAndNothingElse(t *testing.T) {
+	c := testController(t, "standalone", nil)
+	p := c.Plan(FrameInfo{Camera: "cam", Seq: 1, CapturedAt: time.Now()})
+	if p.Profiling || !reflect.DeepEqual(p.Exact, []string{"action"}) || len(p.Predicted) != 0 {
+		t.Fatalf("standalone at 5 GB runs the cheapest model only: %+v", p)
+	}
+	if sel := c.Selection(); !reflect.DeepEqual(sel.Absent, []string{"person", "object"}) {
+		t.Errorf("absent %v", sel.Absent)
+	}
+}
+
+func TestMLinkNeedsALearner(t *testing.T) {
+	if _, err := NewController(ControllerConfig{Policy: "mlink", Models: threeModels}, nil, NewCostModel(nil), zerolog.Nop()); err == nil {
+		t.Fatal("want an error")
+	}
+}

@@ -1,0 +1,141 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// Predictor predicts a model's output from the exact outputs of the models
+// that ran (links.Set implements it).
+type Predictor interface {
+	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
+}
+
+// LinkPredictor is a link predictor worker: it takes predict requests from
+// the merger (one queue group: more predictors share the load) and publishes
+// each target model's predicted output. Its links are hot-swapped with
+// SetPredictor while it runs.
+type LinkPredictor struct {
+	nc    *nats.Conn
+	log   zerolog.Logger
+	links atomic.Pointer[predictorBox]
+	ready chan struct{}
+	stats PredictorStats
+}
+
+type predictorBox struct{ p Predictor }
+
+// PredictorStats counts a predictor's work.
+type PredictorStats struct {
+	Requests    atomic.Int64
+	Predictions atomic.Int64
+	Errors      atomic.Int64
+	nanos       atomic.Int64
+}
+
+// MeanPredictMicros is the mean time of one prediction in microseconds.
+func (s *PredictorStats) MeanPredictMicros() float64 {
+	n := s.Predictions.Load()
+	if n == 0 {
+		return 0
+	}
+	return float64(s.nanos.Load()) / 1e3 / float64(n)
+}
+
+// NewLinkPredictor creates a predictor worker; Run starts it.
+func NewLinkPredictor(nc *nats.Conn, log zerolog.Logger) *LinkPredictor {
+	return &LinkPredictor{nc: nc, log: pipeline.Component(log, "predictor"), ready: make(chan struct{})}
+}
+
+// SetPredictor installs new links; requests already being served finish
+// with the links they started with.
+func (lp *LinkPredictor) SetPredictor(p Predictor) { lp.links.Store(&predictorBox{p}) }
+
+// Ready is closed once the predictor receives requests.
+func (lp *LinkPredictor) Ready() <-chan struct{} { return lp.ready }
+
+// Stats returns the predictor's counters.
+func (lp *LinkPredictor) Stats() *PredictorStats { return &lp.stats }
+
+// Run serves predict requests until ctx is done.
+func (lp *LinkPredictor) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	sub, err := lp.nc.QueueSubscribe(pipeline.PredictSubject, pipeline.PredictQueue, func(m *nats.Msg) {
+		wg.Add(1)
+		defer wg.Done()
+		lp.serve(m)
+	})
+	if err != nil {
+		return fmt.Errorf("predictor: subscribe: %w", err)
+	}
+	if err := lp.nc.Flush(); err != nil {
+		return fmt.Errorf("predictor: flush subscription: %w", err)
+	}
+	close(lp.ready)
+	<-ctx.Done()
+	if err := sub.Drain(); err != nil {
+		lp.log.Warn().Err(err).Msg("drain subscription")
+	}
+	for sub.IsValid() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (lp *LinkPredictor) serve(m *nats.Msg) {
+	req, err := pipeline.Unmarshal[pipeline.PredictRequest](m.Data)
+	if err != nil {
+		lp.stats.Errors.Add(1)
+		lp.log.Warn().Err(err).Msg("dropping bad predict request")
+		return
+	}
+	lp.stats.Requests.Add(1)
+	box := lp.links.Load()
+	for _, target := range req.Targets {
+		out := lp.predict(box, req, target)
+		out.Camera, out.Seq, out.Model = req.Camera, req.Seq, target
+		data, err := pipeline.Marshal(out)
+		if err != nil {
+			lp.stats.Errors.Add(1)
+			lp.log.Error().Err(err).Str("model", target).Msg("encode prediction")
+			continue
+		}
+		if err := lp.nc.Publish(pipeline.OutputsSubject(req.Camera, target), data); err != nil {
+			lp.log.Error().Err(err).Msg("publish prediction")
+		}
+	}
+}
+
+func (lp *LinkPredictor) predict(box *predictorBox, req *pipeline.PredictRequest, target string) *pipeline.Output {
+	fail := func(msg string) *pipeline.Output {
+		lp.stats.Errors.Add(1)
+		return &pipeline.Output{Source: pipeline.SourcePredicted, Error: msg}
+	}
+	if box == nil {
+		return fail("no links trained yet")
+	}
+	if len(req.Exact) == 0 {
+		return fail("no exact output to predict from")
+	}
+	start := time.Now()
+	out, err := box.p.Predict(target, req.Exact)
+	lp.stats.nanos.Add(int64(time.Since(start)))
+	if err != nil {
+		return fail(fmt.Sprintf("predict %s: %v", target, err))
+	}
+	if err := checkFinite(&out); err != nil {
+		return fail(fmt.Sprintf("predict %s: %v", target, err))
+	}
+	lp.stats.Predictions.Add(1)
+	out.Source = pipeline.SourcePredicted
+	return &out
+}
