@@ -7,7 +7,7 @@ export ONNXRUNTIME_LIB := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Pure-logic packages must build and test without cgo.
 NOCGO_PKGS := ./pipeline/... ./links/... ./scheduler/...
 
-.PHONY: deps build run test test-nocgo validate-configs bench clean
+.PHONY: deps build run demo-mlink test test-nocgo validate-configs bench clean
 
 deps:
 	@./scripts/deps.sh
@@ -17,6 +17,10 @@ build: deps
 
 run: build
 	$(BIN) run -c configs/demo.yaml
+
+# The demo under a budget of about a third of the models' time per frame.
+demo-mlink: build
+	$(BIN) run -c configs/demo.yaml --policy mlink --budget 450ms
 
 validate-configs: build
 	@for f in configs/*.yaml; do $(BIN) validate -c $$f || exit 1; done

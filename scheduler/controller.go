@@ -160,7 +160,9 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	}
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
 	sel := c.selection.Load()
-	if c.cfg.Policy != "standalone" && (sel == nil || c.profiling(now)) {
+	// Periods count from the first frame, cold start included.
+	inWindow := c.cfg.Policy != "standalone" && c.profiling(now)
+	if c.cfg.Policy != "standalone" && (sel == nil || inWindow) {
 		plan.Exact, plan.Profiling = c.cfg.Models, true
 		return plan
 	}
@@ -318,11 +320,11 @@ func (c *Controller) bootstrap() {
 func (c *Controller) endOfWindow() {
 	c.mu.Lock()
 	samples := c.samples
-	c.samples = nil
 	p := c.predictor
 	busy := c.training || p == nil || len(samples) == 0
 	if !busy {
 		c.training = true
+		c.samples = nil
 	}
 	c.mu.Unlock()
 	if busy {

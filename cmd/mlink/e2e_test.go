@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -448,4 +449,89 @@ scheduler: {policy: psychic}
 	if len(ce.Problems) != 4 {
 		t.Errorf("want 4 problems, got %d: %v", len(ce.Problems), ce.Problems)
 	}
+}
+
+func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface", "lines", "fullbody", "upperbody", "face_haar")
+	cfg.Cameras[0].Loop = true
+	cfg.Scheduler.Policy = "mlink"
+	cfg.Scheduler.BootstrapFrames = 40
+	cfg.Scheduler.Period = time.Hour // no re-profiling inside the test
+	cfg.Scheduler.Seed = 1
+	// About a third of the models' total time per frame.
+	cfg.Budget.MSPerFrame = 270
+
+	var mu sync.Mutex
+	var linked []*pipeline.Result // results of frames planned with links
+	var all int
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		all++
+		if len(r.Plan.Predicted) > 0 {
+			linked = append(linked, r)
+		}
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	waitUntil(t, 7*time.Minute, "40 frames served with links", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(linked) >= 40
+	})
+	sel := a.control.Selection()
+	t.Logf("selection: %s", sel)
+	if len(sel.Exact) == 0 || len(sel.Predicted) < 2 {
+		t.Errorf("a third of the budget should run few models and predict the rest: %s", sel)
+	}
+	costs := a.costs.Costs()
+	var used float64
+	for _, m := range sel.Exact {
+		used += costs[m].MS
+	}
+	if used > cfg.Budget.MSPerFrame {
+		t.Errorf("selected models cost %.0f ms, budget %.0f ms", used, cfg.Budget.MSPerFrame)
+	}
+	mu.Lock()
+	results := append([]*pipeline.Result(nil), linked...)
+	mu.Unlock()
+	for _, r := range results {
+		if r.Partial {
+			t.Errorf("#%d partial, missing %v", r.Seq, r.Missing)
+		}
+		for _, m := range cfg.ModelNames() {
+			o := r.Outputs[m]
+			if o == nil {
+				t.Fatalf("#%d lacks %s: every result must have every model", r.Seq, m)
+			}
+			if contains(r.Plan.Predicted, m) != (o.Source == pipeline.SourcePredicted) {
+				t.Errorf("#%d %s: source %s does not match the plan %+v", r.Seq, m, o.Source, r.Plan)
+			}
+			if o.Source == pipeline.SourcePredicted && (o.Error != "" || len(o.Sources) == 0 || len(o.Value) == 0) {
+				t.Errorf("#%d %s: bad predicted output %+v", r.Seq, m, o)
+			}
+		}
+	}
+	acc, ok := a.control.Stats().MeasuredAccuracy()
+	t.Logf("measured agreement of predicted outputs on held-out profiling frames: %.3f; expected system accuracy %.3f", acc, sel.Expected)
+	// Floor: links must beat having nothing (Standalone scores unrun models 0).
+	if !ok || acc < 0.3 {
+		t.Errorf("measured accuracy of predicted outputs %.3f (reported %v), floor 0.3", acc, ok)
+	}
+	if sel.Expected <= float64(len(sel.Exact))/float64(len(cfg.Models)) {
+		t.Errorf("expected system accuracy %.3f does not beat Standalone's %d/%d", sel.Expected, len(sel.Exact), len(cfg.Models))
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
 }

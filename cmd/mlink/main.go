@@ -22,6 +22,10 @@ Usage:
   mlink models -c FILE [--frames N] load each model and measure its cost
   mlink profile -c FILE --out TRACE [--max-frames N]
                                    run every model on every frame and record a trace
+  mlink links train --trace TRACE --out DIR [--epochs N] [--seed S] [--train-frac F]
+                                   train model links on the first part of a trace
+  mlink links eval --trace TRACE --links DIR [--json]
+                                   print link and ensemble accuracy on the rest
   mlink bench pipeline -c FILE [--frames N]
                                    measure throughput, latency and the pipeline's overhead
   mlink version
@@ -57,6 +61,8 @@ func main() {
 		err = cmdBench(args)
 	case "profile":
 		err = cmdProfile(args)
+	case "links":
+		err = cmdLinks(args)
 	case "version":
 		fmt.Println("mlink", version)
 	case "-h", "--help", "help":

@@ -82,11 +82,8 @@ func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames in
 			}{c.MemoryBytes, c.InferMS})
 		}
 	}
-	for i, m := range cfg.Models {
-		tm := links.TraceModel{Name: m.Name, Type: m.Output, Classes: m.Classes}
-		if m.Backend == pipeline.BackendMOG2 && len(tm.Classes) == 0 {
-			tm.Classes = []string{"none", "low", "medium", "high"}
-		}
+	for i := range cfg.Models {
+		tm := traceModel(&cfg.Models[i])
 		if i < len(costs) {
 			tm.MemoryBytes, tm.InferMS = costs[i].mem, costs[i].ms
 		}
