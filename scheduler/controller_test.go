@@ -140,7 +140,9 @@ func TestControllerPredictsAModelWhoseWorkersDied(t *testing.T) {
 		t.Fatalf("two models fit 9 GB, selected %v", exact)
 	}
 	later := t0.Add(30 * time.Second)
-	beat := func(m string) { c.ObserveHeartbeat(&pipeline.Heartbeat{Model: m, At: time.Now(), LastProgress: time.Now()}) }
+	beat := func(m string) {
+		c.ObserveHeartbeat(&pipeline.Heartbeat{Model: m, At: time.Now(), LastProgress: time.Now()})
+	}
 	for _, m := range threeModels {
 		beat(m)
 	}

@@ -125,8 +125,8 @@ type app struct {
 	srv   *pipeline.EmbeddedServer
 	conns []*nats.Conn
 
-	cameras []*ingest.Camera
-	workers []*stages.ModelWorker
+	cameras   []*ingest.Camera
+	workers   []*stages.ModelWorker
 	merger    *stages.Merger
 	sched     *scheduler.Scheduler
 	predictor *stages.LinkPredictor
@@ -141,8 +141,8 @@ type app struct {
 	// Each group stops separately, in order: ingest, scheduler, workers,
 	// merger (see shutdown).
 	ingestCancel, schedCancel, workerCancel, predictorCancel, mergerCancel context.CancelFunc
-	ingestWG, schedWG, workerWG, predictorWG, mergerWG                    sync.WaitGroup
-	camerasDone                                           chan struct{}
+	ingestWG, schedWG, workerWG, predictorWG, mergerWG                     sync.WaitGroup
+	camerasDone                                                            chan struct{}
 
 	errMu sync.Mutex
 	errs  []error
