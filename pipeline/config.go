@@ -206,9 +206,8 @@ type MergerConfig struct {
 
 // Policies known to the scheduler: run everything; Standalone (the cheapest
 // models that fit, the rest absent); MLink (the paper's selection, the rest
-// predicted by link ensembles); MLink-hybrid (each unexecuted model served by
-// whichever of ensemble link, temporal link or reuse measured best).
-var Policies = []string{"all", "standalone", "mlink", "mlink-hybrid"}
+// predicted by link ensembles).
+var Policies = []string{"all", "standalone", "mlink"}
 
 // LoadConfig reads, defaults and validates a config file. The error lists
 // every problem found.
@@ -475,7 +474,7 @@ func (c *Config) Validate() error {
 	if c.Budget.GPUMemory < 0 || c.Budget.MSPerFrame < 0 {
 		p.add("budget: gpu_memory and ms_per_frame must not be negative")
 	}
-	if (c.Scheduler.Policy == "standalone" || c.Scheduler.Policy == "mlink" || c.Scheduler.Policy == "mlink-hybrid") &&
+	if (c.Scheduler.Policy == "standalone" || c.Scheduler.Policy == "mlink") &&
 		c.Budget.GPUMemory == 0 && c.Budget.MSPerFrame == 0 {
 		p.add("budget: policy %s needs a budget (budget.gpu_memory and/or budget.ms_per_frame, or --budget)", c.Scheduler.Policy)
 	}

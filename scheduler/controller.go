@@ -118,7 +118,7 @@ const maxHistory = 2000
 // standalone policies.
 func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log zerolog.Logger) (*Controller, error) {
 	switch cfg.Policy {
-	case "standalone", "mlink", "mlink-hybrid":
+	case "standalone", "mlink":
 	default:
 		return nil, fmt.Errorf("controller: unknown policy %q", cfg.Policy)
 	}

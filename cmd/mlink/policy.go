@@ -4,11 +4,12 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages/gpu"
 )
 
-func usesLinks(policy string) bool { return policy == "mlink" || policy == "mlink-hybrid" }
+func usesLinks(policy string) bool { return policy == "mlink" }
 
 // buildPolicy wires the configured policy over the loaded models.
 func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
@@ -36,7 +37,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 	c, err := scheduler.NewController(scheduler.ControllerConfig{
 		Policy:          cfg.Scheduler.Policy,
 		Models:          models,
-		Budget:          scheduler.Budget{Memory: int64(cfg.Budget.GPUMemory), MS: cfg.Budget.MSPerFrame},
+		Budget:          schedulerBudget(cfg),
 		Period:          cfg.Scheduler.Period,
 		ProfileShare:    cfg.Scheduler.ProfileShare,
 		BootstrapFrames: cfg.Scheduler.BootstrapFrames,
@@ -75,4 +76,8 @@ func (a *app) gpuProbe() scheduler.MemoryProbe {
 		return nil
 	}
 	return gpuNVML
+}
+
+func schedulerBudget(cfg *pipeline.Config) scheduler.Budget {
+	return scheduler.Budget{Memory: int64(cfg.Budget.GPUMemory), MS: cfg.Budget.MSPerFrame}
 }

@@ -54,7 +54,7 @@ func cmdRun(args []string) error {
 	fs.StringVar(&o.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of ingest,scheduler,worker,merger")
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
-	fs.StringVar(&o.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink, mlink-hybrid")
+	fs.StringVar(&o.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink")
 	fs.StringVar(&o.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}

@@ -137,6 +137,14 @@ func (a *app) statusText() string {
 			fmt.Fprintf(&b, "  #%d %4.0fms  %s%s\n", res.Seq, res.LatencyMS, strings.Join(parts, " "), clear)
 		}
 	}
+	if a.control != nil {
+		sel := a.control.Selection()
+		line := fmt.Sprintf("policy %s, budget %s: %s", a.cfg.Scheduler.Policy, a.budgetString(), sel)
+		if acc, ok := a.control.Stats().MeasuredAccuracy(); ok {
+			line += fmt.Sprintf(", measured agreement of predictions %.2f", acc)
+		}
+		fmt.Fprintf(&b, "%s, profiled frames %d%s\n", line, a.control.Stats().Profiled.Load(), clear)
+	}
 	if len(a.workers) > 0 {
 		var parts []string
 		for _, w := range a.workers {
@@ -187,4 +195,21 @@ func (a *app) printSummary(w io.Writer) {
 	lat := append([]float64(nil), a.results.latencies...)
 	fmt.Fprintf(w, "results: %d (%d partial), latency p50 %.0fms p99 %.0fms\n",
 		total, a.results.partial, percentile(lat, 50), percentile(lat, 99))
+	if a.sched != nil {
+		st := a.sched.Stats()
+		if planned := st.Planned.Load(); planned > 0 {
+			fmt.Fprintf(w, "model executions: %d of %d planned outputs (%.0f%% saved)\n",
+				st.Executions.Load(), planned, 100*(1-float64(st.Executions.Load())/float64(planned)))
+		}
+	}
+	if a.control != nil {
+		fmt.Fprintf(w, "policy %s: %s\n", a.cfg.Scheduler.Policy, a.control.Selection())
+		if acc, ok := a.control.Stats().MeasuredAccuracy(); ok {
+			fmt.Fprintf(w, "measured agreement of predicted outputs with exact ones (held-out profiling frames): %.3f\n", acc)
+		}
+	}
+}
+
+func (a *app) budgetString() string {
+	return schedulerBudget(a.cfg).String()
 }
