@@ -10,39 +10,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
 )
-
-func startBus(t *testing.T) *pipeline.EmbeddedServer {
-	t.Helper()
-	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
-func connect(t *testing.T, srv *pipeline.EmbeddedServer) *nats.Conn {
-	t.Helper()
-	nc, err := srv.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
 	srv := startBus(t)
@@ -135,3 +104,9 @@ func TestUnknownPolicy(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+var (
+	startBus = natstest.Start
+	connect  = natstest.Connect
+	waitFor  = natstest.WaitFor
+)

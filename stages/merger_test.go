@@ -9,38 +9,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
 )
-
-func startBus(t *testing.T) *pipeline.EmbeddedServer {
-	t.Helper()
-	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
-func connect(t *testing.T, srv *pipeline.EmbeddedServer) *nats.Conn {
-	t.Helper()
-	nc, err := srv.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // resultSink collects results published on the bus.
 type resultSink struct {
@@ -221,3 +191,9 @@ func TestMergerOverNATS(t *testing.T) {
 		t.Errorf("bad messages %d, want 1", m.Stats().BadMessages.Load())
 	}
 }
+
+var (
+	startBus = natstest.Start
+	connect  = natstest.Connect
+	waitFor  = natstest.WaitFor
+)

@@ -6,19 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
 	"gocv.io/x/gocv"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
 	"github.com/mlink-project/mlink/stages/vision"
 )
 
 func cmdBench(args []string) error {
+	if len(args) > 0 && args[0] == "live" {
+		return cmdBenchLive(args[1:])
+	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return &exitError{2, errors.New("usage: mlink bench pipeline -c FILE [--frames N] [--out FILE]")}
+		return &exitError{2, errors.New("usage: mlink bench pipeline -c FILE [--frames N] [--out FILE]\n       mlink bench live -c FILE [--policy P --budget B] [--seconds N]")}
 	}
 	fs := newFlagSet("bench pipeline")
 	cfgPath := fs.String("c", "", "config file")
@@ -72,6 +77,10 @@ type runMeasure struct {
 	LatencyP50  float64 `json:"latency_p50_ms"`
 	LatencyP99  float64 `json:"latency_p99_ms"`
 	CPUPerFrame float64 `json:"cpu_ms_per_frame"`
+	// RSS of the process after the first tenth of the run and at its end:
+	// a long run must hold steady memory.
+	RSSEarlyMB float64 `json:"rss_early_mb"`
+	RSSEndMB   float64 `json:"rss_end_mb"`
 }
 
 func benchPipeline(cfg *pipeline.Config, frames, modelFrames int) (*pipelineReport, error) {
@@ -126,8 +135,20 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 		return m, err
 	}
 	cpu0, t0 := pipeline.CPUTime(), time.Now()
+	early := make(chan float64, 1)
+	go func() {
+		for a.results.count(a.cfg.Cameras[0].ID) < int64(max(1, frames/10)) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		early <- float64(pipeline.RSS()) / (1 << 20)
+	}()
 	err = a.wait(ctx)
 	elapsed, cpu := time.Since(t0), pipeline.CPUTime()-cpu0
+	m.RSSEndMB = float64(pipeline.RSS()) / (1 << 20)
+	select {
+	case m.RSSEarlyMB = <-early:
+	default:
+	}
 	a.shutdown()
 	if err != nil {
 		return m, err
@@ -150,12 +171,17 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 
 func (r *pipelineReport) print(w *os.File) {
 	fmt.Fprintf(w, "models alone (in-process, decoded frames), ms/frame:\n")
-	for name, ms := range r.ModelMS {
-		fmt.Fprintf(w, "  %-16s %7.1f\n", name, ms)
+	names := make([]string, 0, len(r.ModelMS))
+	for name := range r.ModelMS {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		fmt.Fprintf(w, "  %-16s %7.1f\n", name, r.ModelMS[name])
 	}
 	fmt.Fprintf(w, "  %-16s %7.1f\n", "sum", r.ModelSumMS)
-	fmt.Fprintf(w, "end-to-end:    %6.2f frames/s, latency p50 %.0f ms p99 %.0f ms, CPU %.1f ms/frame, %d results (%d partial)\n",
-		r.E2E.FPS, r.E2E.LatencyP50, r.E2E.LatencyP99, r.E2E.CPUPerFrame, r.E2E.Results, r.E2E.Partial)
+	fmt.Fprintf(w, "end-to-end:    %6.2f frames/s, latency p50 %.0f ms p99 %.0f ms, CPU %.1f ms/frame, %d results (%d partial), RSS %.0f → %.0f MB\n",
+		r.E2E.FPS, r.E2E.LatencyP50, r.E2E.LatencyP99, r.E2E.CPUPerFrame, r.E2E.Results, r.E2E.Partial, r.E2E.RSSEarlyMB, r.E2E.RSSEndMB)
 	fmt.Fprintf(w, "pipeline only: %6.1f frames/s, latency p50 %.1f ms p99 %.1f ms, CPU %.2f ms/frame (no-op models)\n",
 		r.PipelineOnly.FPS, r.PipelineOnly.LatencyP50, r.PipelineOnly.LatencyP99, r.PipelineOnly.CPUPerFrame)
 	fmt.Fprintf(w, "pipeline overhead: %.1f%% of model time per frame; end-to-end throughput %.2fx the models run serially\n",
@@ -174,3 +200,108 @@ func (n *noopBackend) Infer(camera string, img gocv.Mat) (pipeline.Output, error
 }
 
 func (n *noopBackend) Close() error { return nil }
+
+// liveReport is what `mlink bench live` measures: a file paced at its native
+// rate, as a camera, through the configured policy.
+type liveReport struct {
+	Policy      string  `json:"policy"`
+	Budget      string  `json:"budget"`
+	Seconds     float64 `json:"seconds"`
+	Captured    uint64  `json:"captured"`
+	Processed   int64   `json:"processed"`
+	FPS         float64 `json:"fps"`
+	DroppedFrac float64 `json:"dropped_share"`
+	LatencyP50  float64 `json:"latency_p50_ms"`
+	Saved       float64 `json:"executions_saved"`
+	Agreement   float64 `json:"measured_agreement,omitempty"`
+}
+
+func cmdBenchLive(args []string) error {
+	fs := newFlagSet("bench live")
+	cfgPath := fs.String("c", "", "config file")
+	policy := fs.String("policy", "", "policy (overrides the config)")
+	budget := fs.String("budget", "", "budget (overrides the config)")
+	seconds := fs.Float64("seconds", 60, "measuring window, after the policy's first selection")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	var budgetErr error
+	cfg, err := pipeline.LoadConfig(*cfgPath, func(c *pipeline.Config) {
+		if *policy != "" {
+			c.Scheduler.Policy = *policy
+		}
+		if *budget != "" {
+			b, err := scheduler.ParseBudget(*budget)
+			budgetErr = err
+			c.Budget.GPUMemory, c.Budget.MSPerFrame = pipeline.ByteSize(b.Memory), b.MS
+		}
+	})
+	if budgetErr != nil {
+		return &exitError{2, budgetErr}
+	}
+	if err != nil {
+		return err
+	}
+	for i := range cfg.Cameras {
+		if cfg.Cameras[i].Source == pipeline.SourceFile {
+			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = true, true
+		}
+	}
+	cfg.NATS.Listen = "127.0.0.1:-1"
+	dir, err := os.MkdirTemp("", "mlink-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg.NATS.DataDir = dir
+	ctx := context.Background()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", status: "off"}, zerolog.New(os.Stderr).Level(zerolog.WarnLevel))
+	if err != nil {
+		return err
+	}
+	defer a.shutdown()
+	if a.control != nil && cfg.Scheduler.Policy != "standalone" {
+		fmt.Fprintf(os.Stderr, "waiting for the first selection (bootstrap: %d frames)...\n", cfg.Scheduler.BootstrapFrames)
+		for a.control.Selection() == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	snap := func() (captured uint64, processed int64, exec, planned int64) {
+		for _, c := range a.cameras {
+			st := c.Stats()
+			captured += st.Published + st.Dropped
+			processed += a.results.count(c.ID())
+		}
+		return captured, processed, a.sched.Stats().Executions.Load(), a.sched.Stats().Planned.Load()
+	}
+	c0, p0, e0, pl0 := snap()
+	a.results.mu.Lock()
+	lat0 := len(a.results.latencies)
+	a.results.mu.Unlock()
+	t0 := time.Now()
+	time.Sleep(time.Duration(*seconds * float64(time.Second)))
+	c1, p1, e1, pl1 := snap()
+	el := time.Since(t0).Seconds()
+	rep := liveReport{Policy: cfg.Scheduler.Policy, Budget: schedulerBudget(cfg).String(), Seconds: el,
+		Captured: c1 - c0, Processed: p1 - p0, FPS: float64(p1-p0) / el}
+	if rep.Captured > 0 {
+		rep.DroppedFrac = 1 - float64(rep.Processed)/float64(rep.Captured)
+	}
+	if pl1 > pl0 {
+		rep.Saved = 1 - float64(e1-e0)/float64(pl1-pl0)
+	}
+	a.results.mu.Lock()
+	lat := append([]float64(nil), a.results.latencies[lat0:]...)
+	a.results.mu.Unlock()
+	rep.LatencyP50 = percentile(lat, 50)
+	if a.control != nil {
+		rep.Agreement, _ = a.control.Stats().MeasuredAccuracy()
+	}
+	fmt.Printf("policy %s, budget %s: %.2f frames/s processed of %.1f captured/s, %.0f%% dropped as stale, latency p50 %.0f ms, %.0f%% executions saved",
+		rep.Policy, rep.Budget, rep.FPS, float64(rep.Captured)/el, 100*rep.DroppedFrac, rep.LatencyP50, 100*rep.Saved)
+	if a.control != nil && rep.Agreement > 0 {
+		fmt.Printf(", measured agreement %.3f", rep.Agreement)
+	}
+	fmt.Println()
+	return nil
+}

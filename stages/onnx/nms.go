@@ -5,42 +5,16 @@ import (
 	"sort"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/stages/vision"
 )
 
 // iou is the intersection over union of two boxes given as (x1,y1)-(x2,y2).
-func iou(a, b pipeline.Box) float32 {
-	ix := min(a.X2, b.X2) - max(a.X1, b.X1)
-	iy := min(a.Y2, b.Y2) - max(a.Y1, b.Y1)
-	if ix <= 0 || iy <= 0 {
-		return 0
-	}
-	inter := ix * iy
-	union := (a.X2-a.X1)*(a.Y2-a.Y1) + (b.X2-b.X1)*(b.Y2-b.Y1) - inter
-	if union <= 0 {
-		return 0
-	}
-	return inter / union
-}
+func iou(a, b pipeline.Box) float32 { return float32(vision.IoU(a, b)) }
 
-// nms is greedy non-maximum suppression: boxes are taken best first and a
-// box is dropped when it overlaps a kept box of the same class by more than
-// thr. The input slice is reordered.
+// nms is greedy, class-aware non-maximum suppression (vision.NMS), best
+// box first.
 func nms(boxes []pipeline.Box, thr float32) []pipeline.Box {
-	sortByScore(boxes)
-	kept := boxes[:0:0]
-	for _, b := range boxes {
-		ok := true
-		for _, k := range kept {
-			if k.Class == b.Class && iou(k, b) > thr {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			kept = append(kept, b)
-		}
-	}
-	return kept
+	return vision.NMS(boxes, float64(thr))
 }
 
 // weightedNMS is MediaPipe's "weighted" suppression used by BlazeFace: each

@@ -7,6 +7,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/stages/vision"
 )
 
 // Cascade is a Haar or LBP cascade classifier (backend opencv-cascade).
@@ -87,7 +88,7 @@ func (c *Cascade) Infer(_ string, img gocv.Mat) (pipeline.Output, error) {
 	// min_neighbors grouping already merges duplicates; NMS is an opt-in
 	// extra for cascades that fire at nested scales.
 	if c.nms > 0 {
-		boxes = NMS(boxes, c.nms)
+		boxes = vision.NMS(boxes, c.nms)
 	}
 	return detectorOutput(c.typ, boxes), nil
 }

@@ -6,6 +6,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/stages/vision"
 )
 
 // HOG is OpenCV's HOG + linear SVM people detector (backend opencv-hog).
@@ -94,7 +95,7 @@ func (h *HOG) Infer(_ string, img gocv.Mat) (pipeline.Output, error) {
 	}
 	// OpenCV's grouping leaves nested boxes around one person (a tight one
 	// and a wider one from another scale); NMS keeps the strongest.
-	boxes = NMS(boxes, h.nms)
+	boxes = vision.NMS(boxes, h.nms)
 	return detectorOutput(h.typ, boxes), nil
 }
 

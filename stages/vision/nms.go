@@ -1,4 +1,4 @@
-package opencv
+package vision
 
 import (
 	"sort"
@@ -21,7 +21,7 @@ func NMS(boxes []pipeline.Box, iou float64) []pipeline.Box {
 		b := boxes[i]
 		keep := true
 		for _, k := range kept {
-			if k.Class == b.Class && overlap(k, b) > iou {
+			if k.Class == b.Class && IoU(k, b) > iou {
 				keep = false
 				break
 			}
@@ -33,8 +33,8 @@ func NMS(boxes []pipeline.Box, iou float64) []pipeline.Box {
 	return kept
 }
 
-// overlap is the intersection over union of two boxes (0 when either is empty).
-func overlap(a, b pipeline.Box) float64 {
+// IoU is the intersection over union of two boxes (0 when either is empty).
+func IoU(a, b pipeline.Box) float64 {
 	iw := min(a.X2, b.X2) - max(a.X1, b.X1)
 	ih := min(a.Y2, b.Y2) - max(a.Y1, b.Y1)
 	if iw <= 0 || ih <= 0 {

@@ -1,4 +1,4 @@
-package opencv
+package vision
 
 import (
 	"reflect"
@@ -43,7 +43,7 @@ func TestNMS(t *testing.T) {
 			t.Errorf("%s: input modified", tc.name)
 		}
 	}
-	if got := overlap(a, aHalf); got < 0.333 || got > 0.334 {
+	if got := IoU(a, aHalf); got < 0.333 || got > 0.334 {
 		t.Errorf("IoU %v, want 1/3", got)
 	}
 }
