@@ -63,6 +63,7 @@ const (
 	opDropout // y = x ⊙ mask (inverted dropout, mask in aux)
 	opAdd
 	opConcat
+	opScale  // y = g ⊙ x with g a Param vector
 	opGRU    // one GRU step: h' = GRU(x, h)
 	opAttend // additive (Bahdanau) attention: context over memory rows
 )
@@ -265,6 +266,18 @@ func (t *tape) addOp(a, b int) int {
 	return id
 }
 
+// scale multiplies x element-wise by the weight vector g.
+func (t *tape) scale(g *Param, x int) int {
+	xv := t.nodes[x].val
+	id := t.add(opScale, len(xv))
+	n := &t.nodes[id]
+	n.a, n.w = int32(x), g
+	for i, v := range xv {
+		n.val[i] = g.W[i] * v
+	}
+	return id
+}
+
 func (t *tape) concat(a, b int) int {
 	av, bv := t.nodes[a].val, t.nodes[b].val
 	id := t.add(opConcat, len(av)+len(bv))
@@ -446,6 +459,13 @@ func (t *tape) backward() {
 			for k, g := range n.grad {
 				a.grad[k] += g
 				b.grad[k] += g
+			}
+		case opScale:
+			x := &t.nodes[n.a]
+			gg := n.w.grad()
+			for k, g := range n.grad {
+				gg[k] += g * x.val[k]
+				x.grad[k] += g * n.w.W[k]
 			}
 		case opConcat:
 			a, b := &t.nodes[n.a], &t.nodes[n.b]

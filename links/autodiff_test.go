@@ -20,7 +20,8 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	dec := newGRU("dec", E+2, D)
 	out := newDense("out", 2, D, true)
 	init := newDense("init", D, E, true)
-	params := []*Param{proj.W, proj.B, key.W, key.B, query.W, v, out.W, out.B, init.W, init.B}
+	gain := newParam("gain", 4, 1)
+	params := []*Param{proj.W, proj.B, key.W, key.B, query.W, v, out.W, out.B, init.W, init.B, gain}
 	params = append(params, enc.params()...)
 	params = append(params, dec.params()...)
 	for _, p := range params {
@@ -57,7 +58,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 			dh = tp.gru(dec, tp.concat(prev, c), dh, -1, 0)
 			prev = tp.linearTo(out.W, out.B, tp.dropoutOp(dh, 0.3), outs, i)
 		}
-		final := tp.addOp(outs, tp.view(outs, 0, 4))
+		final := tp.addOp(outs, tp.scale(gain, tp.view(outs, 0, 4)))
 		loss := 0.0
 		for i, y := range tp.val(final) {
 			loss += coef[i] * y

@@ -110,14 +110,28 @@ func (e *Evaluation) PairAccuracy(src, tgt string) float64 {
 
 // EnsembleAccuracy returns the strict accuracy of target given the set of
 // executed models: 1 if the target itself executed, its ensemble's
-// accuracy over the executed sources otherwise, 0 when none executed.
+// accuracy over the executed sources otherwise (models that are no source
+// of target are ignored), 0 when none executed.
 func (e *Evaluation) EnsembleAccuracy(target string, executed []string) float64 {
+	known := map[string]bool{}
+	for _, en := range e.Ensembles {
+		if en.Target == target {
+			for _, s := range en.Sources {
+				known[s] = true
+			}
+		}
+	}
 	var srcs []string
 	for _, x := range executed {
 		if x == target {
 			return 1
 		}
-		srcs = append(srcs, x)
+		if known[x] && !slices.Contains(srcs, x) {
+			srcs = append(srcs, x)
+		}
+	}
+	if len(srcs) == 0 {
+		return 0
 	}
 	for _, en := range e.Ensembles {
 		if en.Target == target && sameSet(en.Sources, srcs) {

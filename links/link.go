@@ -2,7 +2,6 @@ package links
 
 import (
 	"cmp"
-	"fmt"
 	"math"
 	"math/rand"
 	"slices"
@@ -80,6 +79,11 @@ type Link struct {
 	h1   dense    // head: summary → hidden (ReLU, dropout)
 	h2   dense    // hidden → target vector view (pre-activation)
 	lp   dense    // loss-prediction head: hidden → predicted loss
+	// skip and skipAge (temporal links) are per-dimension gains on the
+	// target's last output, and on that output times the age feature,
+	// added to the head: the link starts as "reuse the last output" and
+	// learns how that decays with age, plus corrections from the source.
+	skip, skipAge *Param
 
 	// attention decoder
 	memIn, decInit, attKey, attQuery, out dense
@@ -140,6 +144,18 @@ func newLink(src, tgt *ModelInfo, temporal bool, o *TrainOptions) *Link {
 	l.h2 = newDense(name+".h2", a.out, a.hidden, true)
 	l.lp = newDense(name+".lp", 1, a.hidden, true)
 	add(l.h1.W, l.h1.B, l.h2.W, l.h2.B)
+	if temporal {
+		l.skip = newBias(name+".skip", tgt.Dim)
+		g := 1.0 // normalised value: prediction = last value
+		if tgt.Type == pipeline.TypeClass {
+			g = 4 // logits: the last class wins unless the head disagrees clearly
+		}
+		for i := range l.skip.W {
+			l.skip.W[i] = g
+		}
+		l.skipAge = newBias(name+".skipAge", tgt.Dim)
+		add(l.skip, l.skipAge)
+	}
 	switch a.decoder {
 	case DecoderAttention:
 		a.dec, a.att = o.DecoderUnits, o.AttentionUnits
@@ -227,8 +243,9 @@ func (l *Link) forward(t *tape, in linkInput, dropout float64) fwd {
 			f.mem = states
 		}
 	}
+	e := -1
 	if l.a.extra > 0 {
-		e := t.input(in.extra)
+		e = t.input(in.extra)
 		if f.summary < 0 {
 			f.summary = e
 		} else {
@@ -239,6 +256,15 @@ func (l *Link) forward(t *tape, in linkInput, dropout float64) fwd {
 	h = t.relu(t.dropoutOp(h, dropout))
 	f.hidden = h
 	f.z = t.linear(l.h2.W, l.h2.B, h)
+	if l.skip != nil {
+		D := l.tgt.Dim
+		last := t.view(e, 0, D)
+		aged := t.zeros(D)
+		for i, v := range in.extra[:D] {
+			t.val(aged)[i] = v * in.extra[D]
+		}
+		f.z = t.addOp(f.z, t.addOp(t.scale(l.skip, last), t.scale(l.skipAge, aged)))
+	}
 	return f
 }
 
@@ -275,8 +301,8 @@ func (l *Link) decodeAttention(t *tape, f fwd, n int, teacher []float64) int {
 
 // decodeSet returns the node of slots×(ElemDim+1): each slot's element and
 // its existence logit.
-func (l *Link) decodeSet(t *tape, f fwd) int {
-	h := t.relu(t.linear(l.slot1.W, l.slot1.B, f.summary))
+func (l *Link) decodeSet(t *tape, f fwd, dropout float64) int {
+	h := t.relu(t.dropoutOp(t.linear(l.slot1.W, l.slot1.B, f.summary), dropout))
 	return t.linear(l.slot2.W, l.slot2.B, h)
 }
 
@@ -464,12 +490,4 @@ func setBoxes(out []float64, slots, n int, idx []int, key []float64) []int {
 	}
 	insertionSort(idx, key)
 	return idx[:min(n, slots)]
-}
-
-// checkArch compares the sizes of a rebuilt link with saved weights.
-func (l *Link) checkParam(p *Param, n int) error {
-	if len(p.W) != n {
-		return fmt.Errorf("link %s: weight %s has %d values, the architecture needs %d (mismatched dimensions)", l.key(), p.Name, n, len(p.W))
-	}
-	return nil
 }

@@ -121,7 +121,7 @@ func (s *Set) Save(dir string) error {
 		data []byte
 	}{{weightsFile, wb.Bytes()}, {manifestFile, mb}}
 	if ev := s.Evaluation(); ev != nil {
-		eb, err := json.MarshalIndent(ev, "", " ")
+		eb, err := json.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("save links: %w", err)
 		}

@@ -227,7 +227,7 @@ func (s *Set) decodeBoxes(t *tape, l *Link, f fwd, n int) []pipeline.Box {
 		}
 		return boxes
 	case DecoderSet:
-		out := t.val(l.decodeSet(t, f))
+		out := t.val(l.decodeSet(t, f, 0))
 		idx := t.intScratch(l.a.slots)
 		key := t.mem.alloc(l.a.slots)
 		top := setBoxes(out, l.a.slots, n, idx, key)

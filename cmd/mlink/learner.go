@@ -24,7 +24,10 @@ func newLearner(cfg *pipeline.Config, models []string) (scheduler.Learner, error
 		}
 		h.Models = append(h.Models, traceModel(spec))
 	}
-	return &linkLearner{header: h, opts: links.TrainOptions{Seed: cfg.Scheduler.Seed}}, nil
+	// The mlink policy predicts from executed models only: temporal links
+	// (which take a model's own last output) would double training time
+	// for evidence this policy does not use.
+	return &linkLearner{header: h, opts: links.TrainOptions{Seed: cfg.Scheduler.Seed, NoTemporal: true}}, nil
 }
 
 // traceModel describes a model's output for links.

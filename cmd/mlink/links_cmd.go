@@ -203,7 +203,7 @@ func printEvaluation(w io.Writer, set *links.Set, ev *links.Evaluation) {
 	fmt.Fprintln(w, "Ensemble accuracy (strict) by number of executed sources: mean [min–max] over source sets")
 	fmt.Fprintf(w, "%-*s", col+1, "target")
 	for k := 1; k <= maxSize; k++ {
-		fmt.Fprintf(w, " %17s", fmt.Sprintf("%d source%s", k, plural(k)))
+		fmt.Fprintf(w, " %21s", fmt.Sprintf("%d source%s", k, plural(k)))
 	}
 	fmt.Fprintln(w)
 	for _, t := range names {
@@ -212,22 +212,27 @@ func printEvaluation(w io.Writer, set *links.Set, ev *links.Evaluation) {
 			cell := ""
 			for _, s := range ev.Sizes {
 				if s.Target == t && s.Size == k {
-					cell = fmt.Sprintf("%.3f [%.2f–%.2f]", s.Mean, s.Min, s.Max)
+					cell = fmt.Sprintf("%.3f [%.3f–%.3f]", s.Mean, s.Min, s.Max)
 				}
 			}
-			fmt.Fprintf(w, " %17s", cell)
+			fmt.Fprintf(w, " %21s", cell)
 		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 
-	fmt.Fprintln(w, "Ensemble count accuracy (|error| < 0.5) by number of sources: mean over source sets")
+	fmt.Fprintln(w, "Ensemble count accuracy (|error| < 0.5) by number of executed sources: mean over source sets")
+	fmt.Fprintf(w, "%-*s", col+1, "target")
+	for k := 1; k <= maxSize; k++ {
+		fmt.Fprintf(w, " %10s", fmt.Sprintf("%d src", k))
+	}
+	fmt.Fprintln(w)
 	for _, t := range names {
 		line := ""
 		for k := 1; k <= maxSize; k++ {
 			for _, s := range ev.Sizes {
 				if s.Target == t && s.Size == k && s.CountMean != nil {
-					line += fmt.Sprintf(" %17.3f", *s.CountMean)
+					line += fmt.Sprintf(" %10.3f", *s.CountMean)
 				}
 			}
 		}
