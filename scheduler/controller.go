@@ -162,6 +162,17 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	sel := c.selection.Load()
 	// Periods count from the first frame, cold start included.
 	inWindow := c.cfg.Policy != "standalone" && c.profiling(now)
+	if c.cfg.Policy != "standalone" && sel == nil && c.bootstrapTraining() {
+		// The cold-start frames are in and links are training: keep to the
+		// budget meanwhile with the cheapest models, reusing the others'
+		// last exact outputs.
+		plan.Exact = SelectStandalone(c.cfg.Models, c.costs.Costs(), c.cfg.Budget)
+		if len(plan.Exact) == 0 {
+			plan.Exact = SelectStandalone(c.cfg.Models, c.costs.Costs(), Budget{})[:1]
+		}
+		plan.Reused = minus(c.cfg.Models, plan.Exact)
+		return plan
+	}
 	if c.cfg.Policy != "standalone" && (sel == nil || inWindow) {
 		plan.Exact, plan.Profiling = c.cfg.Models, true
 		return plan
@@ -228,6 +239,12 @@ func (c *Controller) healthyLocked(model string, now time.Time) bool {
 		return false
 	}
 	return true
+}
+
+func (c *Controller) bootstrapTraining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.training && c.predictor == nil
 }
 
 // Healthy reports whether a model's workers are answering.

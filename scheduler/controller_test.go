@@ -188,3 +188,30 @@ func TestMLinkNeedsALearner(t *testing.T) {
 		t.Fatal("want an error")
 	}
 }
+
+// slowLearner trains only when released.
+type slowLearner struct {
+	tableLearner
+	release chan struct{}
+}
+
+func (l *slowLearner) Train(s []*links.TraceRecord) (Predictor, error) {
+	<-l.release
+	return l.tableLearner.Train(s)
+}
+
+func TestControllerKeepsToTheBudgetWhileLinksTrain(t *testing.T) {
+	learner := &slowLearner{tableLearner: tableLearner{acc: matrix{"person": {"action": 1, "object": 1}}}, release: make(chan struct{})}
+	c := testController(t, "mlink", learner)
+	t0 := time.Unix(30_000, 0)
+	for seq := uint64(1); seq <= 10; seq++ {
+		c.ObserveResult(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0})))
+	}
+	waitCond(t, "training to start", c.bootstrapTraining)
+	p := c.Plan(FrameInfo{Camera: "cam", Seq: 11, CapturedAt: t0.Add(time.Second)})
+	if p.Profiling || !reflect.DeepEqual(p.Exact, []string{"action"}) || !reflect.DeepEqual(p.Reused, []string{"person", "object"}) {
+		t.Fatalf("while training: %+v, want the cheapest model run and the others reused", p)
+	}
+	close(learner.release)
+	waitCond(t, "selection", func() bool { return c.Selection() != nil })
+}

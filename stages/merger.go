@@ -38,6 +38,10 @@ type Merger struct {
 	// emitted is the highest seq emitted per camera; later outputs for it
 	// are late and dropped.
 	emitted map[string]uint64
+	// lastExact is each camera's latest exact output per model: what a
+	// frame whose plan reuses the model gets (frames leave in seq order, so
+	// it is the newest one before the frame).
+	lastExact map[string]map[string]*pipeline.Output
 
 	stats MergerStats
 }
@@ -76,6 +80,7 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 		pending:    map[frameKey]*joining{},
 		order:      map[string][]uint64{},
 		emitted:    map[string]uint64{},
+		lastExact:  map[string]map[string]*pipeline.Output{},
 	}
 }
 
@@ -219,8 +224,10 @@ func (m *Merger) requestPredictions(k frameKey, j *joining) {
 	}
 }
 
+// complete: every executed and predicted model has answered (reused ones
+// are filled in by the merger itself).
 func (j *joining) complete() bool {
-	for _, name := range j.plan.Models() {
+	for _, name := range append(j.plan.Exact[:len(j.plan.Exact):len(j.plan.Exact)], j.plan.Predicted...) {
 		if _, ok := j.outputs[name]; !ok {
 			return false
 		}
@@ -327,12 +334,30 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 		Plan:       *j.plan,
 		Partial:    partial,
 	}
+	last := m.lastExact[k.camera]
+	if last == nil {
+		last = map[string]*pipeline.Output{}
+		m.lastExact[k.camera] = last
+	}
 	for _, name := range j.plan.Models() {
 		if o, ok := j.outputs[name]; ok {
 			res.Outputs[name] = o
-		} else {
+			if o.Source == pipeline.SourceExact && o.Error == "" {
+				last[name] = o
+			}
+		} else if !contains(j.plan.Reused, name) {
 			res.Missing = append(res.Missing, name)
 		}
+	}
+	for _, name := range j.plan.Reused {
+		prev, ok := last[name]
+		if !ok {
+			res.Outputs[name] = &pipeline.Output{Model: name, Source: pipeline.SourceReused, Error: "no earlier exact output to reuse"}
+			continue
+		}
+		o := *prev
+		o.Camera, o.Seq, o.Source, o.FromSeq, o.InferMS = k.camera, k.seq, pipeline.SourceReused, prev.Seq, 0
+		res.Outputs[name] = &o
 	}
 	res.LatencyMS = float64(m.now().Sub(j.plan.CapturedAt).Microseconds()) / 1000
 	data, err := pipeline.Marshal(res)
@@ -353,4 +378,13 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 		m.stats.Partial.Add(1)
 		m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Strs("missing", res.Missing).Msg("partial result")
 	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
 }

@@ -197,3 +197,34 @@ var (
 	connect  = natstest.Connect
 	waitFor  = natstest.WaitFor
 )
+
+func TestMergerFillsReusedModelsFromTheLastExactOutput(t *testing.T) {
+	m, sink, _ := newTestMerger(t, 100)
+	m.AddPlan(plan("a", 1, "x", "y"))
+	m.AddOutput(output("a", 1, "x", 5))
+	m.AddOutput(output("a", 1, "y", 7))
+	// Frame 2 runs x only and reuses y.
+	p := plan("a", 2, "x")
+	p.Reused = []string{"y"}
+	m.AddPlan(p)
+	m.AddOutput(output("a", 2, "x", 6))
+	// Camera b never ran y: nothing to reuse, said so.
+	pb := plan("b", 1, "x")
+	pb.Reused = []string{"y"}
+	m.AddPlan(pb)
+	m.AddOutput(output("b", 1, "x", 1))
+	waitFor(t, 2*time.Second, "3 results", func() bool { return len(sink.get()) == 3 })
+	for _, r := range sink.get() {
+		switch {
+		case r.Camera == "a" && r.Seq == 2:
+			y := r.Outputs["y"]
+			if r.Partial || y == nil || y.Source != pipeline.SourceReused || y.FromSeq != 1 || y.Value[0] != 7 || y.Seq != 2 {
+				t.Fatalf("reused output %+v in %+v", y, r)
+			}
+		case r.Camera == "b":
+			if y := r.Outputs["y"]; y == nil || y.Error == "" || y.Source != pipeline.SourceReused {
+				t.Fatalf("camera b: %+v", y)
+			}
+		}
+	}
+}
