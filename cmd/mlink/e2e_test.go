@@ -53,8 +53,14 @@ func demoConfig(t *testing.T, keep ...string) *pipeline.Config {
 	return cfg
 }
 
+// testLogger logs warnings into the test's output; MLINK_TEST_LOG=debug or
+// info shows more.
 func testLogger(t *testing.T) zerolog.Logger {
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	level, err := zerolog.ParseLevel(os.Getenv("MLINK_TEST_LOG"))
+	if err != nil || os.Getenv("MLINK_TEST_LOG") == "" {
+		level = zerolog.WarnLevel
+	}
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(level).With().Timestamp().Logger()
 }
 
 // runToCompletion runs the app until its cameras' frames have their results,
@@ -456,7 +462,11 @@ func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
 	cfg.Cameras[0].Loop = true
 	cfg.Scheduler.Policy = "mlink"
 	cfg.Scheduler.BootstrapFrames = 40
-	cfg.Scheduler.Period = time.Hour // no re-profiling inside the test
+	// Periods run on the frames' capture times, which for a file are its
+	// media clock: one hour at 0.1% profiles the first 3.6 s (36 frames),
+	// inside the bootstrap, and nothing after it within the test.
+	cfg.Scheduler.Period = time.Hour
+	cfg.Scheduler.ProfileShare = 0.001
 	cfg.Scheduler.Seed = 1
 	// About a third of the models' total time per frame.
 	cfg.Budget.MSPerFrame = 270
@@ -534,4 +544,83 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// withModels is a copy of cfg that loads only the named models.
+func withModels(t *testing.T, cfg *pipeline.Config, names ...string) *pipeline.Config {
+	c := *cfg
+	c.Models = nil
+	for _, n := range names {
+		spec, ok := cfg.Model(n)
+		if !ok {
+			t.Fatalf("no model %q", n)
+		}
+		c.Models = append(c.Models, *spec)
+	}
+	return &c
+}
+
+func TestDeadWorkerIsPredictedUntilItComesBack(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface", "lines")
+	cfg.Cameras[0].Loop = true
+	cfg.Scheduler.Policy = "mlink"
+	cfg.Scheduler.BootstrapFrames = 20
+	cfg.Scheduler.Period, cfg.Scheduler.ProfileShare = time.Hour, 0.001
+	cfg.Budget.MSPerFrame = 100_000 // everything fits: a model is predicted only when it is down
+	cfg.Merger.Deadline = 3 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	var mu sync.Mutex
+	var last *pipeline.Result
+	control, err := startApp(ctx, cfg, runOptions{roles: "scheduler,predictor,merger", onResult: func(r *pipeline.Result) {
+		mu.Lock()
+		last = r
+		mu.Unlock()
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer control.shutdown()
+	remote := *cfg
+	remote.NATS.URL = control.srv.ClientURL()
+	start := func(c *pipeline.Config, roles string) *app {
+		a, err := startApp(ctx, c, runOptions{roles: roles}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	others := start(withModels(t, &remote, "motion", "face_blazeface"), "worker")
+	defer others.shutdown()
+	linesWorker := start(withModels(t, &remote, "lines"), "worker")
+	cameras := start(&remote, "ingest")
+	defer cameras.shutdown()
+
+	linesSource := func() pipeline.Source {
+		mu.Lock()
+		defer mu.Unlock()
+		if last == nil || last.Outputs["lines"] == nil || last.Partial {
+			return ""
+		}
+		return last.Outputs["lines"].Source
+	}
+	waitUntil(t, 2*time.Minute, "links trained", func() bool { return control.control.Selection() != nil })
+	waitUntil(t, 30*time.Second, "lines exact with its worker up", func() bool { return linesSource() == pipeline.SourceExact })
+
+	linesWorker.shutdown() // the only worker of lines dies
+	waitUntil(t, 30*time.Second, "lines predicted while its worker is down", func() bool { return linesSource() == pipeline.SourcePredicted })
+	if control.control.Healthy("lines") {
+		t.Error("lines should be unhealthy")
+	}
+	mu.Lock()
+	r := last
+	mu.Unlock()
+	if o := r.Outputs["lines"]; len(o.Sources) == 0 || !contains(r.Plan.Predicted, "lines") {
+		t.Errorf("degraded result should say lines was predicted and from what: %+v plan %+v", o, r.Plan)
+	}
+
+	back := start(withModels(t, &remote, "lines"), "worker")
+	defer back.shutdown()
+	waitUntil(t, 30*time.Second, "lines exact again once a worker is back", func() bool { return linesSource() == pipeline.SourceExact })
 }
