@@ -129,9 +129,6 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		cfg.HealthTimeout = 3 * time.Second
 	}
 	c := &Controller{cfg: cfg, learner: learner, costs: costs, log: pipeline.Component(log, "controller"), health: map[string]*modelHealth{}}
-	if cfg.Policy == "standalone" {
-		c.reselect(time.Now(), "start")
-	}
 	return c, nil
 }
 
@@ -159,6 +156,9 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 		now = time.Now()
 	}
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
+	if c.cfg.Policy == "standalone" {
+		return c.planStandalone(plan, now)
+	}
 	sel := c.selection.Load()
 	// Periods count from the first frame, cold start included.
 	inWindow := c.cfg.Policy != "standalone" && c.profiling(now)
@@ -237,6 +237,36 @@ func (c *Controller) healthyLocked(model string, now time.Time) bool {
 	}
 	if h.queued > 0 && wall.Sub(h.lastProgress) > c.cfg.HealthTimeout {
 		return false
+	}
+	return true
+}
+
+// planStandalone runs the cheapest models that fit. Costs are measured, not
+// assumed: until every model's cost that the budget limits is known, every
+// model runs (and is measured); the selection is redone every period.
+func (c *Controller) planStandalone(plan pipeline.Plan, now time.Time) pipeline.Plan {
+	sel := c.selection.Load()
+	if sel == nil || now.Sub(sel.At) >= c.cfg.Period {
+		if !c.costsKnown() {
+			plan.Exact = c.cfg.Models
+			return plan
+		}
+		c.reselect(now, "costs measured")
+		sel = c.selection.Load()
+	}
+	plan.Exact = sel.Exact
+	return plan
+}
+
+// costsKnown reports whether every model's cost in each budgeted resource
+// has been measured.
+func (c *Controller) costsKnown() bool {
+	costs := c.costs.Costs()
+	for _, m := range c.cfg.Models {
+		cost := costs[m]
+		if (c.cfg.Budget.MS > 0 && cost.MS <= 0) || (c.cfg.Budget.Memory > 0 && cost.Memory <= 0) {
+			return false
+		}
 	}
 	return true
 }

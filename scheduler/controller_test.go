@@ -215,3 +215,25 @@ func TestControllerKeepsToTheBudgetWhileLinksTrain(t *testing.T) {
 	close(learner.release)
 	waitCond(t, "selection", func() bool { return c.Selection() != nil })
 }
+
+func TestStandaloneMeasuresCostsBeforeSelecting(t *testing.T) {
+	c, err := NewController(ControllerConfig{Policy: "standalone", Models: threeModels, Budget: Budget{MS: 100}, Period: time.Minute,
+		ProfileShare: 0.1, BootstrapFrames: 10, HoldOut: 0.3}, nil, NewCostModel(nil), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(40_000, 0)
+	p := c.Plan(FrameInfo{Camera: "cam", Seq: 1, CapturedAt: t0})
+	if len(p.Exact) != 3 {
+		t.Fatalf("with unmeasured costs every model runs to be measured: %+v", p)
+	}
+	r := profiledResult(p)
+	for m, ms := range map[string]float64{"person": 60, "action": 30, "object": 20} {
+		r.Outputs[m].InferMS = ms
+	}
+	c.ObserveResult(r)
+	p = c.Plan(FrameInfo{Camera: "cam", Seq: 2, CapturedAt: t0.Add(time.Second)})
+	if !reflect.DeepEqual(p.Exact, []string{"object", "action"}) {
+		t.Fatalf("cheapest that fit 100 ms: got %v, want [object action]", p.Exact)
+	}
+}

@@ -21,6 +21,9 @@ type ModelCost struct {
 	// InferMS is the mean and P90 of the execution time per frame.
 	InferMS    float64
 	InferP90MS float64
+	// InferCPUMS is the process CPU time per frame while the model ran
+	// (OpenCV's and ONNX Runtime's own threads included).
+	InferCPUMS float64
 	Frames     int
 	// LastOutput is the model's output on the last frame.
 	LastOutput pipeline.Output
@@ -40,7 +43,9 @@ func MeasureModel(spec *pipeline.ModelSpec, open Opener, frames []gocv.Mat) (Mod
 	defer b.Close()
 	c.LoadMS = float64(time.Since(start).Microseconds()) / 1000
 	var times []float64
+	var cpu time.Duration
 	for i, img := range frames {
+		cpu0 := pipeline.CPUTime()
 		t0 := time.Now()
 		out, err := b.Infer("measure", img)
 		d := float64(time.Since(t0).Microseconds()) / 1000
@@ -50,6 +55,7 @@ func MeasureModel(spec *pipeline.ModelSpec, open Opener, frames []gocv.Mat) (Mod
 		c.LastOutput = out
 		if i > 0 || len(frames) == 1 {
 			times = append(times, d)
+			cpu += pipeline.CPUTime() - cpu0
 		}
 	}
 	c.MemoryBytes = max(0, pipeline.RSS()-rss0)
@@ -60,6 +66,7 @@ func MeasureModel(spec *pipeline.ModelSpec, open Opener, frames []gocv.Mat) (Mod
 			sum += t
 		}
 		c.InferMS = sum / float64(len(times))
+		c.InferCPUMS = float64(cpu.Microseconds()) / 1000 / float64(len(times))
 		sort.Float64s(times)
 		c.InferP90MS = times[int(0.9*float64(len(times)-1))]
 	}
