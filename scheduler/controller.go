@@ -493,5 +493,9 @@ func (s *Selection) String() string {
 	if s == nil {
 		return "profiling (no links yet)"
 	}
-	return fmt.Sprintf("exact [%s] predicted [%s] expected accuracy %.2f", strings.Join(s.Exact, " "), strings.Join(s.Predicted, " "), s.Expected)
+	out := fmt.Sprintf("exact [%s] predicted [%s]", strings.Join(s.Exact, " "), strings.Join(s.Predicted, " "))
+	if len(s.Absent) > 0 {
+		out += fmt.Sprintf(" absent [%s]", strings.Join(s.Absent, " "))
+	}
+	return out + fmt.Sprintf(" expected accuracy %.2f", s.Expected)
 }

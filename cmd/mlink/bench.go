@@ -274,13 +274,16 @@ func cmdBenchLive(args []string) error {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	// Executions saved count against every configured model on every
+	// routed frame: Standalone's absent models are saved executions too.
+	models := int64(len(cfg.Models))
 	snap := func() (captured uint64, processed int64, exec, planned int64) {
 		for _, c := range a.cameras {
 			st := c.Stats()
 			captured += st.Published + st.Dropped
 			processed += a.results.count(c.ID())
 		}
-		return captured, processed, a.sched.Stats().Executions.Load(), a.sched.Stats().Planned.Load()
+		return captured, processed, a.sched.Stats().Executions.Load(), a.sched.Stats().Frames.Load() * models
 	}
 	c0, p0, e0, pl0 := snap()
 	a.results.mu.Lock()
@@ -311,5 +314,8 @@ func cmdBenchLive(args []string) error {
 		fmt.Printf(", measured agreement %.3f", rep.Agreement)
 	}
 	fmt.Println()
+	if a.control != nil {
+		fmt.Printf("selection: %s\n", a.control.Selection())
+	}
 	return nil
 }
