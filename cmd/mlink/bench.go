@@ -13,7 +13,6 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/mlink-project/mlink/pipeline"
-	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
 	"github.com/mlink-project/mlink/stages/vision"
 )
@@ -26,17 +25,15 @@ func cmdBench(args []string) error {
 		return &exitError{2, errors.New("usage: mlink bench pipeline -c FILE [--frames N] [--out FILE]\n       mlink bench live -c FILE [--policy P --budget B] [--seconds N]")}
 	}
 	fs := newFlagSet("bench pipeline")
-	cfgPath := fs.String("c", "", "config file")
+	var cf configFlags
+	cf.register(fs, false)
 	frames := fs.Int("frames", 100, "frames per camera in the end-to-end runs")
 	modelFrames := fs.Int("model-frames", 20, "frames to time each model alone on")
 	out := fs.String("out", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args[1:]); err != nil {
 		return &exitError{2, err}
 	}
-	if *cfgPath == "" {
-		return &exitError{2, errors.New("-c FILE is required")}
-	}
-	cfg, err := pipeline.LoadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
@@ -226,27 +223,13 @@ type liveReport struct {
 
 func cmdBenchLive(args []string) error {
 	fs := newFlagSet("bench live")
-	cfgPath := fs.String("c", "", "config file")
-	policy := fs.String("policy", "", "policy (overrides the config)")
-	budget := fs.String("budget", "", "budget (overrides the config)")
+	var cf configFlags
+	cf.register(fs, true)
 	seconds := fs.Float64("seconds", 60, "measuring window, after the policy's first selection")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	var budgetErr error
-	cfg, err := pipeline.LoadConfig(*cfgPath, func(c *pipeline.Config) {
-		if *policy != "" {
-			c.Scheduler.Policy = *policy
-		}
-		if *budget != "" {
-			b, err := scheduler.ParseBudget(*budget)
-			budgetErr = err
-			c.Budget.GPUMemory, c.Budget.MSPerFrame = pipeline.ByteSize(b.Memory), b.MS
-		}
-	})
-	if budgetErr != nil {
-		return &exitError{2, budgetErr}
-	}
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}

@@ -89,17 +89,15 @@ var version = "dev"
 
 func cmdValidate(args []string) error {
 	fs := newFlagSet("validate")
-	cfgPath := fs.String("c", "", "config file")
+	var cf configFlags
+	cf.register(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	if *cfgPath == "" {
-		return &exitError{2, errors.New("-c FILE is required")}
-	}
-	cfg, err := pipeline.LoadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: ok (%d cameras, %d models, policy %s)\n", *cfgPath, len(cfg.Cameras), len(cfg.Models), cfg.Scheduler.Policy)
+	fmt.Printf("%s: ok (%d cameras, %d models, policy %s)\n", cf.path, len(cfg.Cameras), len(cfg.Models), cfg.Scheduler.Policy)
 	return nil
 }

@@ -16,16 +16,14 @@ import (
 
 func cmdModels(args []string) error {
 	fs := newFlagSet("models")
-	cfgPath := fs.String("c", "", "config file")
+	var cf configFlags
+	cf.register(fs, false)
 	frames := fs.Int("frames", 20, "frames to time each model on")
 	video := fs.String("video", "", "video to take the frames from (default: the config's first file camera)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	if *cfgPath == "" {
-		return &exitError{2, errors.New("-c FILE is required")}
-	}
-	cfg, err := pipeline.LoadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}

@@ -20,16 +20,17 @@ import (
 
 func cmdProfile(args []string) error {
 	fs := newFlagSet("profile")
-	cfgPath := fs.String("c", "", "config file")
+	var cf configFlags
+	cf.register(fs, false)
 	out := fs.String("out", "", "trace file to write (gzip JSON lines)")
 	maxFrames := fs.Int("max-frames", 0, "frames per camera (0: each file to its end)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	if *cfgPath == "" || *out == "" {
-		return &exitError{2, errors.New("-c FILE and --out TRACE are required")}
+	if *out == "" {
+		return &exitError{2, errors.New("--out TRACE is required")}
 	}
-	cfg, err := pipeline.LoadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}

@@ -32,13 +32,9 @@ func newFlagSet(name string) *flag.FlagSet {
 // runOptions are the flags of `mlink run` (and of the benchmark, which runs
 // the same pipeline).
 type runOptions struct {
-	configPath string
-	maxFrames  int
-	natsURL    string
-	roles      string
-	status     string
-	policy     string
-	budget     string
+	maxFrames int
+	roles     string
+	status    string
 	// opener loads model backends (nil: the configured backends); the
 	// benchmark swaps in no-op models to measure the pipeline alone.
 	opener stages.Opener
@@ -49,36 +45,15 @@ type runOptions struct {
 func cmdRun(args []string) error {
 	fs := newFlagSet("run")
 	var o runOptions
-	fs.StringVar(&o.configPath, "c", "", "config file")
+	var cf configFlags
+	cf.register(fs, true)
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
-	fs.StringVar(&o.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of ingest,scheduler,worker,merger")
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
-	fs.StringVar(&o.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink")
-	fs.StringVar(&o.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	if o.configPath == "" {
-		return &exitError{2, errors.New("-c FILE is required")}
-	}
-	var budgetErr error
-	cfg, err := pipeline.LoadConfig(o.configPath, func(c *pipeline.Config) {
-		if o.natsURL != "" {
-			c.NATS.URL = o.natsURL
-		}
-		if o.policy != "" {
-			c.Scheduler.Policy = o.policy
-		}
-		if o.budget != "" {
-			b, err := scheduler.ParseBudget(o.budget)
-			budgetErr = err
-			c.Budget.GPUMemory, c.Budget.MSPerFrame = pipeline.ByteSize(b.Memory), b.MS
-		}
-	})
-	if budgetErr != nil {
-		return &exitError{2, fmt.Errorf("--budget: %w", budgetErr)}
-	}
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/scheduler"
+)
+
+// configFlags are the flags of the commands that read a config: -c always,
+// and where a command offers them, overrides of the file (flags win, as
+// in nats-server).
+type configFlags struct {
+	path    string
+	natsURL string
+	policy  string
+	budget  string
+}
+
+type flagSet interface {
+	StringVar(p *string, name, value, usage string)
+}
+
+// register adds -c, and the overrides when overrides is true.
+func (c *configFlags) register(fs flagSet, overrides bool) {
+	fs.StringVar(&c.path, "c", "", "config file")
+	if overrides {
+		fs.StringVar(&c.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
+		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink")
+		fs.StringVar(&c.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
+	}
+}
+
+// load reads the config with the overrides applied before validation.
+func (c *configFlags) load() (*pipeline.Config, error) {
+	if c.path == "" {
+		return nil, &exitError{2, errors.New("-c FILE is required")}
+	}
+	var budgetErr error
+	cfg, err := pipeline.LoadConfig(c.path, func(cfg *pipeline.Config) {
+		if c.natsURL != "" {
+			cfg.NATS.URL = c.natsURL
+		}
+		if c.policy != "" {
+			cfg.Scheduler.Policy = c.policy
+		}
+		if c.budget != "" {
+			b, err := scheduler.ParseBudget(c.budget)
+			budgetErr = err
+			cfg.Budget.GPUMemory, cfg.Budget.MSPerFrame = pipeline.ByteSize(b.Memory), b.MS
+		}
+	})
+	if budgetErr != nil {
+		return nil, &exitError{2, fmt.Errorf("--budget: %w", budgetErr)}
+	}
+	return cfg, err
+}
