@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mlink-project/mlink/pipeline"
 )
 
 // captureStdout runs f with os.Stdout redirected and returns what it wrote.
@@ -89,5 +94,52 @@ func TestLinksCLIBadInput(t *testing.T) {
 		if _, err := captureStdout(t, func() error { return cmdLinks(args) }); err == nil {
 			t.Errorf("mlink links %v: want an error", args)
 		}
+	}
+}
+
+func TestWatchPrintsLiveAndStoredResults(t *testing.T) {
+	cfg := demoConfig(t, "motion")
+	cfg.Cameras[0].Loop = true
+	const frames = 5
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app, err := startApp(ctx, cfg, runOptions{roles: "all"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.shutdown()
+	// Live: results keep flowing; watch prints the next three and exits.
+	live, err := captureStdout(t, func() error {
+		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "-n", "3"})
+	})
+	if err != nil || strings.Count(live, "plaza #") != 3 {
+		t.Fatalf("live watch printed %q (%v)", live, err)
+	}
+	// Stored results replayed with --since, as JSON lines.
+	out, err := captureStdout(t, func() error {
+		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--since", "1h", "--json", "-n", fmt.Sprint(frames)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != frames {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), frames, out)
+	}
+	for i, l := range lines {
+		var r pipeline.Result
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Seq != uint64(i+1) || r.Outputs["motion"] == nil {
+			t.Fatalf("line %d: %v %q", i, err, l)
+		}
+	}
+	// The compact form names the camera, seq and each model's value.
+	out, err = captureStdout(t, func() error {
+		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--since", "1h", "--camera", "plaza", "-n", "1"})
+	})
+	if err != nil || !strings.HasPrefix(out, "plaza #1 ") || !strings.Contains(out, "motion=") {
+		t.Fatalf("compact line %q (%v)", out, err)
+	}
+	if err := cmdWatch([]string{"--camera", "bad.name"}); err == nil {
+		t.Error("an invalid camera name must be refused")
 	}
 }

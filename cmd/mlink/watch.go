@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -106,9 +105,6 @@ func cmdWatch(args []string) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), context.Canceled) {
-				return nil
-			}
 			return nil
 		case data := <-msgs:
 			handle(data)
