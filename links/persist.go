@@ -90,6 +90,59 @@ func (s *Set) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("save links: %w", err)
 	}
+	files, err := s.encodeFiles()
+	if err != nil {
+		return err
+	}
+	if _, ok := files[evaluationFile]; !ok {
+		_ = os.Remove(filepath.Join(dir, evaluationFile))
+	}
+	// The weights go first: a manifest never names weights not yet written.
+	for _, name := range []string{weightsFile, manifestFile, evaluationFile} {
+		data, ok := files[name]
+		if !ok {
+			continue
+		}
+		if err := writeAtomic(filepath.Join(dir, name), data); err != nil {
+			return fmt.Errorf("save links: %w", err)
+		}
+	}
+	return nil
+}
+
+// MarshalBinary encodes the whole set (manifest, weights, evaluation) as one
+// blob: what the scheduler publishes in a JetStream key-value bucket for
+// predictor workers in other processes.
+func (s *Set) MarshalBinary() ([]byte, error) {
+	files, err := s.encodeFiles()
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(files); err != nil {
+		return nil, fmt.Errorf("encode links: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// UnmarshalSet decodes a blob written by MarshalBinary, with every check
+// Load makes.
+func UnmarshalSet(data []byte) (*Set, error) {
+	var files map[string][]byte
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&files); err != nil {
+		return nil, fmt.Errorf("load links: corrupt links blob: %w", err)
+	}
+	return decodeFiles("links blob", func(name string) ([]byte, error) {
+		d, ok := files[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", name, os.ErrNotExist)
+		}
+		return d, nil
+	})
+}
+
+// encodeFiles renders the set as the files of a links directory.
+func (s *Set) encodeFiles() (map[string][]byte, error) {
 	m := manifest{Format: LinksFormat, Version: LinksVersion, CreatedAt: s.CreatedAt, TrainFrames: s.TrainFrames,
 		TrainSeconds: s.TrainSeconds, Options: s.Options, Models: s.Models}
 	for _, l := range s.allLinks() {
@@ -108,36 +161,23 @@ func (s *Set) Save(dir string) error {
 	}
 	var wb bytes.Buffer
 	if err := gob.NewEncoder(&wb).Encode(flat); err != nil {
-		return fmt.Errorf("save links: encode weights: %w", err)
+		return nil, fmt.Errorf("save links: encode weights: %w", err)
 	}
 	sum := sha256.Sum256(wb.Bytes())
 	m.Weights = weightsEntry{File: weightsFile, SHA256: hex.EncodeToString(sum[:]), Values: len(flat)}
 	mb, err := json.MarshalIndent(&m, "", "  ")
 	if err != nil {
-		return fmt.Errorf("save links: %w", err)
+		return nil, fmt.Errorf("save links: %w", err)
 	}
-	files := []struct {
-		name string
-		data []byte
-	}{{weightsFile, wb.Bytes()}, {manifestFile, mb}}
+	files := map[string][]byte{weightsFile: wb.Bytes(), manifestFile: mb}
 	if ev := s.Evaluation(); ev != nil {
 		eb, err := json.Marshal(ev)
 		if err != nil {
-			return fmt.Errorf("save links: %w", err)
+			return nil, fmt.Errorf("save links: %w", err)
 		}
-		files = append(files, struct {
-			name string
-			data []byte
-		}{evaluationFile, eb})
-	} else {
-		_ = os.Remove(filepath.Join(dir, evaluationFile))
+		files[evaluationFile] = eb
 	}
-	for _, f := range files {
-		if err := writeAtomic(filepath.Join(dir, f.name), f.data); err != nil {
-			return fmt.Errorf("save links: %w", err)
-		}
-	}
-	return nil
+	return files, nil
 }
 
 func writeAtomic(path string, data []byte) error {
@@ -150,38 +190,44 @@ func writeAtomic(path string, data []byte) error {
 
 // Load reads a set saved by Save.
 func Load(dir string) (*Set, error) {
-	mb, err := os.ReadFile(filepath.Join(dir, manifestFile))
+	return decodeFiles(dir, func(name string) ([]byte, error) { return os.ReadFile(filepath.Join(dir, name)) })
+}
+
+// decodeFiles rebuilds a set from the files of a links directory, read by
+// read; where names the source in errors.
+func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, error) {
+	mb, err := read(manifestFile)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("load links: %s has no %s: not a links directory (train one with 'mlink links train')", dir, manifestFile)
+			return nil, fmt.Errorf("load links: %s has no %s: not a links directory (train one with 'mlink links train')", where, manifestFile)
 		}
 		return nil, fmt.Errorf("load links: %w", err)
 	}
 	var m manifest
 	if err := json.Unmarshal(mb, &m); err != nil {
-		return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(dir, manifestFile), err)
+		return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(where, manifestFile), err)
 	}
 	if m.Format != LinksFormat {
-		return nil, fmt.Errorf("load links: %s is not an mlink links manifest (format %q)", dir, m.Format)
+		return nil, fmt.Errorf("load links: %s is not an mlink links manifest (format %q)", where, m.Format)
 	}
 	if m.Version != LinksVersion {
 		return nil, fmt.Errorf("load links: format version %d is not supported (this mlink reads version %d): retrain the links", m.Version, LinksVersion)
 	}
 	s, err := setFromManifest(&m)
 	if err != nil {
-		return nil, fmt.Errorf("load links %s: %w", dir, err)
+		return nil, fmt.Errorf("load links %s: %w", where, err)
 	}
-	wb, err := os.ReadFile(filepath.Join(dir, m.Weights.File))
+	wb, err := read(m.Weights.File)
 	if err != nil {
 		return nil, fmt.Errorf("load links: %w", err)
 	}
 	sum := sha256.Sum256(wb)
 	if hex.EncodeToString(sum[:]) != m.Weights.SHA256 {
-		return nil, fmt.Errorf("load links: %s is corrupt (checksum mismatch): re-save or retrain the links", filepath.Join(dir, m.Weights.File))
+		return nil, fmt.Errorf("load links: %s is corrupt (checksum mismatch): re-save or retrain the links", filepath.Join(where, m.Weights.File))
 	}
 	var flat []float64
 	if err := gob.NewDecoder(bytes.NewReader(wb)).Decode(&flat); err != nil {
-		return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(dir, m.Weights.File), err)
+		return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(where, m.Weights.File), err)
 	}
 	ps := s.orderedParams()
 	need := 0
@@ -196,10 +242,10 @@ func Load(dir string) (*Set, error) {
 		copy(p.W, flat[off:off+len(p.W)])
 		off += len(p.W)
 	}
-	if eb, err := os.ReadFile(filepath.Join(dir, evaluationFile)); err == nil {
+	if eb, err := read(evaluationFile); err == nil {
 		var ev Evaluation
 		if err := json.Unmarshal(eb, &ev); err != nil {
-			return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(dir, evaluationFile), err)
+			return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(where, evaluationFile), err)
 		}
 		s.SetEvaluation(&ev)
 	}

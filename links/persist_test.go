@@ -291,3 +291,33 @@ func TestBadLinkFiles(t *testing.T) {
 		})
 	}
 }
+
+func TestMarshalUnmarshalPredictIdentical(t *testing.T) {
+	h, recs := allFamiliesTrace(80, 6)
+	s := mustTrain(t, h, recs[:40], TrainOptions{Epochs: 2, Seed: 3, NoTemporal: true})
+	s.Evaluate(recs[40:])
+	blob, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := UnmarshalSet(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 41; i < 50; i++ {
+		for _, m := range s.Models {
+			exact := without(recs[i].Outputs, m.Name)
+			a, err1 := s.Predict(m.Name, exact)
+			b, err2 := s2.Predict(m.Name, exact)
+			if err1 != nil || err2 != nil || !reflect.DeepEqual(a, b) {
+				t.Fatalf("%s: prediction differs after marshal/unmarshal (%v, %v):\n%+v\n%+v", m.Name, err1, err2, a, b)
+			}
+		}
+	}
+	if _, err := UnmarshalSet([]byte("not a links blob")); err == nil {
+		t.Error("a corrupt blob must be an error")
+	}
+	if _, err := UnmarshalSet(blob[:len(blob)/2]); err == nil {
+		t.Error("a truncated blob must be an error")
+	}
+}

@@ -1,9 +1,11 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"sync"
+	"time"
 
+	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages/gpu"
@@ -46,13 +48,21 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.predictor != nil {
-		// In one process the predictor takes new links straight from the
-		// controller.
-		c.OnPredictor(func(p scheduler.Predictor) { a.predictor.SetPredictor(p) })
-	} else if usesLinks(cfg.Scheduler.Policy) {
-		return nil, errors.New("policy " + cfg.Scheduler.Policy + " needs the predictor role in the scheduler's process (links are not yet shared across processes)")
-	}
+	c.OnPredictor(func(p scheduler.Predictor) {
+		if a.predictor != nil {
+			// In one process the predictor takes new links at once...
+			a.predictor.SetPredictor(p)
+		}
+		// ...and every predictor, here or in other processes, follows the
+		// link store.
+		if set, ok := p.(*links.Set); ok && a.linkStore != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := a.linkStore.Publish(ctx, set); err != nil {
+				a.log.Error().Err(err).Msg("links not published: predictors in other processes keep their links")
+			}
+		}
+	})
 	a.control = c
 	return c, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/ingest"
+	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
@@ -105,6 +106,7 @@ type app struct {
 	merger    *stages.Merger
 	sched     *scheduler.Scheduler
 	predictor *stages.LinkPredictor
+	linkStore *stages.LinkStore
 	// control is the budget-aware policy (nil for policy all).
 	control *scheduler.Controller
 	costs   *scheduler.CostModel
@@ -231,6 +233,11 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			a.goRun(&a.workerWG, "worker "+spec.Name, func() error { return w.Run(wctx) })
 		}
 	}
+	if usesLinks(cfg.Scheduler.Policy) && (roles["predictor"] || roles["scheduler"]) {
+		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, log); err != nil {
+			return a, err
+		}
+	}
 	if roles["predictor"] && usesLinks(cfg.Scheduler.Policy) {
 		pc, err := connect("predictor")
 		if err != nil {
@@ -240,6 +247,9 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		pctx, cancel := context.WithCancel(context.Background())
 		a.predictorCancel = cancel
 		a.goRun(&a.predictorWG, "predictor", func() error { return a.predictor.Run(pctx) })
+		a.goRun(&a.predictorWG, "predictor links", func() error {
+			return a.linkStore.Follow(pctx, func(set *links.Set) { a.predictor.SetPredictor(set) })
+		})
 	}
 	if roles["scheduler"] {
 		sc, err := connect("scheduler")
