@@ -14,8 +14,9 @@ import (
 const usage = `mlink — multi-model video analytics over NATS
 
 Usage:
-  mlink run -c FILE [--max-frames N] [--nats URL] [--role ROLES]
-                                   run the pipeline (embedded NATS unless nats.url/--nats)
+  mlink run -c FILE [--max-frames N] [--nats URL] [--policy P] [--budget B] [--role ROLES]
+                                   run the pipeline (embedded NATS unless nats.url/--nats);
+                                   policies: all, standalone, mlink; budgets: 5GB, 450ms, 5GB,450ms
   mlink watch [--nats URL] [--camera ID] [--json] [--since DURATION]
                                    print results live
   mlink validate -c FILE           check a config; every problem is listed, exit 2 on any
@@ -28,6 +29,8 @@ Usage:
                                    print link and ensemble accuracy on the rest
   mlink bench pipeline -c FILE [--frames N]
                                    measure throughput, latency and the pipeline's overhead
+  mlink bench live -c FILE [--policy P] [--budget B] [--seconds N]
+                                   files paced as live cameras: frames/s, stale drops, savings
   mlink version
 
 Run 'mlink COMMAND -h' for a command's flags.
