@@ -54,6 +54,9 @@ func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames in
 	// Every model on every frame, with no frame dropped: files are read as
 	// fast as the models go, once.
 	cfg.Scheduler.Policy = "all"
+	// A trace must be complete, not fast: give slow models (on a loaded
+	// machine) time rather than record partial frames.
+	cfg.Merger.Deadline = max(cfg.Merger.Deadline, 2*time.Minute)
 	for i := range cfg.Cameras {
 		if cfg.Cameras[i].Source == pipeline.SourceFile {
 			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = false, false
