@@ -60,6 +60,11 @@ type IngestConfig struct {
 	InFlightTimeout time.Duration `yaml:"in_flight_timeout"`
 }
 
+// EmbeddedListen is the embedded server's default address: not NATS's 4222,
+// so that mlink's own server never collides with a system nats-server
+// (Debian's package starts one on 4222); `mlink watch` looks here by default.
+const EmbeddedListen = "127.0.0.1:4242"
+
 // Source types of cameras.
 const (
 	SourceFile   = "file"
@@ -258,7 +263,7 @@ func (e *ConfigError) Error() string {
 // EnsureDefaults fills every unset field with its default.
 func (c *Config) EnsureDefaults() {
 	if c.NATS.Listen == "" {
-		c.NATS.Listen = "127.0.0.1:4222"
+		c.NATS.Listen = EmbeddedListen
 	}
 	if c.NATS.DataDir == "" {
 		c.NATS.DataDir = ".mlink/nats"

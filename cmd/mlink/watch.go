@@ -19,7 +19,7 @@ import (
 
 func cmdWatch(args []string) error {
 	fs := newFlagSet("watch")
-	url := fs.String("nats", nats.DefaultURL, "NATS server URL")
+	url := fs.String("nats", "nats://"+pipeline.EmbeddedListen, "NATS server URL (default: the embedded server of mlink run)")
 	camera := fs.String("camera", "", "only this camera")
 	asJSON := fs.Bool("json", false, "print each result as one JSON line")
 	since := fs.Duration("since", 0, "first replay the stored results of this long ago (e.g. 5m), then follow live")
