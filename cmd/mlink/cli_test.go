@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 )
 
@@ -141,5 +142,59 @@ func TestWatchPrintsLiveAndStoredResults(t *testing.T) {
 	}
 	if err := cmdWatch([]string{"--camera", "bad.name"}); err == nil {
 		t.Error("an invalid camera name must be refused")
+	}
+}
+
+func TestModelsCommandMeasuresEveryModel(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface")
+	path := filepath.Join(t.TempDir(), "two.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`
+cameras: [{id: plaza, source: file, url: %s}]
+models:
+  - {name: motion, backend: opencv-mog2}
+  - {name: face, backend: onnx, decoder: blazeface, file: %s}
+onnx: {library: %s}
+`, vtestPath, cfg.Path(cfg.Models[1].File), cfg.Path(cfg.ONNX.Library))), 0o644)
+	out, err := captureStdout(t, func() error { return cmdModels([]string{"-c", path, "--frames", "3"}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"motion", "opencv-mog2", "face", "onnx", "ms/frame"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("models table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestProfileWritesAReadableTrace(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface")
+	out := filepath.Join(t.TempDir(), "t.trace.gz")
+	n, err := profile(context.Background(), cfg, out, 6, testLogger(t), false)
+	if err != nil || n != 6 {
+		t.Fatalf("profile: %d frames, %v", n, err)
+	}
+	h, recs, err := links.ReadTrace(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Models) != 2 || h.Models[0].Name != "motion" || len(h.Models[0].Classes) != 4 || h.Models[1].InferMS <= 0 {
+		t.Errorf("header %+v", h)
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) || r.Outputs["motion"] == nil || r.Outputs["face_blazeface"] == nil {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+}
+
+func TestBenchPipelineReportsOverhead(t *testing.T) {
+	cfg := demoConfig(t, "motion")
+	rep, err := benchPipeline(cfg, 8, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.E2E.Results != 8 || rep.PipelineOnly.Results != 8 || rep.ModelMS["motion"] <= 0 ||
+		rep.E2E.FPS <= 0 || rep.PipelineOnly.CPUPerFrame <= 0 || rep.OverheadShare <= 0 {
+		t.Errorf("incomplete report %+v", rep)
 	}
 }
