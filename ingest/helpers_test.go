@@ -17,6 +17,7 @@ import (
 
 	"github.com/mlink-project/mlink/ingest/rtsptest"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
 )
 
 const vtestPath = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
@@ -214,18 +215,6 @@ func runCamera(ctx context.Context, cam *Camera, maxFrames int) (wait func() err
 	}
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // closedPort returns a loopback address nothing listens on.
 func closedPort(t testing.TB) string {
 	t.Helper()
@@ -246,3 +235,5 @@ func newTestCamera(t testing.TB, cfg pipeline.CameraConfig, icfg pipeline.Ingest
 	}
 	return cam
 }
+
+var waitFor = natstest.WaitFor

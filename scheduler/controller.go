@@ -177,7 +177,7 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 		plan.Exact, plan.Profiling = c.cfg.Models, true
 		return plan
 	}
-	plan.Exact, plan.Predicted = c.healthyPlan(sel, now)
+	plan.Exact, plan.Predicted = c.healthyPlan(sel)
 	return plan
 }
 
@@ -204,14 +204,14 @@ func (c *Controller) profiling(now time.Time) bool {
 
 // healthyPlan moves selected models whose workers are gone to the predicted
 // set (when links can predict them) so frames do not wait for them.
-func (c *Controller) healthyPlan(sel *Selection, now time.Time) (exact, predicted []string) {
+func (c *Controller) healthyPlan(sel *Selection) (exact, predicted []string) {
 	if sel == nil {
 		return c.cfg.Models, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range sel.Exact {
-		if c.healthyLocked(m, now) || c.predictor == nil {
+		if c.healthyLocked(m) || c.predictor == nil {
 			exact = append(exact, m)
 		} else {
 			predicted = append(predicted, m)
@@ -226,11 +226,12 @@ func (c *Controller) healthyPlan(sel *Selection, now time.Time) (exact, predicte
 
 // healthyLocked: a model with no heartbeat yet counts as healthy (its
 // workers may be starting); one silent or stuck for HealthTimeout does not.
-func (c *Controller) healthyLocked(model string, now time.Time) bool {
+func (c *Controller) healthyLocked(model string) bool {
 	h := c.health[model]
 	if h == nil {
 		return true
 	}
+	// Heartbeats are wall-clock events, unlike frames' capture times.
 	wall := time.Now()
 	if wall.Sub(h.lastBeat) > c.cfg.HealthTimeout {
 		return false
@@ -281,7 +282,7 @@ func (c *Controller) bootstrapTraining() bool {
 func (c *Controller) Healthy(model string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.healthyLocked(model, time.Now())
+	return c.healthyLocked(model)
 }
 
 // ObserveHeartbeat records a worker's heartbeat.

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
 )
 
 // tableLearner "learns" a fixed accuracy table: the controller's logic is
@@ -68,17 +70,6 @@ func profiledResult(p pipeline.Plan) *pipeline.Result {
 	return r
 }
 
-func waitCond(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestControllerBootstrapsThenRunsTheSelection(t *testing.T) {
 	learner := &tableLearner{acc: matrix{
 		"person": {"action": 0.95, "object": 0.93},
@@ -95,7 +86,7 @@ func TestControllerBootstrapsThenRunsTheSelection(t *testing.T) {
 		}
 		c.ObserveResult(profiledResult(p))
 	}
-	waitCond(t, "the first selection", func() bool { return c.Selection() != nil })
+	natstest.WaitFor(t, 5*time.Second, "the first selection", func() bool { return c.Selection() != nil })
 	if learner.lastTrain.Load() != 7 {
 		t.Errorf("trained on %d frames, want 7 (30%% held out)", learner.lastTrain.Load())
 	}
@@ -120,7 +111,7 @@ func TestControllerBootstrapsThenRunsTheSelection(t *testing.T) {
 	// ...whose end triggers measuring, fine-tuning and re-selection.
 	before := c.Stats().Selections.Load()
 	c.Plan(FrameInfo{Camera: "cam", Seq: 13, CapturedAt: t0.Add(68 * time.Second)})
-	waitCond(t, "re-selection after the window", func() bool { return c.Stats().Selections.Load() > before })
+	natstest.WaitFor(t, 5*time.Second, "re-selection after the window", func() bool { return c.Stats().Selections.Load() > before })
 	if learner.finetuned.Load() != 1 || learner.trained.Load() != 1 {
 		t.Errorf("trained %d fine-tuned %d, want 1 and 1", learner.trained.Load(), learner.finetuned.Load())
 	}
@@ -134,7 +125,7 @@ func TestControllerPredictsAModelWhoseWorkersDied(t *testing.T) {
 	for seq := uint64(1); seq <= 10; seq++ {
 		c.ObserveResult(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0})))
 	}
-	waitCond(t, "selection", func() bool { return c.Selection() != nil })
+	natstest.WaitFor(t, 5*time.Second, "selection", func() bool { return c.Selection() != nil })
 	exact := c.Selection().Exact
 	if len(exact) != 2 {
 		t.Fatalf("two models fit 9 GB, selected %v", exact)
@@ -153,23 +144,14 @@ func TestControllerPredictsAModelWhoseWorkersDied(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	beat(exact[1])
 	p := c.Plan(FrameInfo{Camera: "cam", Seq: 21, CapturedAt: later})
-	if !reflect.DeepEqual(p.Exact, []string{exact[1]}) || !contains(p.Predicted, exact[0]) {
+	if !reflect.DeepEqual(p.Exact, []string{exact[1]}) || !slices.Contains(p.Predicted, exact[0]) {
 		t.Fatalf("dead %s must be predicted: %+v", exact[0], p)
 	}
 	// It comes back.
 	beat(exact[0])
-	if p := c.Plan(FrameInfo{Camera: "cam", Seq: 22, CapturedAt: later}); !contains(p.Exact, exact[0]) {
+	if p := c.Plan(FrameInfo{Camera: "cam", Seq: 22, CapturedAt: later}); !slices.Contains(p.Exact, exact[0]) {
 		t.Fatalf("recovered %s must run again: %+v", exact[0], p)
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 func TestStandaloneControllerRunsWhatFitsAndNothingElse(t *testing.T) {
@@ -207,13 +189,13 @@ func TestControllerKeepsToTheBudgetWhileLinksTrain(t *testing.T) {
 	for seq := uint64(1); seq <= 10; seq++ {
 		c.ObserveResult(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0})))
 	}
-	waitCond(t, "training to start", c.bootstrapTraining)
+	natstest.WaitFor(t, 5*time.Second, "training to start", c.bootstrapTraining)
 	p := c.Plan(FrameInfo{Camera: "cam", Seq: 11, CapturedAt: t0.Add(time.Second)})
 	if p.Profiling || !reflect.DeepEqual(p.Exact, []string{"action"}) || !reflect.DeepEqual(p.Reused, []string{"person", "object"}) {
 		t.Fatalf("while training: %+v, want the cheapest model run and the others reused", p)
 	}
 	close(learner.release)
-	waitCond(t, "selection", func() bool { return c.Selection() != nil })
+	natstest.WaitFor(t, 5*time.Second, "selection", func() bool { return c.Selection() != nil })
 }
 
 func TestStandaloneMeasuresCostsBeforeSelecting(t *testing.T) {

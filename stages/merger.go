@@ -3,8 +3,10 @@ package stages
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -126,7 +128,7 @@ func (m *Merger) Run(ctx context.Context) error {
 
 func (m *Merger) handle(msg *nats.Msg) {
 	switch {
-	case len(msg.Subject) > len("mlink.plan.") && msg.Subject[:len("mlink.plan.")] == "mlink.plan.":
+	case strings.HasPrefix(msg.Subject, "mlink.plan."):
 		plan, err := pipeline.Unmarshal[pipeline.Plan](msg.Data)
 		if err != nil {
 			m.stats.BadMessages.Add(1)
@@ -345,7 +347,7 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 			if o.Source == pipeline.SourceExact && o.Error == "" {
 				last[name] = o
 			}
-		} else if !contains(j.plan.Reused, name) {
+		} else if !slices.Contains(j.plan.Reused, name) {
 			res.Missing = append(res.Missing, name)
 		}
 	}
@@ -378,13 +380,4 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 		m.stats.Partial.Add(1)
 		m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Strs("missing", res.Missing).Msg("partial result")
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }

@@ -106,13 +106,11 @@ func benchPipeline(cfg *pipeline.Config, frames, modelFrames int) (*pipelineRepo
 			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = false, true
 		}
 	}
-	cfg.NATS.Listen = "127.0.0.1:-1"
-	dir, err := os.MkdirTemp("", "mlink-bench-")
+	cleanup, err := privateBus(cfg)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	cfg.NATS.DataDir = dir
+	defer cleanup()
 	if rep.E2E, err = measureRun(cfg, frames, nil); err != nil {
 		return nil, err
 	}
@@ -238,13 +236,11 @@ func cmdBenchLive(args []string) error {
 			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = true, true
 		}
 	}
-	cfg.NATS.Listen = "127.0.0.1:-1"
-	dir, err := os.MkdirTemp("", "mlink-bench-")
+	cleanup, err := privateBus(cfg)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	cfg.NATS.DataDir = dir
+	defer cleanup()
 	ctx := context.Background()
 	a, err := startApp(ctx, cfg, runOptions{roles: "all", status: "off"}, zerolog.New(os.Stderr).Level(zerolog.WarnLevel))
 	if err != nil {
@@ -301,4 +297,15 @@ func cmdBenchLive(args []string) error {
 		fmt.Printf("selection: %s\n", a.control.Selection())
 	}
 	return nil
+}
+
+// privateBus gives a benchmark its own embedded NATS server: a free port and
+// a throw-away JetStream store, so it never meets a running mlink.
+func privateBus(cfg *pipeline.Config) (cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "mlink-bench-")
+	if err != nil {
+		return nil, err
+	}
+	cfg.NATS.Listen, cfg.NATS.DataDir = "127.0.0.1:-1", dir
+	return func() { os.RemoveAll(dir) }, nil
 }

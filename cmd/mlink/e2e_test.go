@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/mlink-project/mlink/ingest/rtsptest"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
 )
 
 const vtestPath = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
@@ -294,7 +296,7 @@ func TestEndToEndOverRTSPWithServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.shutdown()
-	waitUntil(t, 20*time.Second, "10 results over RTSP", func() bool { return a.results.count("gate") >= 10 })
+	natstest.WaitFor(t, 20*time.Second, "10 results over RTSP", func() bool { return a.results.count("gate") >= 10 })
 
 	rtsp.Stop()
 	time.Sleep(time.Second)
@@ -302,7 +304,7 @@ func TestEndToEndOverRTSPWithServerRestart(t *testing.T) {
 	if rtsp, err = rtsptest.Start(h264, rtsp.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 30*time.Second, "results after the RTSP server restarted", func() bool {
+	natstest.WaitFor(t, 30*time.Second, "results after the RTSP server restarted", func() bool {
 		return a.results.count("gate") >= before+10
 	})
 	st := a.cameras[0].Stats()
@@ -318,17 +320,6 @@ func TestEndToEndOverRTSPWithServerRestart(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestUnreachableCameraDoesNotStallOthers(t *testing.T) {
 	cfg := demoConfig(t, "motion")
 	dead := pipeline.CameraConfig{ID: "dead", Source: pipeline.SourceRTSP, URL: fmt.Sprintf("rtsp://127.0.0.1:%d/x", freePort(t)),
@@ -341,7 +332,7 @@ func TestUnreachableCameraDoesNotStallOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.shutdown()
-	waitUntil(t, 60*time.Second, "100 results of the live camera", func() bool { return a.results.count("plaza") >= 100 })
+	natstest.WaitFor(t, 60*time.Second, "100 results of the live camera", func() bool { return a.results.count("plaza") >= 100 })
 	st := a.cameras[0].Stats()
 	if st.Connected || st.Published != 0 || st.Errors < 2 || st.LastError == "" {
 		t.Errorf("dead camera should keep retrying with errors: %+v", st)
@@ -378,7 +369,7 @@ func TestCorruptFramesAreRejectedAndThePipelineGoesOn(t *testing.T) {
 	publish(2, []byte("this is not a jpeg"))                                 // rejected by the scheduler
 	publish(3, append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 500)...)) // a JPEG header over garbage
 	publish(4, good)
-	waitUntil(t, 30*time.Second, "results of frames 1, 3 and 4", func() bool { return a.results.count("cam") >= 3 })
+	natstest.WaitFor(t, 30*time.Second, "results of frames 1, 3 and 4", func() bool { return a.results.count("cam") >= 3 })
 	time.Sleep(200 * time.Millisecond)
 	results := storedResults(t, a, cfg)
 	if len(results) != 3 {
@@ -488,7 +479,7 @@ func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.shutdown()
-	waitUntil(t, 7*time.Minute, "40 frames served with links", func() bool {
+	natstest.WaitFor(t, 7*time.Minute, "40 frames served with links", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(linked) >= 40
@@ -518,7 +509,7 @@ func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
 			if o == nil {
 				t.Fatalf("#%d lacks %s: every result must have every model", r.Seq, m)
 			}
-			if contains(r.Plan.Predicted, m) != (o.Source == pipeline.SourcePredicted) {
+			if slices.Contains(r.Plan.Predicted, m) != (o.Source == pipeline.SourcePredicted) {
 				t.Errorf("#%d %s: source %s does not match the plan %+v", r.Seq, m, o.Source, r.Plan)
 			}
 			if o.Source == pipeline.SourcePredicted && (o.Error != "" || len(o.Sources) == 0 || len(o.Value) == 0) {
@@ -537,15 +528,6 @@ func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
 	if sel.Expected <= float64(len(sel.Exact))/float64(len(cfg.Models)) {
 		t.Errorf("expected system accuracy %.3f does not beat Standalone's %d/%d", sel.Expected, len(sel.Exact), len(cfg.Models))
 	}
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // withModels is a copy of cfg that loads only the named models.
@@ -607,24 +589,24 @@ func TestDeadWorkerIsPredictedUntilItComesBack(t *testing.T) {
 		}
 		return last.Outputs["lines"].Source
 	}
-	waitUntil(t, 2*time.Minute, "links trained", func() bool { return control.control.Selection() != nil })
-	waitUntil(t, 30*time.Second, "lines exact with its worker up", func() bool { return linesSource() == pipeline.SourceExact })
+	natstest.WaitFor(t, 2*time.Minute, "links trained", func() bool { return control.control.Selection() != nil })
+	natstest.WaitFor(t, 30*time.Second, "lines exact with its worker up", func() bool { return linesSource() == pipeline.SourceExact })
 
 	linesWorker.shutdown() // the only worker of lines dies
-	waitUntil(t, 30*time.Second, "lines predicted while its worker is down", func() bool { return linesSource() == pipeline.SourcePredicted })
+	natstest.WaitFor(t, 30*time.Second, "lines predicted while its worker is down", func() bool { return linesSource() == pipeline.SourcePredicted })
 	if control.control.Healthy("lines") {
 		t.Error("lines should be unhealthy")
 	}
 	mu.Lock()
 	r := last
 	mu.Unlock()
-	if o := r.Outputs["lines"]; len(o.Sources) == 0 || !contains(r.Plan.Predicted, "lines") {
+	if o := r.Outputs["lines"]; len(o.Sources) == 0 || !slices.Contains(r.Plan.Predicted, "lines") {
 		t.Errorf("degraded result should say lines was predicted and from what: %+v plan %+v", o, r.Plan)
 	}
 
 	back := start(withModels(t, &remote, "lines"), "worker")
 	defer back.shutdown()
-	waitUntil(t, 30*time.Second, "lines exact again once a worker is back", func() bool { return linesSource() == pipeline.SourceExact })
+	natstest.WaitFor(t, 30*time.Second, "lines exact again once a worker is back", func() bool { return linesSource() == pipeline.SourceExact })
 }
 
 func TestPredictorInAnotherProcessFollowsTheLinkStore(t *testing.T) {
@@ -661,7 +643,7 @@ func TestPredictorInAnotherProcessFollowsTheLinkStore(t *testing.T) {
 		}
 		defer a.shutdown()
 	}
-	waitUntil(t, 2*time.Minute, "20 frames served with links from the other process", func() bool {
+	natstest.WaitFor(t, 2*time.Minute, "20 frames served with links from the other process", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(linked) >= 20

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
@@ -55,4 +61,17 @@ func (c *configFlags) load() (*pipeline.Config, error) {
 		return nil, &exitError{2, fmt.Errorf("--budget: %w", budgetErr)}
 	}
 	return cfg, err
+}
+
+// start loads the config and makes the command's root logger and a context
+// cancelled by SIGINT or SIGTERM (call stop when done).
+func (c *configFlags) start() (cfg *pipeline.Config, log zerolog.Logger, ctx context.Context, stop context.CancelFunc, err error) {
+	if cfg, err = c.load(); err != nil {
+		return nil, log, nil, nil, err
+	}
+	if log, err = pipeline.NewLogger(cfg.Log, os.Stderr); err != nil {
+		return nil, log, nil, nil, err
+	}
+	ctx, stop = signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return cfg, log, ctx, stop, nil
 }

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -30,15 +28,10 @@ func cmdProfile(args []string) error {
 	if *out == "" {
 		return &exitError{2, errors.New("--out TRACE is required")}
 	}
-	cfg, err := cf.load()
+	cfg, log, ctx, stop, err := cf.start()
 	if err != nil {
 		return err
 	}
-	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	n, err := profile(ctx, cfg, *out, *maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
 	if err != nil {

@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -49,20 +47,15 @@ func cmdRun(args []string) error {
 	var cf configFlags
 	cf.register(fs, true)
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
-	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of ingest,scheduler,worker,merger")
+	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of "+strings.Join(allRoles, ","))
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
-	cfg, err := cf.load()
+	cfg, log, ctx, stop, err := cf.start()
 	if err != nil {
 		return err
 	}
-	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	a, err := startApp(ctx, cfg, o, log)

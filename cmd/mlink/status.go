@@ -139,7 +139,7 @@ func (a *app) statusText() string {
 	}
 	if a.control != nil {
 		sel := a.control.Selection()
-		line := fmt.Sprintf("policy %s, budget %s: %s", a.cfg.Scheduler.Policy, a.budgetString(), sel)
+		line := fmt.Sprintf("policy %s, budget %s: %s", a.cfg.Scheduler.Policy, schedulerBudget(a.cfg), sel)
 		if acc, ok := a.control.Stats().MeasuredAccuracy(); ok {
 			line += fmt.Sprintf(", measured agreement of predictions %.2f", acc)
 		}
@@ -208,8 +208,4 @@ func (a *app) printSummary(w io.Writer) {
 			fmt.Fprintf(w, "measured agreement of predicted outputs with exact ones (held-out profiling frames): %.3f\n", acc)
 		}
 	}
-}
-
-func (a *app) budgetString() string {
-	return schedulerBudget(a.cfg).String()
 }
