@@ -1,0 +1,117 @@
+// Package report renders the outcome of a bench replay (`mlink bench --trace`): a terminal table
+// in the shape of Table 4 of the MLink paper, a results.json file and accuracy charts.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Row is one (policy, budget, sampling) outcome of a bench replay.
+type Row struct {
+	Policy          string                `json:"policy"`
+	Budget          string                `json:"budget"`                   // as given/rendered, e.g. "460ms", "5GB", "none"
+	BudgetValue     float64               `json:"budget_value"`             // ms per frame, or bytes; 0 for none
+	BudgetUnit      string                `json:"budget_unit"`              // "ms", "bytes" or "" (none)
+	BudgetShare     float64               `json:"budget_share"`             // budget / total cost of all models (0..1+; 0 for none)
+	Sampling        string                `json:"sampling"`                 // "native" or e.g. "1fps"
+	Frames          int                   `json:"frames"`
+	Accuracy        float64               `json:"accuracy"`                 // 0-1 strict metric, mean over models and frames, executed = 1
+	AccuracyGraded  float64               `json:"accuracy_graded"`          // 0-1 graded count metric
+	ExecutionsSaved float64               `json:"executions_saved"`         // 0-1
+	MSPerFrame      float64               `json:"ms_per_frame"`             // mean model time per frame
+	ProfiledShare   float64               `json:"profiled_share"`           // share of frames profiled (every model run)
+	FilteredShare   float64               `json:"filtered_share,omitempty"` // share of frames filtered (Reducto)
+	Selected        []string              `json:"selected,omitempty"`       // models executed in the final selection
+	PerModel        map[string]ModelScore `json:"per_model"`
+}
+
+// ModelScore is one model's outcome in a Row.
+type ModelScore struct {
+	Accuracy       float64 `json:"accuracy"`
+	AccuracyGraded float64 `json:"accuracy_graded"`
+	Exact          int     `json:"exact"`     // frames where it executed
+	Predicted      int     `json:"predicted"` // frames where links predicted it
+	Reused         int     `json:"reused"`    // frames where its last exact output was reused
+	Absent         int     `json:"absent"`    // frames where nothing served it
+}
+
+// IsNone reports whether the row ran without a budget.
+func (r Row) IsNone() bool {
+	return r.BudgetUnit == "" || r.Budget == "" || r.Budget == "none"
+}
+
+// budgetLabel is the budget as shown to people: "none" when there is none.
+func (r Row) budgetLabel() string {
+	if r.IsNone() {
+		return "none"
+	}
+	return r.Budget
+}
+
+// samplingLabel is the sampling as shown to people: an empty one means native.
+func (r Row) samplingLabel() string {
+	if r.Sampling == "" {
+		return "native"
+	}
+	return r.Sampling
+}
+
+// WriteJSON writes rows to path as an indented JSON list, creating the parent directory.
+func WriteJSON(path string, rows []Row) error {
+	if rows == nil {
+		rows = []Row{} // "[]" rather than "null": readers expect a list
+	}
+	data, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("write results %s: %w", path, err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+// ReadJSON reads rows written by WriteJSON.
+func ReadJSON(path string) ([]Row, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read results: %w", err)
+	}
+	var rows []Row
+	if err := json.Unmarshal(data, &rows); err != nil {
+		return nil, fmt.Errorf("read results %s: %w", path, err)
+	}
+	return rows, nil
+}
+
+// groupBySampling splits rows by sampling, in order of first appearance.
+func groupBySampling(rows []Row) (samplings []string, bySampling map[string][]Row) {
+	bySampling = make(map[string][]Row)
+	for _, r := range rows {
+		s := r.samplingLabel()
+		if _, ok := bySampling[s]; !ok {
+			samplings = append(samplings, s)
+		}
+		bySampling[s] = append(bySampling[s], r)
+	}
+	return samplings, bySampling
+}
+
+// policies lists the rows' policies in order of first appearance.
+func policies(rows []Row) []string {
+	var names []string
+	seen := make(map[string]bool)
+	for _, r := range rows {
+		if !seen[r.Policy] {
+			seen[r.Policy] = true
+			names = append(names, r.Policy)
+		}
+	}
+	return names
+}
