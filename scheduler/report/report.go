@@ -12,11 +12,11 @@ import (
 // Row is one (policy, budget, sampling) outcome of a bench replay.
 type Row struct {
 	Policy          string                `json:"policy"`
-	Budget          string                `json:"budget"`                   // as given/rendered, e.g. "460ms", "5GB", "none"
-	BudgetValue     float64               `json:"budget_value"`             // ms per frame, or bytes; 0 for none
-	BudgetUnit      string                `json:"budget_unit"`              // "ms", "bytes" or "" (none)
-	BudgetShare     float64               `json:"budget_share"`             // budget / total cost of all models (0..1+; 0 for none)
-	Sampling        string                `json:"sampling"`                 // "native" or e.g. "1fps"
+	Budget          string                `json:"budget"`       // as given/rendered, e.g. "460ms", "5GB", "none"
+	BudgetValue     float64               `json:"budget_value"` // ms per frame, or bytes; 0 for none
+	BudgetUnit      string                `json:"budget_unit"`  // "ms", "bytes" or "" (none)
+	BudgetShare     float64               `json:"budget_share"` // budget / total cost of all models (0..1+; 0 for none)
+	Sampling        string                `json:"sampling"`     // "native" or e.g. "1fps"
 	Frames          int                   `json:"frames"`
 	Accuracy        float64               `json:"accuracy"`                 // 0-1 strict metric, mean over models and frames, executed = 1
 	AccuracyGraded  float64               `json:"accuracy_graded"`          // 0-1 graded count metric
