@@ -31,6 +31,9 @@ type TraceHeader struct {
 	Cameras   []string     `json:"cameras"`
 	// FPS is the cameras' nominal frame rate (0: unknown).
 	FPS float64 `json:"fps,omitempty"`
+	// Videos maps each camera recorded from a file to the file, so a
+	// replay can look at the frames again (Reducto's difference features).
+	Videos map[string]string `json:"videos,omitempty"`
 	// Source describes where the trace came from (config file, videos).
 	Source string `json:"source,omitempty"`
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,6 +44,12 @@ type ControllerConfig struct {
 	// HealthTimeout is how long a model's workers may be silent (or stuck
 	// with work queued) before the model is predicted instead of run.
 	HealthTimeout time.Duration
+	// Synchronous trains and measures links on the goroutine that delivers
+	// the result completing a profiling window, and dates selections by the
+	// frames' capture times: replays of a trace (mlink bench) decide exactly
+	// as the live scheduler would, deterministically. Live, training runs
+	// off the routing path.
+	Synchronous bool
 }
 
 // Selection is the controller's current decision.
@@ -53,10 +60,18 @@ type Selection struct {
 	Absent []string
 	// Expected is the system accuracy the measured evidence promises.
 	Expected float64
+	// Reused models (mlink-hybrid) take their own last exact output where
+	// they do not run.
+	Reused []string
+	// Every: models (mlink-hybrid) run on every Every[m]-th frame only; on
+	// the others they are predicted or reused.
+	Every map[string]int
 	// Accuracy is each predicted model's measured accuracy.
 	Accuracy map[string]float64
 	At       time.Time
 	Reason   string
+
+	phases map[string]int
 }
 
 // Controller is the budget-aware policy: it plans each frame (profiling
@@ -71,6 +86,8 @@ type Controller struct {
 
 	// Routing-goroutine state (Plan).
 	periodStart time.Time
+	frameIndex  map[string]int64 // per camera, for rotations
+	lastFrame   atomic.Int64     // capture time of the latest frame (ns)
 
 	mu          sync.Mutex
 	samples     []*links.TraceRecord // profiled frames of the current window
@@ -118,7 +135,7 @@ const maxHistory = 2000
 // standalone policies.
 func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log zerolog.Logger) (*Controller, error) {
 	switch cfg.Policy {
-	case "standalone", "mlink":
+	case "standalone", "mlink", "mlink-hybrid":
 	default:
 		return nil, fmt.Errorf("controller: unknown policy %q", cfg.Policy)
 	}
@@ -128,7 +145,8 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 	if cfg.HealthTimeout == 0 {
 		cfg.HealthTimeout = 3 * time.Second
 	}
-	c := &Controller{cfg: cfg, learner: learner, costs: costs, log: pipeline.Component(log, "controller"), health: map[string]*modelHealth{}}
+	c := &Controller{cfg: cfg, learner: learner, costs: costs, log: pipeline.Component(log, "controller"),
+		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}}
 	return c, nil
 }
 
@@ -155,6 +173,9 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	c.lastFrame.Store(now.UnixNano())
+	index := c.frameIndex[f.Camera]
+	c.frameIndex[f.Camera] = index + 1
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
 	if c.cfg.Policy == "standalone" {
 		return c.planStandalone(plan, now)
@@ -178,6 +199,20 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 		return plan
 	}
 	plan.Exact, plan.Predicted = c.healthyPlan(sel)
+	plan.Reused = sel.Reused
+	if len(sel.Every) > 0 {
+		// Rotating models run on their turn and are predicted or reused
+		// on the frames between.
+		plan.Predicted = slices.Clone(plan.Predicted)
+		plan.Reused = slices.Clone(plan.Reused)
+		for _, m := range c.cfg.Models {
+			if k := sel.Every[m]; k > 1 && runsOn(index, k, sel.phases[m]) {
+				plan.Exact = append(slices.Clone(plan.Exact), m)
+				plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
+				plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })
+			}
+		}
+	}
 	return plan
 }
 
@@ -197,7 +232,7 @@ func (c *Controller) profiling(now time.Time) bool {
 	c.windowSeen = in
 	c.mu.Unlock()
 	if ended {
-		go c.endOfWindow()
+		c.background(c.endOfWindow)
 	}
 	return in
 }
@@ -333,8 +368,29 @@ func (c *Controller) ObserveResult(r *pipeline.Result) {
 	}
 	c.mu.Unlock()
 	if bootstrap {
-		go c.bootstrap()
+		c.background(c.bootstrap)
 	}
+}
+
+// background runs training work off the routing path (live) or at once
+// (Synchronous replays).
+func (c *Controller) background(f func()) {
+	if c.cfg.Synchronous {
+		f()
+		return
+	}
+	go f()
+}
+
+// clock is the time selections are dated with: the latest frame's capture
+// time in replays, the wall clock live.
+func (c *Controller) clock() time.Time {
+	if c.cfg.Synchronous {
+		if ns := c.lastFrame.Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Now()
 }
 
 // bootstrap trains the first links on the cold-start frames, measures them
@@ -410,23 +466,31 @@ func (c *Controller) install(p Predictor, ev SetEvidence, reason string) {
 	// frames for the selection about to be used; at re-profiling on the
 	// window's fresh frames for the selection that was in use.
 	if reason == "bootstrap" {
-		c.reselectWith(ev, time.Now(), reason)
+		c.reselectWith(ev, c.clock(), reason)
 		c.recordAgreement(ev)
 		return
 	}
 	c.recordAgreement(ev)
-	c.reselectWith(ev, time.Now(), reason)
+	c.reselectWith(ev, c.clock(), reason)
 }
 
 func (c *Controller) recordAgreement(ev SetEvidence) {
 	sel := c.selection.Load()
-	var predicted []string
-	executed := c.cfg.Models[:0:0]
-	if sel != nil {
-		predicted, executed = sel.Predicted, sel.Exact
+	if sel == nil {
+		return
 	}
-	for _, m := range predicted {
-		acc := PredictedAccuracy(m, executed, ev)
+	var measured map[string]float64
+	if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
+		measured = hybridEvaluate(c.cfg.Models, sel.periods(), ev, reuse).Accuracy
+	}
+	for _, m := range c.cfg.Models {
+		if slices.Contains(sel.Exact, m) {
+			continue
+		}
+		acc, ok := measured[m]
+		if !ok {
+			acc = PredictedAccuracy(m, sel.Exact, ev)
+		}
 		c.stats.agreeSum.Add(uint64(acc * 1e6))
 		c.stats.agreeN.Add(1)
 	}
@@ -459,12 +523,44 @@ func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) 
 			sel.Accuracy[m] = PredictedAccuracy(m, sel.Exact, ev)
 		}
 		sel.Expected = ExpectedAccuracy(c.cfg.Models, sel.Exact, ev)
+		if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
+			h := SelectHybrid(c.cfg.Models, costs, c.cfg.Budget, ev, reuse)
+			if len(h.Always) > 0 || len(h.Every) > 0 {
+				sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
+				sel.Accuracy, sel.Expected = h.Accuracy, h.Expected
+				sel.phases = rotationPhases(c.cfg.Models, h.Every)
+			}
+		}
 	}
 	c.selection.Store(sel)
 	c.stats.Selections.Add(1)
-	c.log.Info().Strs("exact", sel.Exact).Strs("predicted", sel.Predicted).Strs("absent", sel.Absent).
+	c.log.Info().Strs("exact", sel.Exact).Strs("predicted", sel.Predicted).Strs("reused", sel.Reused).
+		Str("rotating", sel.rotating()).Strs("absent", sel.Absent).
 		Float64("expected_accuracy", sel.Expected).Str("budget", c.cfg.Budget.String()).Str("reason", reason).
 		Msg("models selected")
+}
+
+// rotating renders the rotating models as "model/k" (k: run every k-th
+// frame).
+func (s *Selection) rotating() string {
+	var parts []string
+	for m, k := range s.Every {
+		parts = append(parts, fmt.Sprintf("%s/%d", m, k))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+// periods is the selection as rotation periods: 1 for models always run.
+func (s *Selection) periods() map[string]int {
+	out := map[string]int{}
+	for _, m := range s.Exact {
+		out[m] = 1
+	}
+	for m, k := range s.Every {
+		out[m] = k
+	}
+	return out
 }
 
 func minus(all, sub []string) []string {
@@ -495,6 +591,12 @@ func (s *Selection) String() string {
 		return "profiling (no links yet)"
 	}
 	out := fmt.Sprintf("exact [%s] predicted [%s]", strings.Join(s.Exact, " "), strings.Join(s.Predicted, " "))
+	if len(s.Reused) > 0 {
+		out += fmt.Sprintf(" reused [%s]", strings.Join(s.Reused, " "))
+	}
+	if len(s.Every) > 0 {
+		out += fmt.Sprintf(" rotating [%s]", s.rotating())
+	}
 	if len(s.Absent) > 0 {
 		out += fmt.Sprintf(" absent [%s]", strings.Join(s.Absent, " "))
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,11 +19,17 @@ import (
 )
 
 func cmdBench(args []string) error {
+	if len(args) > 0 && (args[0] == "trace" || strings.HasPrefix(args[0], "-")) {
+		if args[0] == "trace" {
+			args = args[1:]
+		}
+		return cmdBenchTrace(args)
+	}
 	if len(args) > 0 && args[0] == "live" {
 		return cmdBenchLive(args[1:])
 	}
 	if len(args) == 0 || args[0] != "pipeline" {
-		return &exitError{2, errors.New("usage: mlink bench pipeline -c FILE [--frames N] [--out FILE]\n       mlink bench live -c FILE [--policy P --budget B] [--seconds N]")}
+		return &exitError{2, errors.New("usage: mlink bench --trace TRACE [--budgets B,...] [--policies P,...] [--sampling native,1fps] [--out DIR]\n       mlink bench pipeline -c FILE [--frames N] [--out FILE]\n       mlink bench live -c FILE [--policy P --budget B] [--seconds N]")}
 	}
 	fs := newFlagSet("bench pipeline")
 	var cf configFlags

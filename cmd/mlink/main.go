@@ -27,6 +27,8 @@ Usage:
                                    train model links on the first part of a trace
   mlink links eval --trace TRACE --links DIR [--json]
                                    print link and ensemble accuracy on the rest
+  mlink bench --trace TRACE [--budgets B,...] [--policies P,...] [--sampling native,1fps] [--out DIR]
+                                   replay a trace through every policy at every budget: table, results.json, plots
   mlink bench pipeline -c FILE [--frames N]
                                    measure throughput, latency and the pipeline's overhead
   mlink bench live -c FILE [--policy P] [--budget B] [--seconds N]

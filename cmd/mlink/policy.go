@@ -11,7 +11,7 @@ import (
 	"github.com/mlink-project/mlink/stages/gpu"
 )
 
-func usesLinks(policy string) bool { return policy == "mlink" }
+func usesLinks(policy string) bool { return policy == "mlink" || policy == "mlink-hybrid" }
 
 // buildPolicy wires the configured policy over the loaded models.
 func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {

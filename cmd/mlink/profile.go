@@ -11,6 +11,7 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	"gocv.io/x/gocv"
 
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
@@ -60,6 +61,22 @@ func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames in
 	header := links.TraceHeader{Source: cfg.Dir}
 	for _, cam := range cfg.Cameras {
 		header.Cameras = append(header.Cameras, cam.ID)
+		if cam.Source != pipeline.SourceFile {
+			continue
+		}
+		if header.Videos == nil {
+			header.Videos = map[string]string{}
+		}
+		header.Videos[cam.ID] = cam.URL
+		// Replays place frames on the media clock: the file's own rate,
+		// capped like the camera's published rate.
+		fps := fileFPS(cam.URL)
+		if cam.FPS > 0 && (fps == 0 || cam.FPS < fps) {
+			fps = cam.FPS
+		}
+		if header.FPS == 0 || (fps > 0 && fps < header.FPS) {
+			header.FPS = fps
+		}
 	}
 	imgs, err := sampleFrames(cfg, "", 5)
 	var costs []struct {
@@ -137,4 +154,17 @@ func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames in
 		err = errors.Join(err, fmt.Errorf("models that failed to load are missing from the trace: %v", names))
 	}
 	return n, err
+}
+
+// fileFPS is a video file's frame rate (0 when it does not say).
+func fileFPS(path string) float64 {
+	vc, err := gocv.VideoCaptureFile(path)
+	if err != nil {
+		return 0
+	}
+	defer vc.Close()
+	if fps := vc.Get(gocv.VideoCaptureFPS); fps > 0 && fps < 1000 {
+		return fps
+	}
+	return 0
 }

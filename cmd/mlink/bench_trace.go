@@ -1,0 +1,342 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/scheduler"
+	"github.com/mlink-project/mlink/scheduler/replay"
+	"github.com/mlink-project/mlink/scheduler/report"
+	"github.com/mlink-project/mlink/stages/reducto"
+)
+
+// Bench policies: the scheduler's own, Reducto's frame filter tuned to each
+// budget, and Reducto's filter in front of mlink.
+const (
+	policyReducto      = "reducto"
+	policyReductoMLink = "reducto+mlink"
+)
+
+var benchPolicies = []string{"all", "standalone", "mlink", "mlink-hybrid", policyReducto, policyReductoMLink}
+
+// reductoTargets are the accuracy targets the bench tries to fit Reducto to
+// a budget (its published default is 0.9).
+var reductoTargets = []float64{0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99}
+
+const reductoDefaultTarget = 0.9
+
+type benchTraceOptions struct {
+	trace        string
+	budgets      []scheduler.Budget
+	unit         string
+	policies     []string
+	samplings    []int // strides: 1 native, 10 = 1 fps on a 10 fps trace
+	out          string
+	fps          float64
+	period       time.Duration
+	profileShare float64
+	trainShare   float64
+	seed         int64
+	epochs       int
+	video        string
+}
+
+func cmdBenchTrace(args []string) error {
+	fs := newFlagSet("bench")
+	trace := fs.String("trace", "", "trace recorded by 'mlink profile' (required)")
+	budgets := fs.String("budgets", "", "budgets to add to the automatic ones, comma-separated (e.g. 460ms,920ms or 5GB; 5GB+40ms for both)")
+	unit := fs.String("unit", "ms", "unit of the automatic budget points: ms or memory")
+	policies := fs.String("policies", strings.Join(benchPolicies, ","), "policies to compare")
+	sampling := fs.String("sampling", "native,1fps", "samplings of the trace: native, and/or Nfps")
+	out := fs.String("out", "", "directory for results.json and the plots (default: none)")
+	fps := fs.Float64("fps", 0, "frame rate of the trace (default: the trace's, else the records' times)")
+	period := fs.Duration("period", 20*time.Second, "re-profiling period of the mlink policies (media time)")
+	share := fs.Float64("profile-share", 0.05, "share of each period profiled with every model")
+	train := fs.Float64("train-share", 0.1, "share of the trace (first, by time) profiled to train the first links")
+	seed := fs.Int64("seed", 1, "seed of link training")
+	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
+	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
+		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, video: *video}
+	var problems []error
+	if o.trace == "" {
+		problems = append(problems, errors.New("--trace TRACE is required"))
+	}
+	if o.unit != "ms" && o.unit != "memory" {
+		problems = append(problems, fmt.Errorf("--unit %q: want ms or memory", o.unit))
+	}
+	for _, b := range splitList(*budgets) {
+		parsed, err := scheduler.ParseBudget(strings.ReplaceAll(b, "+", ","))
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		o.budgets = append(o.budgets, parsed)
+	}
+	for _, p := range splitList(*policies) {
+		if !slices.Contains(benchPolicies, p) {
+			problems = append(problems, fmt.Errorf("unknown policy %q (known: %s)", p, strings.Join(benchPolicies, ", ")))
+		}
+		o.policies = append(o.policies, p)
+	}
+	if len(o.policies) == 0 {
+		problems = append(problems, errors.New("--policies: none given"))
+	}
+	for _, s := range splitList(*sampling) {
+		stride, err := parseSampling(s)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		o.samplings = append(o.samplings, stride)
+	}
+	if o.epochs <= 0 {
+		problems = append(problems, fmt.Errorf("--epochs %d: want at least 1", o.epochs))
+	}
+	if o.period < time.Second || o.profileShare <= 0 || o.profileShare > 1 || o.trainShare <= 0 || o.trainShare >= 1 {
+		problems = append(problems, errors.New("--period must be ≥ 1s, --profile-share in (0,1], --train-share in (0,1)"))
+	}
+	if len(problems) > 0 {
+		return &exitError{2, errors.Join(problems...)}
+	}
+	log, err := pipeline.NewLogger(pipeline.LogConfig{Level: "warn"}, os.Stderr)
+	if err != nil {
+		return err
+	}
+	rows, err := benchTrace(o, log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := report.WriteTable(os.Stdout, rows); err != nil {
+		return err
+	}
+	if o.out != "" {
+		if err := report.WriteJSON(filepath.Join(o.out, "results.json"), rows); err != nil {
+			return err
+		}
+		paths, err := report.Plot(o.out, rows)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s and %d plots to %s\n", "results.json", len(paths), o.out)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// parseSampling reads "native" (stride 1) or "Nfps" (a stride, resolved
+// against the trace's frame rate later; kept here as −N).
+func parseSampling(s string) (int, error) {
+	if s == "native" {
+		return 1, nil
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%dfps", &n); err != nil || n <= 0 || fmt.Sprintf("%dfps", n) != s {
+		return 0, fmt.Errorf("--sampling %q: want native or Nfps (e.g. 1fps)", s)
+	}
+	return -n, nil
+}
+
+// benchTrace replays the trace through every policy at every budget and
+// sampling.
+func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]report.Row, error) {
+	tr, err := replay.Load(o.trace)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	fps := o.fps
+	if fps == 0 {
+		fps = tr.Header.FPS
+	}
+	costs := tr.Costs()
+	budgets := replay.BudgetPoints(costs, o.unit)
+	for _, b := range o.budgets {
+		if !slices.Contains(budgets, b) {
+			budgets = append(budgets, b)
+		}
+	}
+	video := o.video
+	if video == "" && len(tr.Header.Videos) == 1 {
+		for _, v := range tr.Header.Videos {
+			video = v
+		}
+	}
+	var rows []report.Row
+	for _, stride := range o.samplings {
+		sampling := "native"
+		if stride < 0 {
+			if fps <= 0 {
+				return nil, fmt.Errorf("bench: sampling at %dfps needs the trace's frame rate: give --fps", -stride)
+			}
+			sampling = fmt.Sprintf("%dfps", -stride)
+			stride = max(1, int(fps / float64(-stride)+0.5))
+		}
+		learner := replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: o.seed, Epochs: o.epochs, NoTemporal: true}))
+		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
+			ProfileShare: o.profileShare, Learner: learner, Sampling: sampling, Log: log}
+		sims := &reductoSims{video: video, trace: tr, fps: fps, stride: stride}
+		for _, policy := range o.policies {
+			start := time.Now()
+			n := 0
+			for _, b := range budgets {
+				if policy == "all" && n > 0 {
+					break // all ignores budgets: one row
+				}
+				opts := base
+				if policy != "all" {
+					opts.Budget = b // all ignores budgets; its row has none
+				}
+				got, err := benchOne(opts, policy, tr, sims)
+				if err != nil {
+					return nil, fmt.Errorf("bench %s at %s (%s): %w", policy, b, sampling, err)
+				}
+				rows = append(rows, got...)
+				n++
+			}
+			fmt.Fprintf(progress, "bench: %s (%s): %d budgets in %s\n", policy, sampling, n, time.Since(start).Round(time.Millisecond))
+			if policy == policyReducto && n > 0 && !slices.ContainsFunc(rows, func(r report.Row) bool { return r.Policy == policyReducto && r.Sampling == sampling }) {
+				fmt.Fprintf(progress, "bench: reducto (%s) fits none of the budgets (it runs every model on the frames it sends)\n", sampling)
+			}
+		}
+	}
+	return rows, nil
+}
+
+// benchOne replays one policy at one budget. It returns no row when the
+// policy cannot meet the budget at all (Reducto runs every model on the
+// frames it sends: a budget below its cheapest target is out of reach).
+func benchOne(opts replay.Options, policy string, tr *replay.Trace, sims *reductoSims) ([]report.Row, error) {
+	switch policy {
+	case policyReducto:
+		// The budget picks the strictest accuracy target whose cost fits.
+		opts.Policy, opts.Name = "all", policyReducto
+		var best *report.Row
+		for _, target := range reductoTargets {
+			send, err := sims.send(target)
+			if err != nil {
+				return nil, err
+			}
+			opts.Send = send
+			row, err := replay.Run(tr, opts)
+			if err != nil {
+				return nil, err
+			}
+			if reductoFits(opts.Budget, row, tr) {
+				best = &row
+			}
+		}
+		if best == nil {
+			return nil, nil
+		}
+		return []report.Row{*best}, nil
+	case policyReductoMLink:
+		send, err := sims.send(reductoDefaultTarget)
+		if err != nil {
+			return nil, err
+		}
+		opts.Policy, opts.Name, opts.Send = "mlink", policyReductoMLink, send
+	default:
+		opts.Policy = policy
+	}
+	row, err := replay.Run(tr, opts)
+	if err != nil {
+		return nil, err
+	}
+	return []report.Row{row}, nil
+}
+
+// reductoFits: Reducto's mean time per frame within a time budget; every
+// model loaded within a memory budget.
+func reductoFits(b scheduler.Budget, row report.Row, tr *replay.Trace) bool {
+	if b.MS > 0 && row.MSPerFrame > b.MS {
+		return false
+	}
+	if b.Memory > 0 {
+		total := int64(0)
+		for _, c := range tr.Costs() {
+			total += c.Memory
+		}
+		return total <= b.Memory
+	}
+	return true
+}
+
+// reductoSims runs Reducto's live filter over the trace's video once per
+// accuracy target and remembers which frames it sends.
+type reductoSims struct {
+	video  string
+	trace  *replay.Trace
+	fps    float64
+	stride int
+	byTgt  map[float64]func(camera string, seq uint64) bool
+}
+
+func (r *reductoSims) send(target float64) (func(string, uint64) bool, error) {
+	if f, ok := r.byTgt[target]; ok {
+		return f, nil
+	}
+	if r.video == "" {
+		return nil, errors.New("reducto needs the trace's video: the trace names none, give --video")
+	}
+	if len(r.trace.Header.Cameras) > 1 {
+		return nil, errors.New("reducto replays one camera's video: the trace has several cameras")
+	}
+	// Record seq s is video frame s−1.
+	var outputs []map[string]*pipeline.Output
+	for _, rec := range r.trace.Records {
+		i := int(rec.Seq) - 1
+		for len(outputs) <= i {
+			outputs = append(outputs, nil)
+		}
+		if i >= 0 {
+			outputs[i] = rec.Outputs
+		}
+	}
+	for i := range outputs {
+		if outputs[i] == nil {
+			outputs[i] = map[string]*pipeline.Output{}
+		}
+	}
+	var opts reducto.SimulateOptions
+	opts.FPS, opts.Stride = r.fps, r.stride
+	opts.Filter.Selector.Target = target
+	sim, err := reducto.SimulateVideo(r.video, outputs, opts)
+	if err != nil {
+		return nil, fmt.Errorf("reducto on %s: %w", r.video, err)
+	}
+	sent := map[uint64]bool{}
+	for _, f := range sim.Frames {
+		sent[uint64(f.Frame)+1] = f.Send
+	}
+	fn := func(_ string, seq uint64) bool {
+		send, known := sent[seq]
+		return send || !known
+	}
+	if r.byTgt == nil {
+		r.byTgt = map[float64]func(string, uint64) bool{}
+	}
+	r.byTgt[target] = fn
+	return fn, nil
+}

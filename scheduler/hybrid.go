@@ -1,0 +1,224 @@
+package scheduler
+
+import (
+	"math"
+	"slices"
+)
+
+// ReuseEvidence knows how well a model's last exact output, reused age
+// frames later, agrees with its exact output (measured on profiled frames).
+type ReuseEvidence interface {
+	ReuseAccuracy(target string, age int) float64
+}
+
+// HybridChoice is mlink-hybrid's decision: which models run on every frame,
+// which run on every k-th frame, and how every model is served on the frames
+// where it does not run.
+type HybridChoice struct {
+	// Always run on every frame; their outputs are the link sources.
+	Always []string
+	// Every: models run on every Every[m]-th frame (k ≥ 2) only. Under a
+	// time budget a model run on one frame in k costs a k-th of its time.
+	Every map[string]int
+	// Reused models take their own last exact output on frames where they
+	// do not run; Predicted ones their link ensemble over Always.
+	Reused    []string
+	Predicted []string
+	// Accuracy is each model's expected accuracy (1 when always run);
+	// Expected their mean, the system metric.
+	Accuracy map[string]float64
+	Expected float64
+}
+
+// hybridPeriods are the rotation periods the hybrid considers: a model run
+// on every k-th frame. 0 stands for never (the model is only run on
+// profiling frames).
+var hybridPeriods = []int{1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 0}
+
+// neverAge is the reuse age assumed for a model that only runs on
+// profiling frames: its last exact output is minutes old, which the
+// evidence's oldest measured age stands for.
+const neverAge = 1 << 20
+
+// SelectHybrid chooses, for every model, how often it runs (every frame,
+// every k-th frame, or never) and, for the frames where it does not, whether
+// its reused last exact output or its link ensemble over the always-run
+// models serves it — whichever the profiled evidence measures better. The
+// choice maximises expected system accuracy under the budget greedily:
+// repeatedly the move (a model run more often) with the highest accuracy
+// gain per unit of budget that still fits. Running a model every k-th frame
+// costs a k-th of its time but all of its memory (it stays loaded), so under
+// a memory budget only whole models are worth choosing. It starts both from
+// nothing and from MLink's own selection and keeps the better outcome.
+func SelectHybrid(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence) HybridChoice {
+	fromNothing := hybridGreedy(models, costs, b, ev, reuse, map[string]int{})
+	start := map[string]int{}
+	for _, m := range SelectMLink(models, costs, b, ev) {
+		start[m] = 1
+	}
+	fromMLink := hybridGreedy(models, costs, b, ev, reuse, start)
+	if fromMLink.Expected > fromNothing.Expected {
+		return fromMLink
+	}
+	return fromNothing
+}
+
+func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence, every map[string]int) HybridChoice {
+	best := hybridEvaluate(models, every, ev, reuse)
+	for {
+		var move struct {
+			model string
+			k     int
+			ratio float64
+			gain  float64
+		}
+		baseShare := hybridShare(models, costs, b, every)
+		for _, m := range models {
+			cur := every[m]
+			for _, k := range hybridPeriods {
+				if k == 0 || (cur != 0 && k >= cur) {
+					continue // only moves that run m more often
+				}
+				trial := withPeriod(every, m, k)
+				if !b.Fits(hybridCost(models, costs, trial)) {
+					continue
+				}
+				gain := hybridEvaluate(models, trial, ev, reuse).Expected - best.Expected
+				if gain <= 1e-12 {
+					continue
+				}
+				ratio := gain / math.Max(minShare, hybridShare(models, costs, b, trial)-baseShare)
+				if ratio > move.ratio || (ratio == move.ratio && gain > move.gain) {
+					move.model, move.k, move.ratio, move.gain = m, k, ratio, gain
+				}
+			}
+		}
+		if move.model == "" {
+			return best
+		}
+		every = withPeriod(every, move.model, move.k)
+		best = hybridEvaluate(models, every, ev, reuse)
+	}
+}
+
+func withPeriod(every map[string]int, m string, k int) map[string]int {
+	out := make(map[string]int, len(every)+1)
+	for n, v := range every {
+		out[n] = v
+	}
+	out[m] = k
+	return out
+}
+
+// hybridCost is the average cost per frame: a model run on every k-th
+// frame costs ms/k and all of its memory.
+func hybridCost(models []string, costs map[string]Cost, every map[string]int) Cost {
+	var total Cost
+	for _, m := range models {
+		if k := every[m]; k > 0 {
+			total.Memory += costs[m].Memory
+			total.MS += costs[m].MS / float64(k)
+		}
+	}
+	return total
+}
+
+func hybridShare(models []string, costs map[string]Cost, b Budget, every map[string]int) float64 {
+	return b.Share(hybridCost(models, costs, every))
+}
+
+// hybridEvaluate computes the expected accuracy of a rotation assignment
+// and how each model is served between its runs.
+func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse ReuseEvidence) HybridChoice {
+	ch := HybridChoice{Every: map[string]int{}, Accuracy: map[string]float64{}}
+	for _, m := range models {
+		if every[m] == 1 {
+			ch.Always = append(ch.Always, m)
+		}
+	}
+	total := 0.0
+	for _, m := range models {
+		k := every[m]
+		if k == 1 {
+			ch.Accuracy[m] = 1
+			total++
+			continue
+		}
+		ens := 0.0
+		if len(ch.Always) > 0 {
+			ens = PredictedAccuracy(m, ch.Always, ev)
+		}
+		var viaReuse, viaLinks float64
+		if k == 0 {
+			viaReuse, viaLinks = reuse.ReuseAccuracy(m, neverAge), ens
+		} else {
+			ch.Every[m] = k
+			sum := 0.0
+			for age := 1; age < k; age++ {
+				sum += reuse.ReuseAccuracy(m, age)
+			}
+			viaReuse = (1 + sum) / float64(k)
+			viaLinks = (1 + float64(k-1)*ens) / float64(k)
+		}
+		// Reuse needs no executed source: with nothing always run it is the
+		// only way to serve a model.
+		if viaReuse >= viaLinks || len(ch.Always) == 0 {
+			ch.Reused = append(ch.Reused, m)
+			ch.Accuracy[m] = viaReuse
+		} else {
+			ch.Predicted = append(ch.Predicted, m)
+			ch.Accuracy[m] = viaLinks
+		}
+		total += ch.Accuracy[m]
+	}
+	if len(models) > 0 {
+		ch.Expected = total / float64(len(models))
+	}
+	return ch
+}
+
+// periods is the choice as rotation periods: 1 for models always run, 0
+// for models never run.
+func (h HybridChoice) periods(models []string) map[string]int {
+	out := map[string]int{}
+	for _, m := range h.Always {
+		out[m] = 1
+	}
+	for m, k := range h.Every {
+		out[m] = k
+	}
+	return out
+}
+
+// Rotating lists the models run on a share of frames, in config order.
+func (h HybridChoice) Rotating(models []string) []string {
+	var out []string
+	for _, m := range models {
+		if h.Every[m] > 1 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// runsOn reports whether a model rotated every k frames runs on the
+// camera's frame index; phases spread rotating models over frames so the
+// per-frame load stays even.
+func runsOn(index int64, k, phase int) bool {
+	return k > 0 && (index+int64(phase))%int64(k) == 0
+}
+
+// rotationPhases gives each rotating model a phase so that models with the
+// same period do not all run on the same frame.
+func rotationPhases(models []string, every map[string]int) map[string]int {
+	phases := map[string]int{}
+	next := map[int]int{}
+	names := slices.Clone(models)
+	for _, m := range names {
+		if k := every[m]; k > 1 {
+			phases[m] = next[k] % k
+			next[k]++
+		}
+	}
+	return phases
+}

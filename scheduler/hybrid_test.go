@@ -1,0 +1,223 @@
+package scheduler
+
+import (
+	"math"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+func contains(s []string, v string) bool { return slices.Contains(s, v) }
+
+func sameStrings(a, b []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+// reuseMatrix is SetEvidence whose ensembles are the best single link, with
+// reuse accuracies by age.
+type reuseMatrix struct {
+	matrix
+	reuse map[string]func(age int) float64
+}
+
+func (s reuseMatrix) SetAccuracy(target string, executed []string) (float64, bool) {
+	best := 0.0
+	for _, e := range executed {
+		best = math.Max(best, s.PairAccuracy(e, target))
+	}
+	return best, true
+}
+
+func (s reuseMatrix) ReuseAccuracy(target string, age int) float64 {
+	if f := s.reuse[target]; f != nil {
+		return f(age)
+	}
+	return 0
+}
+
+// decay is a reuse accuracy falling from a at age 1 by d per frame, to floor.
+func decay(a, d, floor float64) func(int) float64 {
+	return func(age int) float64 { return math.Max(floor, a-d*float64(age-1)) }
+}
+
+func TestSelectHybridByHand(t *testing.T) {
+	models := []string{"slow", "fast"}
+	costs := map[string]Cost{"slow": {MS: 100}, "fast": {MS: 10}}
+	// fast predicts slow poorly; slow's own output stays valid for a frame
+	// or two; fast changes little.
+	ev := reuseMatrix{
+		matrix: matrix{"fast": {"slow": 0.25}, "slow": {"fast": 0.5}},
+		reuse:  map[string]func(int) float64{"slow": decay(0.8, 0.2, 0), "fast": decay(0.95, 0.01, 0.9)},
+	}
+	cases := []struct {
+		name   string
+		budget Budget
+		always []string
+		every  map[string]int
+		reused []string
+	}{
+		// 60 ms: slow every 2nd frame (50 ms) + fast always (10 ms):
+		// slow (1 + 0.8)/2 = 0.9 beats running fast alone and predicting.
+		{"time for half of slow", Budget{MS: 60}, []string{"fast"}, map[string]int{"slow": 2}, []string{"slow"}},
+		// 110 ms: both on every frame.
+		{"time for both", Budget{MS: 110}, []string{"slow", "fast"}, map[string]int{}, nil},
+		// 10 ms: fast always (fast 1, slow predicted 0.25: 0.625) beats
+		// slow every 10th frame for the same 10 ms (slow (1 + 0.8 + 0.6 +
+		// 0.4 + 0.2)/10 = 0.3, fast reused 0.9: 0.6).
+		{"time for fast", Budget{MS: 10}, []string{"fast"}, map[string]int{}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := SelectHybrid(models, costs, c.budget, ev, ev)
+			if !sameStrings(h.Always, c.always) || !reflect.DeepEqual(h.Every, c.every) {
+				t.Fatalf("always %v every %v, want %v %v", h.Always, h.Every, c.always, c.every)
+			}
+			for _, m := range c.reused {
+				if !contains(h.Reused, m) {
+					t.Errorf("%s not reused between runs: reused %v predicted %v", m, h.Reused, h.Predicted)
+				}
+			}
+			if !c.budget.Fits(hybridCost(models, costs, h.periods(models))) {
+				t.Errorf("choice over budget: %v", hybridCost(models, costs, h.periods(models)))
+			}
+		})
+	}
+	// The expected accuracy at 60 ms: fast 1, slow 0.9.
+	h := SelectHybrid(models, costs, Budget{MS: 60}, ev, ev)
+	if math.Abs(h.Expected-0.95) > 1e-9 || math.Abs(h.Accuracy["slow"]-0.9) > 1e-9 {
+		t.Errorf("expected %.4f (slow %.4f), want 0.95 (0.9)", h.Expected, h.Accuracy["slow"])
+	}
+}
+
+// Under a memory budget a model run on every k-th frame still holds its
+// memory: the hybrid runs whole models and reuses or predicts the rest.
+func TestSelectHybridMemoryBudget(t *testing.T) {
+	ev := reuseMatrix{
+		matrix: matrix{"person": {"action": 0.95, "object": 0.93}, "action": {"person": 0.2, "object": 0.3}, "object": {"person": 0.6, "action": 0.9}},
+		reuse:  map[string]func(int) float64{"action": decay(0.5, 0, 0.5), "object": decay(0.97, 0, 0.97)},
+	}
+	h := SelectHybrid(paperModels, paperCosts, Budget{Memory: 5 * gb}, ev, ev)
+	if !sameStrings(h.Always, []string{"person"}) || len(h.Every) != 0 {
+		t.Fatalf("always %v every %v, want person alone", h.Always, h.Every)
+	}
+	// object's reuse (0.97) beats its link from person (0.93); action's
+	// link (0.95) beats reuse (0.5).
+	if !contains(h.Reused, "object") || !contains(h.Predicted, "action") {
+		t.Fatalf("reused %v predicted %v", h.Reused, h.Predicted)
+	}
+	if want := (1 + 0.95 + 0.97) / 3; math.Abs(h.Expected-want) > 1e-9 {
+		t.Errorf("expected %.4f, want %.4f", h.Expected, want)
+	}
+}
+
+func TestRotationPhasesSpreadLoad(t *testing.T) {
+	every := map[string]int{"a": 2, "b": 2, "c": 3}
+	ph := rotationPhases([]string{"a", "b", "c"}, every)
+	if ph["a"] == ph["b"] {
+		t.Fatalf("two models of period 2 share phase %d", ph["a"])
+	}
+	runs := map[string]int{}
+	for i := int64(0); i < 12; i++ {
+		for m, k := range every {
+			if runsOn(i, k, ph[m]) {
+				runs[m]++
+			}
+		}
+	}
+	if runs["a"] != 6 || runs["b"] != 6 || runs["c"] != 4 {
+		t.Fatalf("runs in 12 frames: %v", runs)
+	}
+}
+
+// The controller's hybrid plans: rotating models are exact on their turn
+// and reused or predicted between.
+func TestControllerHybridPlan(t *testing.T) {
+	models := []string{"slow", "fast"}
+	costs := NewCostModel(map[string]Cost{"slow": {MS: 100}, "fast": {MS: 10}})
+	ev := reuseMatrix{
+		matrix: matrix{"fast": {"slow": 0.25}, "slow": {"fast": 0.5}},
+		reuse:  map[string]func(int) float64{"slow": decay(0.8, 0.2, 0), "fast": decay(0.95, 0.01, 0.9)},
+	}
+	c, err := NewController(ControllerConfig{Policy: "mlink-hybrid", Models: models, Budget: Budget{MS: 60},
+		Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: 4, HoldOut: 0.25, Synchronous: true},
+		fixedLearner{ev}, costs, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	seq := uint64(0)
+	next := func() pipeline.Plan {
+		seq++
+		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
+		res := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+		for _, m := range p.Exact {
+			res.Outputs[m] = &pipeline.Output{Model: m, Source: pipeline.SourceExact, Type: pipeline.TypeCount, Value: []float64{1}}
+		}
+		c.ObserveResult(res)
+		return p
+	}
+	for range 4 { // cold start: every model profiled, links trained in line
+		if p := next(); !p.Profiling || len(p.Exact) != 2 {
+			t.Fatalf("cold start plan %+v", p)
+		}
+	}
+	slowRuns := 0
+	for range 10 {
+		p := next()
+		if p.Profiling || !contains(p.Exact, "fast") {
+			t.Fatalf("plan %+v: fast must always run", p)
+		}
+		switch {
+		case contains(p.Exact, "slow"):
+			slowRuns++
+			if contains(p.Reused, "slow") || contains(p.Predicted, "slow") {
+				t.Fatalf("slow both run and served otherwise: %+v", p)
+			}
+		case !contains(p.Reused, "slow"):
+			t.Fatalf("slow neither run nor reused: %+v", p)
+		}
+	}
+	if slowRuns != 5 {
+		t.Fatalf("slow ran on %d of 10 frames, want every 2nd", slowRuns)
+	}
+	if sel := c.Selection(); sel == nil || sel.Every["slow"] != 2 {
+		t.Fatalf("selection %v", sel)
+	}
+}
+
+// fixedLearner "trains" a predictor and measures fixed evidence.
+type fixedLearner struct{ ev reuseMatrix }
+
+type nopPredictor struct{}
+
+func (nopPredictor) Predict(target string, _ map[string]*pipeline.Output) (pipeline.Output, error) {
+	return pipeline.Output{Model: target}, nil
+}
+
+func (f fixedLearner) Train([]*links.TraceRecord) (Predictor, error) { return nopPredictor{}, nil }
+func (f fixedLearner) Measure(Predictor, []*links.TraceRecord) (SetEvidence, error) {
+	return f.ev, nil
+}
+func (f fixedLearner) FineTune(p Predictor, _ []*links.TraceRecord) (Predictor, error) { return p, nil }
+
+func TestReuseAccuracyInterpolates(t *testing.T) {
+	ev := LinkEvidence{Eval: &links.Evaluation{Baselines: []links.BaselineAccuracy{
+		{Target: "m", Baseline: "reuse", Age: 1, Score: links.Score{Accuracy: 0.9}},
+		{Target: "m", Baseline: "reuse", Age: 5, Score: links.Score{Accuracy: 0.5}},
+		{Target: "m", Baseline: "constant", Score: links.Score{Accuracy: 0.1}},
+	}}}
+	for age, want := range map[int]float64{1: 0.9, 3: 0.7, 5: 0.5, 100: 0.5, 0: 0.9} {
+		if got := ev.ReuseAccuracy("m", age); math.Abs(got-want) > 1e-9 {
+			t.Errorf("age %d: %v, want %v", age, got, want)
+		}
+	}
+	if got := ev.ReuseAccuracy("other", 1); got != 0 {
+		t.Errorf("unmeasured model: %v", got)
+	}
+}

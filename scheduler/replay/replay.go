@@ -1,0 +1,406 @@
+// Package replay replays a recorded trace (every model's exact output on
+// every frame) through the scheduler's own policies, frame by frame, as the
+// live pipeline would run them: the policy plans each frame, executed
+// models answer with their recorded outputs, link predictors predict with
+// the policy's current links, reused models take their last exact output,
+// and the result goes back to the policy (which profiles, trains,
+// re-profiles and re-selects on it). Every output is scored against the
+// model's recorded exact output. mlink bench is built on it.
+package replay
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/scheduler"
+	"github.com/mlink-project/mlink/scheduler/report"
+)
+
+// Options configure one replay.
+type Options struct {
+	// Policy is one of pipeline.Policies.
+	Policy string
+	Budget scheduler.Budget
+	// FPS places frames on the media clock: frame seq s of a camera is
+	// captured (s−1)/FPS after the camera's first frame. 0: the records'
+	// own times.
+	FPS float64
+	// Stride replays every Stride-th frame of each camera only (10 on a
+	// 10 fps trace: the stream sampled at 1 fps). Default 1.
+	Stride int
+	// TrainShare is the share of the replayed frames (the first, by time)
+	// profiled at a cold start to train the first links: the paper's 10 %.
+	TrainShare float64
+	// Period and ProfileShare: every Period, every model runs on the first
+	// ProfileShare of it; links are measured, fine-tuned and the models
+	// re-selected.
+	Period       time.Duration
+	ProfileShare float64
+	// HoldOut is the share of the cold-start frames kept to measure links.
+	HoldOut float64
+	// Learner trains links (mlink policies); share one between replays of
+	// the same trace (see CachedLearner) to train once.
+	Learner scheduler.Learner
+	// Send, if set, filters frames before the policy's plan is carried out
+	// (Reducto): a filtered frame reuses every model's last output, unless
+	// the policy profiles it.
+	Send func(camera string, seq uint64) bool
+	// Name overrides the policy's name in the row (e.g. "reducto+mlink").
+	Name     string
+	Sampling string
+	Log      zerolog.Logger
+}
+
+// Trace is a loaded trace.
+type Trace struct {
+	Header  links.TraceHeader
+	Records []*links.TraceRecord
+}
+
+// Load reads a whole trace.
+func Load(path string) (*Trace, error) {
+	h, recs, err := links.ReadTrace(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("trace %s has no frames", path)
+	}
+	return &Trace{Header: h, Records: recs}, nil
+}
+
+// Models returns the trace's model names in header order.
+func (t *Trace) Models() []string {
+	out := make([]string, len(t.Header.Models))
+	for i, m := range t.Header.Models {
+		out[i] = m.Name
+	}
+	return out
+}
+
+// Costs are the models' costs recorded in the trace header (each model
+// measured alone when the trace was made).
+func (t *Trace) Costs() map[string]scheduler.Cost {
+	out := map[string]scheduler.Cost{}
+	for _, m := range t.Header.Models {
+		out[m.Name] = scheduler.Cost{Memory: m.MemoryBytes, MS: m.InferMS}
+	}
+	return out
+}
+
+// frame is one replayed record at its media time.
+type frame struct {
+	rec *links.TraceRecord
+	at  time.Time
+}
+
+// frames orders the records to replay by capture time on the media clock.
+func (t *Trace) frames(fps float64, stride int) []frame {
+	first := map[string]*links.TraceRecord{}
+	for _, r := range t.Records {
+		if f := first[r.Camera]; f == nil || r.Seq < f.Seq {
+			first[r.Camera] = r
+		}
+	}
+	var out []frame
+	for _, r := range t.Records {
+		f := first[r.Camera]
+		if stride > 1 && (r.Seq-f.Seq)%uint64(stride) != 0 {
+			continue
+		}
+		at := r.Time
+		if fps > 0 {
+			at = f.Time.Add(time.Duration(float64(r.Seq-f.Seq) / fps * float64(time.Second)))
+		}
+		out = append(out, frame{rec: r, at: at})
+	}
+	slices.SortStableFunc(out, func(a, b frame) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.rec.Camera, b.rec.Camera)
+	})
+	return out
+}
+
+// Run replays the trace through one policy at one budget.
+func Run(t *Trace, opts Options) (report.Row, error) {
+	if opts.Stride <= 0 {
+		opts.Stride = 1
+	}
+	if opts.TrainShare <= 0 {
+		opts.TrainShare = 0.1
+	}
+	if opts.Sampling == "" {
+		opts.Sampling = "native"
+	}
+	models := t.Models()
+	frames := t.frames(opts.FPS, opts.Stride)
+	if len(frames) == 0 {
+		return report.Row{}, errors.New("replay: no frames")
+	}
+	costs := t.Costs()
+	policy, ctrl, predictor, err := newPolicy(opts, models, costs, len(frames))
+	if err != nil {
+		return report.Row{}, err
+	}
+	types := map[string]pipeline.OutputType{}
+	for _, m := range t.Header.Models {
+		types[m.Name] = m.Type
+	}
+	sc := newScorer(models)
+	lastExact := map[string]map[string]*pipeline.Output{}
+	for _, fr := range frames {
+		rec := fr.rec
+		plan := policy.Plan(scheduler.FrameInfo{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at})
+		if opts.Send != nil && !plan.Profiling && !opts.Send(rec.Camera, rec.Seq) {
+			// Filtered: nothing runs, every model reuses (as the live
+			// scheduler's frame filter does).
+			plan.Reused = plan.Models()
+			plan.Exact, plan.Predicted = nil, nil
+			sc.filtered++
+		}
+		res := &pipeline.Result{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at, Plan: plan, Outputs: map[string]*pipeline.Output{}}
+		last := lastExact[rec.Camera]
+		if last == nil {
+			last = map[string]*pipeline.Output{}
+			lastExact[rec.Camera] = last
+		}
+		exact := map[string]*pipeline.Output{}
+		for _, m := range plan.Exact {
+			o, ok := rec.Outputs[m]
+			if !ok {
+				continue // the model failed on this frame when recorded
+			}
+			cp := *o
+			cp.Source, cp.Seq, cp.Camera, cp.InferMS = pipeline.SourceExact, rec.Seq, rec.Camera, costs[m].MS
+			exact[m] = &cp
+			res.Outputs[m] = &cp
+			sc.ms += costs[m].MS
+		}
+		sc.executions += len(plan.Exact)
+		if p := predictor(); p != nil {
+			for _, m := range plan.Predicted {
+				if o, err := p.Predict(m, exact); err == nil {
+					o.Source = pipeline.SourcePredicted
+					res.Outputs[m] = &o
+				}
+			}
+		}
+		for _, m := range plan.Reused {
+			if prev := last[m]; prev != nil {
+				cp := *prev
+				cp.Source, cp.FromSeq = pipeline.SourceReused, prev.Seq
+				res.Outputs[m] = &cp
+			}
+		}
+		for m, o := range exact {
+			last[m] = o
+		}
+		sc.score(rec, res, types)
+		if plan.Profiling {
+			sc.profiled++
+		}
+		if ctrl != nil {
+			ctrl.ObserveResult(res)
+		}
+	}
+	row := sc.row(opts, t, costs)
+	if ctrl != nil {
+		if sel := ctrl.Selection(); sel != nil {
+			row.Selected = selected(models, sel)
+		}
+	} else if plan := policy.Plan(scheduler.FrameInfo{Camera: frames[0].rec.Camera, CapturedAt: frames[len(frames)-1].at}); !plan.Profiling {
+		row.Selected = plan.Exact
+	}
+	return row, nil
+}
+
+// newPolicy builds the policy as mlink run does, with training done in line
+// so the replay is deterministic.
+func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, frames int) (scheduler.Policy, *scheduler.Controller, func() scheduler.Predictor, error) {
+	none := func() scheduler.Predictor { return nil }
+	if opts.Policy == "all" {
+		p, err := scheduler.NewPolicy("all", models)
+		return p, nil, none, err
+	}
+	var learner scheduler.Learner
+	if opts.Policy != "standalone" {
+		if opts.Learner == nil {
+			return nil, nil, none, fmt.Errorf("replay: policy %s needs a learner", opts.Policy)
+		}
+		learner = opts.Learner
+	}
+	period := opts.Period
+	if period <= 0 {
+		period = time.Hour
+	}
+	share := opts.ProfileShare
+	if share <= 0 {
+		share = 0.01
+	}
+	holdOut := opts.HoldOut
+	if holdOut <= 0 {
+		holdOut = 0.3
+	}
+	c, err := scheduler.NewController(scheduler.ControllerConfig{
+		Policy:          opts.Policy,
+		Models:          models,
+		Budget:          opts.Budget,
+		Period:          period,
+		ProfileShare:    share,
+		BootstrapFrames: max(2, int(float64(frames)*opts.TrainShare+0.5)),
+		HoldOut:         holdOut,
+		HealthTimeout:   time.Duration(1<<62 - 1), // no workers to die in a replay
+		Synchronous:     true,
+	}, learner, scheduler.NewCostModel(costs), opts.Log)
+	if err != nil {
+		return nil, nil, none, err
+	}
+	var current scheduler.Predictor
+	c.OnPredictor(func(p scheduler.Predictor) { current = p })
+	return c, c, func() scheduler.Predictor { return current }, nil
+}
+
+func selected(models []string, sel *scheduler.Selection) []string {
+	var out []string
+	for _, m := range models {
+		switch {
+		case slices.Contains(sel.Exact, m):
+			out = append(out, m)
+		case sel.Every[m] > 1:
+			out = append(out, fmt.Sprintf("%s/%d", m, sel.Every[m]))
+		}
+	}
+	return out
+}
+
+// scorer accumulates a replay's outcome.
+type scorer struct {
+	models     []string
+	per        map[string]*modelScore
+	frames     int
+	executions int
+	profiled   int
+	filtered   int
+	ms         float64
+}
+
+type modelScore struct {
+	strict, graded float64
+	scored         int // frames the recording has the model's output for
+	report.ModelScore
+}
+
+func newScorer(models []string) *scorer {
+	s := &scorer{models: models, per: map[string]*modelScore{}}
+	for _, m := range models {
+		s.per[m] = &modelScore{}
+	}
+	return s
+}
+
+// score compares every model's output in res with the recorded exact one.
+// A model the recording has no output for (it failed) is not scored on
+// that frame.
+func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType) {
+	s.frames++
+	for _, m := range s.models {
+		ms := s.per[m]
+		exact, ok := rec.Outputs[m]
+		o := res.Outputs[m]
+		switch {
+		case o == nil:
+			ms.Absent++
+		case o.Source == pipeline.SourceExact:
+			ms.Exact++
+		case o.Source == pipeline.SourcePredicted:
+			ms.Predicted++
+		default:
+			ms.Reused++
+		}
+		if !ok || exact.Error != "" {
+			continue
+		}
+		ms.scored++
+		if o == nil {
+			continue
+		}
+		if o.Source == pipeline.SourceExact {
+			ms.strict++
+			ms.graded++
+			continue
+		}
+		ms.strict += links.Accuracy(types[m], o, exact)
+		ms.graded += GradedAccuracy(types[m], o, exact)
+	}
+}
+
+// GradedAccuracy is the graded count metric (Reducto's, 1 − |diff|/max) for
+// every output with a count (counts and detectors' number of detections),
+// the strict metric for the others (class labels, scalars).
+func GradedAccuracy(t pipeline.OutputType, predicted, exact *pipeline.Output) float64 {
+	switch t {
+	case pipeline.TypeCount, pipeline.TypeBoxes, pipeline.TypeLines:
+		pc, _ := predicted.Count()
+		ec, _ := exact.Count()
+		return links.GradedCountAccuracy(pc, ec)
+	}
+	return links.Accuracy(t, predicted, exact)
+}
+
+func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) report.Row {
+	name := opts.Name
+	if name == "" {
+		name = opts.Policy
+	}
+	row := report.Row{
+		Policy:   name,
+		Sampling: opts.Sampling,
+		Frames:   s.frames,
+		PerModel: map[string]report.ModelScore{},
+	}
+	row.Budget, row.BudgetValue, row.BudgetUnit = "none", 0, ""
+	total := scheduler.Cost{}
+	for _, c := range costs {
+		total.MS += c.MS
+		total.Memory += c.Memory
+	}
+	switch b := opts.Budget; {
+	case b.MS > 0:
+		row.Budget, row.BudgetValue, row.BudgetUnit = b.String(), b.MS, "ms"
+		row.BudgetShare = b.MS / total.MS
+	case b.Memory > 0:
+		row.Budget, row.BudgetValue, row.BudgetUnit = b.String(), float64(b.Memory), "bytes"
+		row.BudgetShare = float64(b.Memory) / float64(total.Memory)
+	}
+	if s.frames == 0 {
+		return row
+	}
+	var strict, graded float64
+	for _, m := range s.models {
+		ms := s.per[m]
+		score := ms.ModelScore
+		if ms.scored > 0 {
+			score.Accuracy = ms.strict / float64(ms.scored)
+			score.AccuracyGraded = ms.graded / float64(ms.scored)
+		}
+		row.PerModel[m] = score
+		strict += score.Accuracy
+		graded += score.AccuracyGraded
+	}
+	n := float64(len(s.models))
+	row.Accuracy, row.AccuracyGraded = strict/n, graded/n
+	row.ExecutionsSaved = 1 - float64(s.executions)/(float64(s.frames)*n)
+	row.MSPerFrame = s.ms / float64(s.frames)
+	row.ProfiledShare = float64(s.profiled) / float64(s.frames)
+	row.FilteredShare = float64(s.filtered) / float64(s.frames)
+	return row
+}
