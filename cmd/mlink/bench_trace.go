@@ -191,7 +191,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 				return nil, fmt.Errorf("bench: sampling at %dfps needs the trace's frame rate: give --fps", -stride)
 			}
 			sampling = fmt.Sprintf("%dfps", -stride)
-			stride = max(1, int(fps / float64(-stride)+0.5))
+			stride = max(1, int(fps/float64(-stride)+0.5))
 		}
 		learner := replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: o.seed, Epochs: o.epochs, NoTemporal: true}))
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,

@@ -32,4 +32,3 @@ func traceModel(spec *pipeline.ModelSpec) links.TraceModel {
 	}
 	return tm
 }
-

@@ -257,7 +257,9 @@ func (c *countingLearner) FineTune(p scheduler.Predictor, s []*links.TraceRecord
 }
 
 func TestGradedAccuracy(t *testing.T) {
-	out := func(n float64) *pipeline.Output { return &pipeline.Output{Type: pipeline.TypeCount, Value: []float64{n}} }
+	out := func(n float64) *pipeline.Output {
+		return &pipeline.Output{Type: pipeline.TypeCount, Value: []float64{n}}
+	}
 	if got := GradedAccuracy(pipeline.TypeCount, out(3), out(4)); math.Abs(got-0.75) > 1e-9 {
 		t.Errorf("3 for 4: %v, want 0.75", got)
 	}
