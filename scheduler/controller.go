@@ -45,11 +45,13 @@ type ControllerConfig struct {
 	// with work queued) before the model is predicted instead of run.
 	HealthTimeout time.Duration
 	// Synchronous trains and measures links on the goroutine that delivers
-	// the result completing a profiling window, and dates selections by the
-	// frames' capture times: replays of a trace (mlink bench) decide exactly
-	// as the live scheduler would, deterministically. Live, training runs
-	// off the routing path.
+	// the result completing a profiling window: replays of a trace (mlink
+	// bench) decide exactly as the live scheduler would, deterministically.
+	// Live, training runs off the routing path.
 	Synchronous bool
+	// RemoteTraining: links are trained by a trainer role elsewhere and
+	// arrive through InstallLinks; the controller only plans and selects.
+	RemoteTraining bool
 }
 
 // Selection is the controller's current decision.
@@ -79,34 +81,29 @@ type Selection struct {
 // rest), learns from the results of profiling frames, re-selects every
 // period and re-plans at once when a model's workers die.
 type Controller struct {
-	cfg     ControllerConfig
-	learner Learner
-	costs   *CostModel
-	log     zerolog.Logger
+	cfg   ControllerConfig
+	costs *CostModel
+	log   zerolog.Logger
+	// trainer learns links from profiled results in this process (nil with
+	// RemoteTraining and for standalone).
+	trainer *Trainer
 
 	// Routing-goroutine state (Plan).
 	periodStart time.Time
 	frameIndex  map[string]int64 // per camera, for rotations
-	lastFrame   atomic.Int64     // capture time of the latest frame (ns)
 
 	mu          sync.Mutex
-	samples     []*links.TraceRecord // profiled frames of the current window
-	history     []*links.TraceRecord // bounded, for retraining
-	training    bool
 	predictor   Predictor
 	selection   atomic.Pointer[Selection]
 	health      map[string]*modelHealth
-	windowSeen  bool
 	stats       ControllerStats
 	onPredictor func(Predictor)
 }
 
 // ControllerStats counts the controller's work.
 type ControllerStats struct {
-	Profiled    atomic.Int64
-	Trainings   atomic.Int64
-	Selections  atomic.Int64
-	TrainErrors atomic.Int64
+	Profiled   atomic.Int64
+	Selections atomic.Int64
 	// Agreement of predicted outputs with exact ones, measured on profiling
 	// frames (sum and count of per-model accuracies).
 	agreeSum atomic.Uint64 // micro-units
@@ -131,22 +128,26 @@ type modelHealth struct {
 
 const maxHistory = 2000
 
-// NewController creates the policy. learner may be nil for the all and
-// standalone policies.
+// NewController creates the policy. learner trains links in this process;
+// it is nil for standalone, and for the link policies with RemoteTraining.
 func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log zerolog.Logger) (*Controller, error) {
 	switch cfg.Policy {
 	case "standalone", "mlink", "mlink-hybrid":
 	default:
 		return nil, fmt.Errorf("controller: unknown policy %q", cfg.Policy)
 	}
-	if cfg.Policy != "standalone" && learner == nil {
+	if cfg.Policy != "standalone" && learner == nil && !cfg.RemoteTraining {
 		return nil, fmt.Errorf("policy %s needs a link learner", cfg.Policy)
 	}
 	if cfg.HealthTimeout == 0 {
 		cfg.HealthTimeout = 3 * time.Second
 	}
-	c := &Controller{cfg: cfg, learner: learner, costs: costs, log: pipeline.Component(log, "controller"),
+	c := &Controller{cfg: cfg, costs: costs, log: pipeline.Component(log, "controller"),
 		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}}
+	if cfg.Policy != "standalone" && !cfg.RemoteTraining {
+		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous},
+			learner, c.InstallLinks, log)
+	}
 	return c, nil
 }
 
@@ -173,7 +174,6 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	c.lastFrame.Store(now.UnixNano())
 	index := c.frameIndex[f.Camera]
 	c.frameIndex[f.Camera] = index + 1
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
@@ -217,7 +217,8 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 }
 
 // profiling decides whether a frame at now falls in the profiling window at
-// the start of the current period; it advances the period.
+// the start of the current period; it advances the period. (The window's
+// end is seen by the trainer in the results: the first one not profiled.)
 func (c *Controller) profiling(now time.Time) bool {
 	if c.periodStart.IsZero() {
 		c.periodStart = now
@@ -226,15 +227,7 @@ func (c *Controller) profiling(now time.Time) bool {
 		c.periodStart = c.periodStart.Add(c.cfg.Period)
 	}
 	window := time.Duration(float64(c.cfg.Period) * c.cfg.ProfileShare)
-	in := now.Sub(c.periodStart) < window
-	c.mu.Lock()
-	ended := c.windowSeen && !in
-	c.windowSeen = in
-	c.mu.Unlock()
-	if ended {
-		c.background(c.endOfWindow)
-	}
-	return in
+	return now.Sub(c.periodStart) < window
 }
 
 // healthyPlan moves selected models whose workers are gone to the predicted
@@ -307,10 +300,20 @@ func (c *Controller) costsKnown() bool {
 	return true
 }
 
+// bootstrapTraining: the cold-start frames are in and the first links are
+// being trained (here, or by the trainer role: then the controller only
+// knows that enough frames were profiled).
 func (c *Controller) bootstrapTraining() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.training && c.predictor == nil
+	none := c.predictor == nil
+	c.mu.Unlock()
+	if !none {
+		return false
+	}
+	if c.trainer != nil {
+		return c.trainer.Busy()
+	}
+	return c.stats.Profiled.Load() >= int64(max(1, c.cfg.BootstrapFrames))
 }
 
 // Healthy reports whether a model's workers are answering.
@@ -339,139 +342,60 @@ func (c *Controller) ObserveHeartbeat(hb *pipeline.Heartbeat) {
 }
 
 // ObserveResult learns from a frame's result: execution times of exact
-// outputs, and every model's exact output on profiling frames.
+// outputs, and (through the trainer) every model's exact output on
+// profiling frames.
 func (c *Controller) ObserveResult(r *pipeline.Result) {
 	for name, o := range r.Outputs {
 		if o.Source == pipeline.SourceExact && o.Error == "" && c.costs != nil {
 			c.costs.ObserveMS(name, o.InferMS)
 		}
 	}
-	if !r.Plan.Profiling || c.cfg.Policy == "standalone" {
+	if c.cfg.Policy == "standalone" {
 		return
 	}
-	rec := &links.TraceRecord{Camera: r.Camera, Seq: r.Seq, Time: r.CapturedAt, Outputs: map[string]*pipeline.Output{}}
-	for name, o := range r.Outputs {
-		if o.Source == pipeline.SourceExact && o.Error == "" {
-			rec.Outputs[name] = o
-		}
+	if r.Plan.Profiling {
+		c.stats.Profiled.Add(1)
 	}
-	c.stats.Profiled.Add(1)
-	c.mu.Lock()
-	c.samples = append(c.samples, rec)
-	c.history = append(c.history, rec)
-	if len(c.history) > maxHistory {
-		c.history = c.history[len(c.history)-maxHistory:]
-	}
-	bootstrap := c.predictor == nil && !c.training && len(c.history) >= c.cfg.BootstrapFrames
-	if bootstrap {
-		c.training = true
-	}
-	c.mu.Unlock()
-	if bootstrap {
-		c.background(c.bootstrap)
+	if c.trainer != nil {
+		c.trainer.Observe(r)
 	}
 }
 
-// background runs training work off the routing path (live) or at once
-// (Synchronous replays).
-func (c *Controller) background(f func()) {
-	if c.cfg.Synchronous {
-		f()
-		return
+// TrainerStats returns the in-process trainer's counters (nil when links
+// are trained elsewhere).
+func (c *Controller) TrainerStats() *TrainerStats {
+	if c.trainer == nil {
+		return nil
 	}
-	go f()
+	return c.trainer.Stats()
 }
 
-// clock is the time selections are dated with: the latest frame's capture
-// time in replays, the wall clock live.
-func (c *Controller) clock() time.Time {
-	if c.cfg.Synchronous {
-		if ns := c.lastFrame.Load(); ns != 0 {
-			return time.Unix(0, ns)
-		}
-	}
-	return time.Now()
-}
-
-// bootstrap trains the first links on the cold-start frames, measures them
-// on a held-out share and makes the first selection.
-func (c *Controller) bootstrap() {
+// InstallLinks takes new links and their measured evidence: the predictors
+// switch to them and the models are re-selected. The in-process trainer
+// calls it; with RemoteTraining the application does, for each link set
+// the trainer role publishes.
+func (c *Controller) InstallLinks(l Links) {
 	c.mu.Lock()
-	samples := append([]*links.TraceRecord(nil), c.history...)
-	c.samples = nil
-	c.mu.Unlock()
-	train, eval := splitSamples(samples, c.cfg.HoldOut)
-	start := time.Now()
-	p, err := c.learner.Train(train)
-	if err == nil {
-		var ev SetEvidence
-		if ev, err = c.learner.Measure(p, eval); err == nil {
-			c.install(p, ev, "bootstrap")
-			c.log.Info().Int("frames", len(samples)).Dur("took", time.Since(start)).Msg("links trained")
-		}
-	}
-	c.mu.Lock()
-	c.training = false
-	c.mu.Unlock()
-	if err != nil {
-		c.stats.TrainErrors.Add(1)
-		c.log.Error().Err(err).Msg("training links failed; every model keeps running")
-	}
-}
-
-// endOfWindow measures the links on the profiling window's frames (fresh
-// evidence), adapts them to those frames and re-selects.
-func (c *Controller) endOfWindow() {
-	c.mu.Lock()
-	samples := c.samples
-	p := c.predictor
-	busy := c.training || p == nil || len(samples) == 0
-	if !busy {
-		c.training = true
-		c.samples = nil
-	}
-	c.mu.Unlock()
-	if busy {
-		return
-	}
-	defer func() {
-		c.mu.Lock()
-		c.training = false
-		c.mu.Unlock()
-	}()
-	ev, err := c.learner.Measure(p, samples)
-	if err != nil {
-		c.stats.TrainErrors.Add(1)
-		c.log.Error().Err(err).Msg("measuring links failed")
-		return
-	}
-	tuned, err := c.learner.FineTune(p, samples)
-	if err != nil {
-		c.stats.TrainErrors.Add(1)
-		c.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
-		tuned = p
-	}
-	c.install(tuned, ev, "re-profile")
-}
-
-func (c *Controller) install(p Predictor, ev SetEvidence, reason string) {
-	c.mu.Lock()
-	c.predictor = p
+	c.predictor = l.Predictor
 	hook := c.onPredictor
 	c.mu.Unlock()
 	if hook != nil {
-		hook(p)
+		hook(l.Predictor)
+	}
+	at := l.At
+	if at.IsZero() || !c.cfg.Synchronous {
+		at = time.Now()
 	}
 	// Agreement is measured out of sample: at bootstrap on the held-out
 	// frames for the selection about to be used; at re-profiling on the
 	// window's fresh frames for the selection that was in use.
-	if reason == "bootstrap" {
-		c.reselectWith(ev, c.clock(), reason)
-		c.recordAgreement(ev)
+	if l.Reason == "bootstrap" {
+		c.reselectWith(l.Evidence, at, l.Reason)
+		c.recordAgreement(l.Evidence)
 		return
 	}
-	c.recordAgreement(ev)
-	c.reselectWith(ev, c.clock(), reason)
+	c.recordAgreement(l.Evidence)
+	c.reselectWith(l.Evidence, at, l.Reason)
 }
 
 func (c *Controller) recordAgreement(ev SetEvidence) {

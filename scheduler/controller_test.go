@@ -108,9 +108,14 @@ func TestControllerBootstrapsThenRunsTheSelection(t *testing.T) {
 		t.Fatalf("frame at the start of the next period should profile: %+v", p)
 	}
 	c.ObserveResult(profiledResult(p))
-	// ...whose end triggers measuring, fine-tuning and re-selection.
+	// ...whose end (the first result not profiled) triggers measuring,
+	// fine-tuning and re-selection.
 	before := c.Stats().Selections.Load()
-	c.Plan(FrameInfo{Camera: "cam", Seq: 13, CapturedAt: t0.Add(68 * time.Second)})
+	p = c.Plan(FrameInfo{Camera: "cam", Seq: 13, CapturedAt: t0.Add(68 * time.Second)})
+	if p.Profiling {
+		t.Fatalf("frame after the window profiles: %+v", p)
+	}
+	c.ObserveResult(profiledResult(p))
 	natstest.WaitFor(t, 5*time.Second, "re-selection after the window", func() bool { return c.Stats().Selections.Load() > before })
 	if learner.finetuned.Load() != 1 || learner.trained.Load() != 1 {
 		t.Errorf("trained %d fine-tuned %d, want 1 and 1", learner.trained.Load(), learner.finetuned.Load())

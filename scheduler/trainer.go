@@ -1,0 +1,198 @@
+package scheduler
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// TrainerConfig configures a Trainer.
+type TrainerConfig struct {
+	// BootstrapFrames profiled frames train the first links; HoldOut is the
+	// share of them (the latest) kept out of training to measure the links.
+	BootstrapFrames int
+	HoldOut         float64
+	// Synchronous trains on the goroutine that delivers the result (trace
+	// replays); live, training runs in the background.
+	Synchronous bool
+}
+
+// TrainerStats counts a trainer's work.
+type TrainerStats struct {
+	Profiled    atomic.Int64
+	Trainings   atomic.Int64
+	TrainErrors atomic.Int64
+}
+
+// Links is what a trainer hands over: links, the evidence measured on
+// frames they were not trained on, and why they were made.
+type Links struct {
+	Predictor Predictor
+	Evidence  SetEvidence
+	// Reason is "bootstrap" (first links, measured on held-out cold-start
+	// frames) or "re-profile" (measured on a profiling window's fresh frames,
+	// then fine-tuned on them).
+	Reason string
+	At     time.Time
+}
+
+// Trainer learns links from the results of profiling frames (every model
+// exact): once BootstrapFrames are in it trains the first links; at the end
+// of every later profiling window (the first result that is not profiled)
+// it measures the links on the window's frames, fine-tunes them on those
+// frames and hands both over. It runs inside the scheduler's process, or as
+// the separate trainer role fed by the results stream.
+type Trainer struct {
+	cfg     TrainerConfig
+	learner Learner
+	log     zerolog.Logger
+	install func(Links)
+
+	mu        sync.Mutex
+	samples   []*links.TraceRecord // profiled frames of the current window
+	history   []*links.TraceRecord // bounded, for the first training
+	inWindow  bool
+	training  bool
+	predictor Predictor
+	stats     TrainerStats
+}
+
+// NewTrainer creates a trainer that calls install with every new set of
+// links (from the training goroutine).
+func NewTrainer(cfg TrainerConfig, learner Learner, install func(Links), log zerolog.Logger) *Trainer {
+	if cfg.BootstrapFrames <= 0 {
+		cfg.BootstrapFrames = 100
+	}
+	if cfg.HoldOut <= 0 || cfg.HoldOut >= 1 {
+		cfg.HoldOut = 0.3
+	}
+	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer")}
+}
+
+// Stats returns the trainer's counters.
+func (t *Trainer) Stats() *TrainerStats { return &t.stats }
+
+// Busy reports whether links are being trained.
+func (t *Trainer) Busy() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.training
+}
+
+// Observe learns from one frame's result.
+func (t *Trainer) Observe(r *pipeline.Result) {
+	if !r.Plan.Profiling {
+		t.mu.Lock()
+		ended := t.inWindow && t.predictor != nil
+		t.inWindow = false
+		t.mu.Unlock()
+		if ended {
+			t.background(t.endOfWindow)
+		}
+		return
+	}
+	rec := &links.TraceRecord{Camera: r.Camera, Seq: r.Seq, Time: r.CapturedAt, Outputs: map[string]*pipeline.Output{}}
+	for name, o := range r.Outputs {
+		if o.Source == pipeline.SourceExact && o.Error == "" {
+			rec.Outputs[name] = o
+		}
+	}
+	t.stats.Profiled.Add(1)
+	t.mu.Lock()
+	t.inWindow = true
+	t.samples = append(t.samples, rec)
+	t.history = append(t.history, rec)
+	if len(t.history) > maxHistory {
+		t.history = t.history[len(t.history)-maxHistory:]
+	}
+	bootstrap := t.predictor == nil && !t.training && len(t.history) >= t.cfg.BootstrapFrames
+	if bootstrap {
+		t.training = true
+	}
+	t.mu.Unlock()
+	if bootstrap {
+		t.background(t.bootstrap)
+	}
+}
+
+func (t *Trainer) background(f func()) {
+	if t.cfg.Synchronous {
+		f()
+		return
+	}
+	go f()
+}
+
+// bootstrap trains the first links on the cold-start frames and measures
+// them on a held-out share.
+func (t *Trainer) bootstrap() {
+	t.mu.Lock()
+	samples := append([]*links.TraceRecord(nil), t.history...)
+	t.samples = nil
+	t.mu.Unlock()
+	train, eval := splitSamples(samples, t.cfg.HoldOut)
+	start := time.Now()
+	t.stats.Trainings.Add(1)
+	p, err := t.learner.Train(train)
+	var ev SetEvidence
+	if err == nil {
+		ev, err = t.learner.Measure(p, eval)
+	}
+	t.mu.Lock()
+	t.training = false
+	if err == nil {
+		t.predictor = p
+	}
+	t.mu.Unlock()
+	if err != nil {
+		t.stats.TrainErrors.Add(1)
+		t.log.Error().Err(err).Msg("training links failed; every model keeps running")
+		return
+	}
+	t.log.Info().Int("frames", len(samples)).Dur("took", time.Since(start)).Msg("links trained")
+	t.install(Links{Predictor: p, Evidence: ev, Reason: "bootstrap", At: samples[len(samples)-1].Time})
+}
+
+// endOfWindow measures the links on the window's frames (fresh evidence),
+// fine-tunes them on those frames and hands both over.
+func (t *Trainer) endOfWindow() {
+	t.mu.Lock()
+	samples, p := t.samples, t.predictor
+	busy := t.training || p == nil || len(samples) == 0
+	if !busy {
+		t.training = true
+		t.samples = nil
+	}
+	t.mu.Unlock()
+	if busy {
+		return
+	}
+	defer func() {
+		t.mu.Lock()
+		t.training = false
+		t.mu.Unlock()
+	}()
+	ev, err := t.learner.Measure(p, samples)
+	if err != nil {
+		t.stats.TrainErrors.Add(1)
+		t.log.Error().Err(err).Msg("measuring links failed")
+		return
+	}
+	t.stats.Trainings.Add(1)
+	tuned, err := t.learner.FineTune(p, samples)
+	if err != nil {
+		t.stats.TrainErrors.Add(1)
+		t.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
+		tuned = p
+	}
+	t.mu.Lock()
+	t.predictor = tuned
+	t.mu.Unlock()
+	t.log.Info().Int("frames", len(samples)).Msg("links re-measured and fine-tuned")
+	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "re-profile", At: samples[len(samples)-1].Time})
+}

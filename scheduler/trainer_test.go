@@ -1,0 +1,74 @@
+package scheduler
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/pipeline/natstest"
+)
+
+// A controller with remote training plans and selects only: the trainer
+// (here in the same test, in production the trainer role) learns from the
+// results and hands the links over.
+func TestRemoteTrainingHandsLinksToTheController(t *testing.T) {
+	learner := &tableLearner{acc: matrix{
+		"person": {"action": 0.95, "object": 0.93},
+		"action": {"person": 0.2, "object": 0.3},
+		"object": {"person": 0.6, "action": 0.9},
+	}}
+	c, err := NewController(ControllerConfig{
+		Policy: "mlink", Models: threeModels, Budget: Budget{Memory: 5 * gb},
+		Period: time.Minute, ProfileShare: 0.1, BootstrapFrames: 10, HoldOut: 0.3, RemoteTraining: true,
+	}, nil, NewCostModel(paperCosts), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TrainerStats() != nil {
+		t.Fatal("a remote-training controller has its own trainer")
+	}
+	handed := make(chan Links, 4)
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, HoldOut: 0.3}, learner, func(l Links) { handed <- l }, zerolog.Nop())
+	t0 := time.Unix(10_000, 0)
+	for seq := uint64(1); seq <= 10; seq++ {
+		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
+		if !p.Profiling {
+			t.Fatalf("cold-start frame %d not profiled", seq)
+		}
+		r := profiledResult(p)
+		c.ObserveResult(r)
+		tr.Observe(r)
+	}
+	// While the trainer trains, the controller keeps to the budget with the
+	// cheapest model and reuses the others.
+	p := c.Plan(FrameInfo{Camera: "cam", Seq: 11, CapturedAt: t0.Add(2 * time.Second)})
+	if p.Profiling || len(p.Exact) != 1 || len(p.Reused) != 2 {
+		t.Fatalf("plan while links train elsewhere: %+v", p)
+	}
+	var l Links
+	select {
+	case l = <-handed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("trainer handed no links")
+	}
+	if l.Reason != "bootstrap" || l.Predictor == nil || l.Evidence == nil {
+		t.Fatalf("links %+v", l)
+	}
+	c.InstallLinks(l)
+	sel := c.Selection()
+	if sel == nil || !reflect.DeepEqual(sel.Exact, []string{"person"}) {
+		t.Fatalf("selection %v", sel)
+	}
+	// A profiling window, then its end: the trainer measures and fine-tunes.
+	tr.Observe(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: 12, CapturedAt: t0.Add(61 * time.Second)})))
+	tr.Observe(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: 13, CapturedAt: t0.Add(68 * time.Second)})))
+	natstest.WaitFor(t, 5*time.Second, "re-profiled links", func() bool { return len(handed) == 1 })
+	if l := <-handed; l.Reason != "re-profile" || learner.finetuned.Load() != 1 {
+		t.Fatalf("second hand-over %q, fine-tuned %d", l.Reason, learner.finetuned.Load())
+	}
+	if st := tr.Stats(); st.Profiled.Load() != 11 || st.Trainings.Load() != 2 || st.TrainErrors.Load() != 0 {
+		t.Errorf("trainer stats: profiled %d trainings %d errors %d", st.Profiled.Load(), st.Trainings.Load(), st.TrainErrors.Load())
+	}
+}
