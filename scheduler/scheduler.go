@@ -14,14 +14,17 @@ import (
 
 // Scheduler subscribes every camera's frames, asks the policy for each
 // frame's plan, publishes the plan to the merger and the frame to the
-// workers of each executed model.
+// workers of each executed model. An optional frame filter (SetFilter)
+// may keep a frame from the models altogether.
 type Scheduler struct {
-	nc     *nats.Conn
-	policy Policy
-	log    zerolog.Logger
-	in     chan *nats.Msg
-	ready  chan struct{}
-	stats  Stats
+	nc         *nats.Conn
+	policy     Policy
+	filter     FrameFilter
+	filterErrs map[string]*filterErrors // per camera; routing goroutine only
+	log        zerolog.Logger
+	in         chan *nats.Msg
+	ready      chan struct{}
+	stats      Stats
 }
 
 // Stats counts the scheduler's work.
@@ -32,16 +35,21 @@ type Stats struct {
 	// outputs planned. Their ratio is the share of executions saved.
 	Executions atomic.Int64
 	Planned    atomic.Int64
+	// Filtered counts frames the frame filter kept from the models (every
+	// model reused); FilterErrors the frames it failed on (sent anyway).
+	Filtered     atomic.Int64
+	FilterErrors atomic.Int64
 }
 
 // New creates a scheduler; Run starts it.
 func New(nc *nats.Conn, policy Policy, log zerolog.Logger) *Scheduler {
 	return &Scheduler{
-		nc:     nc,
-		policy: policy,
-		log:    pipeline.Component(log, "scheduler").With().Str("policy", policy.Name()).Logger(),
-		in:     make(chan *nats.Msg, 1024),
-		ready:  make(chan struct{}),
+		nc:         nc,
+		policy:     policy,
+		filterErrs: map[string]*filterErrors{},
+		log:        pipeline.Component(log, "scheduler").With().Str("policy", policy.Name()).Logger(),
+		in:         make(chan *nats.Msg, 1024),
+		ready:      make(chan struct{}),
 	}
 }
 
@@ -89,6 +97,22 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		}
 	}
+	if s.filter != nil {
+		// A subscription of its own, so that a filter profiling a segment
+		// does not hold up the policy's observations.
+		results, err := s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+			if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
+				s.filter.ObserveResult(r)
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("scheduler: subscribe results for the frame filter: %w", err)
+		}
+		defer results.Unsubscribe()
+		if err := results.SetPendingLimits(-1, -1); err != nil {
+			return fmt.Errorf("scheduler: pending limits: %w", err)
+		}
+	}
 	if err := s.nc.Flush(); err != nil {
 		return fmt.Errorf("scheduler: flush subscription: %w", err)
 	}
@@ -123,8 +147,16 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	if !bytes.HasPrefix(f.JPEG, jpegStart) {
 		return fmt.Errorf("frame %s/%d: body is not a JPEG image", f.Camera, f.Seq)
 	}
+	send := s.filter == nil || s.sendPast(f)
+	// The policy plans every frame, filtered or not, so that its state
+	// (periods, profiling windows) follows the stream.
 	plan := s.policy.Plan(FrameInfo{Camera: f.Camera, Seq: f.Seq, CapturedAt: f.CapturedAt})
 	plan.CapturedAt = f.CapturedAt
+	// The policy's profiling frames always run: links learn from them.
+	filtered := !send && !plan.Profiling
+	if filtered {
+		reuseAll(&plan)
+	}
 	data, err := pipeline.Marshal(&plan)
 	if err != nil {
 		return err
@@ -140,6 +172,9 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 		}
 	}
 	s.stats.Frames.Add(1)
+	if filtered {
+		s.stats.Filtered.Add(1)
+	}
 	s.stats.Executions.Add(int64(len(plan.Exact)))
 	s.stats.Planned.Add(int64(len(plan.Models())))
 	return nil
