@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ type Config struct {
 	Budget    BudgetConfig    `yaml:"budget"`
 	Merger    MergerConfig    `yaml:"merger"`
 	ONNX      ONNXConfig      `yaml:"onnx"`
+	Reducto   ReductoConfig   `yaml:"reducto"`
 
 	// Dir is the directory of the config file: relative paths in the file
 	// resolve against it.
@@ -209,10 +211,50 @@ type MergerConfig struct {
 	MaxPending int `yaml:"max_pending"`
 }
 
+// ReductoConfig turns on Reducto frame filtering (stages/reducto, Li et al.,
+// SIGCOMM 2020) in front of any policy: a frame goes to the models only when
+// a cheap difference feature against the last sent frame exceeds a
+// threshold learnt per segment; a filtered frame reuses every model's last
+// exact output. Defaults are the published ones (see stages/reducto/doc.go,
+// which a test keeps in step with these).
+type ReductoConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Feature is the difference feature: pixel, area, edge or corner.
+	Feature string `yaml:"feature"`
+	// TargetAccuracy is the agreement with the models' exact outputs the
+	// filter keeps on a segment; SafetyMargin is added to it when a profiled
+	// segment's threshold is chosen.
+	TargetAccuracy float64 `yaml:"target_accuracy"`
+	SafetyMargin   float64 `yaml:"safety_margin"`
+	// Segment is the length of the segments thresholds are chosen for.
+	Segment time.Duration `yaml:"segment"`
+	// Candidates is the number of thresholds tried on a profiled segment;
+	// Bins the histogram bins of a segment's signature; K the neighbours of
+	// the signature → threshold k-NN.
+	Candidates int `yaml:"candidates"`
+	Bins       int `yaml:"bins"`
+	K          int `yaml:"k"`
+	// BootstrapSegments are sent whole and profiled before anything is
+	// filtered.
+	BootstrapSegments int `yaml:"bootstrap_segments"`
+	// DistanceBound: a segment whose signature is farther than this from
+	// every profiled one is sent whole and profiled again (lower it at high
+	// frame rates, where signatures are less noisy).
+	DistanceBound float64 `yaml:"distance_bound"`
+	// Width is the working width of the features: wider frames are
+	// downscaled first (cost falls with the pixel count).
+	Width int `yaml:"width"`
+}
+
+// ReductoFeatures are Reducto's difference features.
+var ReductoFeatures = []string{"pixel", "area", "edge", "corner"}
+
 // Policies known to the scheduler: run everything; Standalone (the cheapest
 // models that fit, the rest absent); MLink (the paper's selection, the rest
-// predicted by link ensembles).
-var Policies = []string{"all", "standalone", "mlink"}
+// predicted by link ensembles); mlink-hybrid (beyond the paper: models may
+// run on every k-th frame, and each model not run is served by its link
+// ensemble or its own reused last output, whichever measured better).
+var Policies = []string{"all", "standalone", "mlink", "mlink-hybrid"}
 
 // LoadConfig reads, defaults and validates a config file. The error lists
 // every problem found.
@@ -356,6 +398,37 @@ func (c *Config) EnsureDefaults() {
 	if c.Merger.MaxPending == 0 {
 		c.Merger.MaxPending = 256
 	}
+	c.Reducto.ensureDefaults()
+}
+
+func (r *ReductoConfig) ensureDefaults() {
+	if r.Feature == "" {
+		r.Feature = "area"
+	}
+	if r.TargetAccuracy == 0 {
+		r.TargetAccuracy = 0.9
+	}
+	if r.Segment == 0 {
+		r.Segment = 5 * time.Second
+	}
+	if r.Candidates == 0 {
+		r.Candidates = 50
+	}
+	if r.Bins == 0 {
+		r.Bins = 30
+	}
+	if r.K == 0 {
+		r.K = 5
+	}
+	if r.BootstrapSegments == 0 {
+		r.BootstrapSegments = 5
+	}
+	if r.DistanceBound == 0 {
+		r.DistanceBound = 0.5
+	}
+	if r.Width == 0 {
+		r.Width = 320
+	}
 }
 
 var defaultDecoderOutput = map[string]OutputType{
@@ -489,7 +562,45 @@ func (c *Config) Validate() error {
 	if c.Merger.MaxPending < 1 {
 		p.add("merger.max_pending: must be at least 1")
 	}
+	c.Reducto.validate(&p)
 	return p.err()
+}
+
+// validate checks the section even when it is disabled, so that turning it
+// on never reveals old mistakes.
+func (r *ReductoConfig) validate(p *problems) {
+	if !slices.Contains(ReductoFeatures, r.Feature) {
+		p.add("reducto.feature: %q is not one of %s", r.Feature, strings.Join(ReductoFeatures, ", "))
+	}
+	if r.TargetAccuracy <= 0 || r.TargetAccuracy > 1 {
+		p.add("reducto.target_accuracy: must be within (0,1], got %g", r.TargetAccuracy)
+	}
+	if r.SafetyMargin <= -1 || r.SafetyMargin >= 1 {
+		p.add("reducto.safety_margin: must be within (-1,1), got %g", r.SafetyMargin)
+	} else if r.TargetAccuracy > 0 && r.TargetAccuracy <= 1 && r.TargetAccuracy+r.SafetyMargin > 1+1e-9 { // 1 itself is reachable
+		p.add("reducto.safety_margin: target_accuracy + safety_margin = %g exceeds 1: no threshold can meet it, so every changed frame would be sent", r.TargetAccuracy+r.SafetyMargin)
+	}
+	if r.Segment < 100*time.Millisecond {
+		p.add("reducto.segment: %s is too short (at least 100ms)", r.Segment)
+	}
+	if r.Candidates < 1 || r.Candidates > 10000 {
+		p.add("reducto.candidates: must be within 1..10000, got %d", r.Candidates)
+	}
+	if r.Bins < 1 || r.Bins > 10000 {
+		p.add("reducto.bins: must be within 1..10000, got %d", r.Bins)
+	}
+	if r.K < 1 {
+		p.add("reducto.k: must be at least 1, got %d", r.K)
+	}
+	if r.BootstrapSegments < 1 {
+		p.add("reducto.bootstrap_segments: must be at least 1, got %d", r.BootstrapSegments)
+	}
+	if r.DistanceBound <= 0 {
+		p.add("reducto.distance_bound: must be positive, got %g", r.DistanceBound)
+	}
+	if r.Width < 8 || r.Width > 8192 {
+		p.add("reducto.width: must be within 8..8192, got %d", r.Width)
+	}
 }
 
 func (c *Config) validateModel(p *problems, where string, m *ModelSpec) {

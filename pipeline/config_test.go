@@ -144,3 +144,78 @@ func TestShippedConfigsAreValid(t *testing.T) {
 		}
 	}
 }
+
+// minimalConfig is a valid config without files, for sections tested alone.
+const minimalConfig = `
+cameras: [{id: cam, source: rtsp, url: "rtsp://127.0.0.1:8554/x"}]
+models: [{name: hog, backend: opencv-hog}]
+`
+
+func TestReductoIsOffWithPublishedDefaults(t *testing.T) {
+	cfg, err := ParseConfig([]byte(minimalConfig), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ReductoConfig{Feature: "area", TargetAccuracy: 0.9, Segment: 5 * time.Second, Candidates: 50,
+		Bins: 30, K: 5, BootstrapSegments: 5, DistanceBound: 0.5, Width: 320}
+	if cfg.Reducto != want {
+		t.Errorf("reducto defaults %+v, want %+v", cfg.Reducto, want)
+	}
+
+	cfg, err = ParseConfig([]byte(minimalConfig+`
+reducto: {enabled: true, feature: edge, target_accuracy: 0.8, safety_margin: -0.1, segment: 2s,
+          candidates: 20, bins: 10, k: 3, bootstrap_segments: 2, distance_bound: 0.3, width: 160}
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = ReductoConfig{Enabled: true, Feature: "edge", TargetAccuracy: 0.8, SafetyMargin: -0.1, Segment: 2 * time.Second,
+		Candidates: 20, Bins: 10, K: 3, BootstrapSegments: 2, DistanceBound: 0.3, Width: 160}
+	if cfg.Reducto != want {
+		t.Errorf("reducto parsed as %+v, want %+v", cfg.Reducto, want)
+	}
+}
+
+func TestInvalidReductoListsEveryProblem(t *testing.T) {
+	// Checked even while disabled; reported with the rest of the config's
+	// problems.
+	_, err := ParseConfig([]byte(minimalConfig+`
+merger: {deadline: 1ms}
+reducto: {feature: optical-flow, target_accuracy: 1.5, segment: 10ms, candidates: -1, bins: 20000,
+          k: -2, bootstrap_segments: -1, distance_bound: -0.5, width: 4}
+`), "")
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a ConfigError, got %v", err)
+	}
+	want := []string{
+		`merger.deadline`,
+		`reducto.feature: "optical-flow" is not one of pixel, area, edge, corner`,
+		`reducto.target_accuracy`,
+		`reducto.segment`,
+		`reducto.candidates`,
+		`reducto.bins`,
+		`reducto.k`,
+		`reducto.bootstrap_segments`,
+		`reducto.distance_bound`,
+		`reducto.width`,
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("problem %q not reported in:\n%s", w, err)
+		}
+	}
+	if len(ce.Problems) != len(want) {
+		t.Errorf("want %d problems, got %d:\n%s", len(want), len(ce.Problems), err)
+	}
+
+	for margin, problem := range map[string]string{"1": "must be within (-1,1)", "0.2": "exceeds 1"} {
+		_, err := ParseConfig([]byte(minimalConfig+"reducto: {enabled: true, safety_margin: "+margin+"}\n"), "")
+		if err == nil || !strings.Contains(err.Error(), "reducto.safety_margin: ") || !strings.Contains(err.Error(), problem) {
+			t.Errorf("safety margin %s: want %q, got %v", margin, problem, err)
+		}
+	}
+	if _, err := ParseConfig([]byte(minimalConfig+"reducto: {enabled: true, safety_margin: 0.1}\n"), ""); err != nil {
+		t.Errorf("target 0.9 + margin 0.1 = 1 is reachable: %v", err)
+	}
+}

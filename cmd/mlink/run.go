@@ -20,6 +20,7 @@ import (
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
 	"github.com/mlink-project/mlink/stages/backends"
+	"github.com/mlink-project/mlink/stages/reducto"
 )
 
 func newFlagSet(name string) *flag.FlagSet {
@@ -98,6 +99,7 @@ type app struct {
 	workers   []*stages.ModelWorker
 	merger    *stages.Merger
 	sched     *scheduler.Scheduler
+	reducto   *reducto.FrameFilter // nil unless reducto.enabled
 	predictor *stages.LinkPredictor
 	linkStore *stages.LinkStore
 	// control is the budget-aware policy (nil for policy all).
@@ -263,9 +265,21 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.sched = scheduler.New(sc, policy, log)
+		if cfg.Reducto.Enabled {
+			if err := a.startReducto(); err != nil {
+				return a, err
+			}
+		}
 		sctx, cancel := context.WithCancel(context.Background())
 		a.schedCancel = cancel
-		a.goRun(&a.schedWG, "scheduler", func() error { return a.sched.Run(sctx) })
+		filter := a.reducto
+		a.goRun(&a.schedWG, "scheduler", func() error {
+			if filter != nil {
+				// Closed once routing has stopped: nothing decides any more.
+				defer filter.Close()
+			}
+			return a.sched.Run(sctx)
+		})
 	}
 	// Subscriptions of the stages above must be live before frames flow.
 	var ready []<-chan struct{}
@@ -309,6 +323,26 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		close(a.camerasDone)
 	}()
 	return a, nil
+}
+
+// startReducto puts Reducto's frame filter in front of the policy: it
+// composes with every policy (filter first, then the policy's plan).
+func (a *app) startReducto() error {
+	opts := reducto.ConfigOptions(a.cfg.Reducto)
+	log := pipeline.Component(a.log, "reducto")
+	opts.OnProfile = func(camera string, segment int64, p reducto.Profile) {
+		log.Debug().Str("camera", camera).Int64("segment", segment).Float64("threshold", p.Threshold).
+			Float64("accuracy", p.Accuracy).Float64("sent", p.Sent).Msg("segment profiled")
+	}
+	f, err := reducto.NewFrameFilter(opts)
+	if err != nil {
+		return fmt.Errorf("reducto: %w", err)
+	}
+	a.reducto = f
+	a.sched.SetFilter(f)
+	log.Info().Str("feature", opts.Feature).Float64("target_accuracy", opts.Selector.Target).
+		Dur("segment", opts.Segment).Msg("frame filter on")
+	return nil
 }
 
 func (a *app) goRun(wg *sync.WaitGroup, name string, run func() error) {
