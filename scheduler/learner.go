@@ -61,8 +61,26 @@ func (e LinkEvidence) SetAccuracy(target string, executed []string) (float64, bo
 
 // ReuseAccuracy implements ReuseEvidence from the reuse baselines measured
 // at a few ages: linear between measured ages, the nearest measured age
-// outside them (0 when none was measured).
+// outside them (0 when none was measured). Far beyond the oldest measured
+// age (a model only run on profiling frames, minutes ago) an old output is
+// worth no more than a constant guess: the lower of the two.
 func (e LinkEvidence) ReuseAccuracy(target string, age int) float64 {
+	acc := e.reuseAccuracy(target, age)
+	oldest := 0
+	for _, b := range e.Eval.Baselines {
+		if b.Target == target && b.Baseline == "reuse" {
+			oldest = max(oldest, b.Age)
+		}
+	}
+	if age > 10*oldest {
+		if c, ok := e.Eval.Baseline(target, "constant", 0); ok {
+			acc = min(acc, c.Accuracy)
+		}
+	}
+	return acc
+}
+
+func (e LinkEvidence) reuseAccuracy(target string, age int) float64 {
 	var lo, hi *links.BaselineAccuracy
 	for i := range e.Eval.Baselines {
 		b := &e.Eval.Baselines[i]
