@@ -192,7 +192,18 @@ type SchedulerConfig struct {
 	HoldOut float64 `yaml:"hold_out"`
 	// Seed makes link training deterministic.
 	Seed int64 `yaml:"seed"`
+	// Training is where links are trained: "local" (in the scheduler's
+	// process) or "remote" (by the trainer role, from the profiled results
+	// in the results stream; links reach the scheduler and the predictors
+	// through the link store).
+	Training string `yaml:"training"`
 }
+
+// Training modes of the link policies.
+const (
+	TrainingLocal  = "local"
+	TrainingRemote = "remote"
+)
 
 // BudgetConfig limits what runs per frame: GPU memory and/or compute time.
 // Zero values are no limit.
@@ -389,6 +400,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Scheduler.BootstrapFrames == 0 {
 		c.Scheduler.BootstrapFrames = 100
 	}
+	if c.Scheduler.Training == "" {
+		c.Scheduler.Training = TrainingLocal
+	}
 	if c.Scheduler.HoldOut == 0 {
 		c.Scheduler.HoldOut = 0.3
 	}
@@ -545,6 +559,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheduler.BootstrapFrames < 10 {
 		p.add("scheduler.bootstrap_frames: at least 10 frames are needed to train links, got %d", c.Scheduler.BootstrapFrames)
+	}
+	if c.Scheduler.Training != TrainingLocal && c.Scheduler.Training != TrainingRemote {
+		p.add("scheduler.training: %q is not one of local, remote", c.Scheduler.Training)
 	}
 	if c.Scheduler.HoldOut <= 0 || c.Scheduler.HoldOut >= 1 {
 		p.add("scheduler.hold_out: must be within (0,1), got %g", c.Scheduler.HoldOut)

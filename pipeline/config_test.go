@@ -65,7 +65,7 @@ models:
   - {name: hog, backend: opencv-hog, threshold: 2}
   - {name: hog, backend: tensorflow}
   - {name: face, backend: onnx, decoder: magic, file: /nonexistent/m.onnx}
-scheduler: {policy: fastest}
+scheduler: {policy: fastest, training: cloud}
 merger: {deadline: 1ms}
 `), t.TempDir())
 	var ce *ConfigError
@@ -85,6 +85,7 @@ merger: {deadline: 1ms}
 		`models[2] (face).decoder: "magic"`,
 		`/nonexistent/m.onnx`,
 		`scheduler.policy: "fastest"`,
+		`scheduler.training: "cloud"`,
 		`merger.deadline`,
 	}
 	msg := err.Error()

@@ -84,6 +84,17 @@ func (t *Trainer) Busy() bool {
 	return t.training
 }
 
+// Resume starts from links trained earlier (a restarted trainer role takes
+// the published links): later windows measure and fine-tune them instead
+// of waiting for a cold start.
+func (t *Trainer) Resume(p Predictor) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.predictor == nil {
+		t.predictor = p
+	}
+}
+
 // Observe learns from one frame's result.
 func (t *Trainer) Observe(r *pipeline.Result) {
 	if !r.Plan.Profiling {

@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,22 @@ func (s *LinkStore) Publish(ctx context.Context, set *links.Set) error {
 	}
 	s.log.Debug().Int("bytes", len(blob)).Msg("links published")
 	return nil
+}
+
+// Latest returns the current links (nil, nil when none were published).
+func (s *LinkStore) Latest(ctx context.Context) (*links.Set, error) {
+	blob, err := s.obs.GetBytes(ctx, linksObject)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch links: %w", err)
+	}
+	set, err := links.UnmarshalSet(blob)
+	if err != nil {
+		return nil, fmt.Errorf("stored links do not load: %w", err)
+	}
+	return set, nil
 }
 
 // Follow calls install with the current links, if any, and with every set

@@ -30,7 +30,8 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 	}
 	a.costs = scheduler.NewCostModel(initial)
 	var learner scheduler.Learner
-	if usesLinks(cfg.Scheduler.Policy) {
+	remote := cfg.Scheduler.Training == pipeline.TrainingRemote
+	if usesLinks(cfg.Scheduler.Policy) && !remote {
 		var err error
 		if learner, err = newLearner(cfg, models); err != nil {
 			return nil, err
@@ -44,6 +45,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ProfileShare:    cfg.Scheduler.ProfileShare,
 		BootstrapFrames: cfg.Scheduler.BootstrapFrames,
 		HoldOut:         cfg.Scheduler.HoldOut,
+		RemoteTraining:  remote,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err
@@ -54,8 +56,9 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 			a.predictor.SetPredictor(p)
 		}
 		// ...and every predictor, here or in other processes, follows the
-		// link store.
-		if set, ok := p.(*links.Set); ok && a.linkStore != nil {
+		// link store (where the trainer role publishes remote training's
+		// links itself).
+		if set, ok := p.(*links.Set); ok && a.linkStore != nil && !remote {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := a.linkStore.Publish(ctx, set); err != nil {

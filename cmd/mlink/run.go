@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,9 @@ type app struct {
 	reducto   *reducto.FrameFilter // nil unless reducto.enabled
 	predictor *stages.LinkPredictor
 	linkStore *stages.LinkStore
+	// trainer learns links from the results stream (trainer role, with
+	// scheduler.training remote).
+	trainer *scheduler.Trainer
 	// control is the budget-aware policy (nil for policy all).
 	control *scheduler.Controller
 	costs   *scheduler.CostModel
@@ -112,15 +116,15 @@ type app struct {
 
 	// Each group stops separately, in order: ingest, scheduler, workers,
 	// merger (see shutdown).
-	ingestCancel, schedCancel, workerCancel, predictorCancel, mergerCancel context.CancelFunc
-	ingestWG, schedWG, workerWG, predictorWG, mergerWG                     sync.WaitGroup
-	camerasDone                                                            chan struct{}
+	ingestCancel, schedCancel, trainerCancel, workerCancel, predictorCancel, mergerCancel context.CancelFunc
+	ingestWG, schedWG, trainerWG, workerWG, predictorWG, mergerWG                         sync.WaitGroup
+	camerasDone                                                                           chan struct{}
 
 	errMu sync.Mutex
 	errs  []error
 }
 
-var allRoles = []string{"ingest", "scheduler", "worker", "predictor", "merger"}
+var allRoles = []string{"ingest", "scheduler", "trainer", "worker", "predictor", "merger"}
 
 func parseRoles(s string) (map[string]bool, error) {
 	roles := map[string]bool{}
@@ -131,7 +135,7 @@ func parseRoles(s string) (map[string]bool, error) {
 			for _, x := range allRoles {
 				roles[x] = true
 			}
-		case "ingest", "scheduler", "worker", "predictor", "merger":
+		case "ingest", "scheduler", "trainer", "worker", "predictor", "merger":
 			roles[r] = true
 		default:
 			return nil, fmt.Errorf("--role: %q is not one of all, %s", r, strings.Join(allRoles, ", "))
@@ -228,7 +232,11 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			a.goRun(&a.workerWG, "worker "+spec.Name, func() error { return w.Run(wctx) })
 		}
 	}
-	if usesLinks(cfg.Scheduler.Policy) && (roles["predictor"] || roles["scheduler"]) {
+	remoteTraining := usesLinks(cfg.Scheduler.Policy) && cfg.Scheduler.Training == pipeline.TrainingRemote
+	if roles["trainer"] && !remoteTraining && !slices.Contains(strings.Split(o.roles, ","), "all") {
+		return a, &exitError{2, errors.New("--role trainer: links are trained by the scheduler here (set scheduler.training: remote, with policy mlink or mlink-hybrid)")}
+	}
+	if usesLinks(cfg.Scheduler.Policy) && (roles["predictor"] || roles["scheduler"] || roles["trainer"]) {
 		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, log); err != nil {
 			return a, err
 		}
@@ -245,6 +253,15 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		a.goRun(&a.predictorWG, "predictor links", func() error {
 			return a.linkStore.Follow(pctx, func(set *links.Set) { a.predictor.SetPredictor(set) })
 		})
+	}
+	if roles["trainer"] && remoteTraining {
+		tc, err := connect("trainer")
+		if err != nil {
+			return a, err
+		}
+		if err := a.startTrainer(ctx, tc); err != nil {
+			return a, err
+		}
 	}
 	if roles["scheduler"] {
 		sc, err := connect("scheduler")
@@ -280,6 +297,12 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			}
 			return a.sched.Run(sctx)
 		})
+		if remoteTraining && a.control != nil {
+			// Links come from the trainer role, through the link store.
+			a.goRun(&a.schedWG, "scheduler links", func() error {
+				return a.linkStore.Follow(sctx, func(set *links.Set) { a.installStoredLinks(set, models) })
+			})
+		}
 	}
 	// Subscriptions of the stages above must be live before frames flow.
 	var ready []<-chan struct{}
@@ -416,6 +439,7 @@ func (a *app) shutdown() {
 	}{
 		{a.ingestCancel, &a.ingestWG},
 		{a.schedCancel, &a.schedWG},
+		{a.trainerCancel, &a.trainerWG},
 		{a.workerCancel, &a.workerWG},
 		{a.predictorCancel, &a.predictorWG},
 		{a.mergerCancel, &a.mergerWG},

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/scheduler"
+)
+
+// trainerConsumer is the trainer role's durable consumer of the results
+// stream: a restarted trainer goes on where it stopped.
+const trainerConsumer = "mlink-trainer"
+
+// startTrainer runs the trainer role: it learns links from the profiled
+// results in the results stream (bootstrap, then every profiling window:
+// measure, fine-tune) and publishes each new set, with its measured
+// evaluation, to the link store, which the scheduler and the predictors
+// follow.
+func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
+	cfg := a.cfg
+	learner, err := newLearner(cfg, cfg.ModelNames())
+	if err != nil {
+		return err
+	}
+	tr := scheduler.NewTrainer(scheduler.TrainerConfig{BootstrapFrames: cfg.Scheduler.BootstrapFrames, HoldOut: cfg.Scheduler.HoldOut},
+		learner, a.publishLinks, a.log)
+	a.trainer = tr
+	if set, err := a.linkStore.Latest(ctx); err != nil {
+		a.log.Warn().Err(err).Msg("trainer: starting without the stored links")
+	} else if set != nil && linksCover(set, cfg.ModelNames()) {
+		tr.Resume(set)
+		a.log.Info().Msg("trainer: resuming from the stored links")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, pipeline.ResultsStream, jetstream.ConsumerConfig{
+		Durable:       trainerConsumer,
+		Description:   "mlink trainer: profiled results to link training",
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		FilterSubject: pipeline.AllResults,
+		MaxAckPending: 4096,
+	})
+	if err != nil {
+		return fmt.Errorf("trainer: results consumer: %w", err)
+	}
+	tctx, cancel := context.WithCancel(context.Background())
+	a.trainerCancel = cancel
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		r, err := pipeline.Unmarshal[pipeline.Result](m.Data())
+		if err != nil {
+			a.log.Warn().Err(err).Msg("trainer: skipping a result that does not decode")
+		} else {
+			tr.Observe(r)
+		}
+		if err := m.Ack(); err != nil && tctx.Err() == nil {
+			a.log.Debug().Err(err).Msg("trainer: ack")
+		}
+	})
+	if err != nil {
+		cancel()
+		return fmt.Errorf("trainer: consume results: %w", err)
+	}
+	a.goRun(&a.trainerWG, "trainer", func() error {
+		<-tctx.Done()
+		cc.Stop()
+		return nil
+	})
+	return nil
+}
+
+// publishLinks hands a trainer's links to everyone through the link store.
+func (a *app) publishLinks(l scheduler.Links) {
+	set, ok := l.Predictor.(*links.Set)
+	if !ok {
+		a.log.Error().Str("type", fmt.Sprintf("%T", l.Predictor)).Msg("trainer: links of an unknown kind not published")
+		return
+	}
+	// The scheduler selects on the evaluation that travels with the set.
+	if ev, ok := l.Evidence.(scheduler.LinkEvidence); ok {
+		set.SetEvaluation(ev.Eval)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.linkStore.Publish(ctx, set); err != nil {
+		a.log.Error().Err(err).Msg("trainer: links not published")
+		return
+	}
+	a.log.Info().Str("reason", l.Reason).Msg("trainer: links published")
+}
+
+// installStoredLinks gives the controller links the trainer role
+// published: it selects on their evaluation.
+func (a *app) installStoredLinks(set *links.Set, models []string) {
+	ev := set.Evaluation()
+	switch {
+	case !linksCover(set, models):
+		a.log.Warn().Msg("stored links do not cover the configured models: waiting for the trainer's")
+		return
+	case ev == nil:
+		a.log.Warn().Msg("stored links carry no evaluation: waiting for the trainer's next")
+		return
+	}
+	reason := "re-profile"
+	if a.control.Selection() == nil {
+		reason = "bootstrap"
+	}
+	a.control.InstallLinks(scheduler.Links{Predictor: set, Evidence: scheduler.LinkEvidence{Eval: ev}, Reason: reason})
+}
+
+// linksCover reports whether set has links for every model.
+func linksCover(set *links.Set, models []string) bool {
+	for _, m := range models {
+		if _, ok := set.Model(m); !ok {
+			return false
+		}
+	}
+	return true
+}
