@@ -20,8 +20,9 @@ import (
 type configFlags struct {
 	path    string
 	natsURL string
-	policy  string
-	budget  string
+	policy   string
+	budget   string
+	training string
 }
 
 type flagSet interface {
@@ -33,8 +34,9 @@ func (c *configFlags) register(fs flagSet, overrides bool) {
 	fs.StringVar(&c.path, "c", "", "config file")
 	if overrides {
 		fs.StringVar(&c.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
-		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink")
+		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink, mlink-hybrid")
 		fs.StringVar(&c.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
+		fs.StringVar(&c.training, "training", "", "where links are trained (overrides scheduler.training): local, or remote (by the trainer role)")
 	}
 }
 
@@ -50,6 +52,9 @@ func (c *configFlags) load() (*pipeline.Config, error) {
 		}
 		if c.policy != "" {
 			cfg.Scheduler.Policy = c.policy
+		}
+		if c.training != "" {
+			cfg.Scheduler.Training = c.training
 		}
 		if c.budget != "" {
 			b, err := scheduler.ParseBudget(c.budget)
