@@ -261,3 +261,36 @@ func sameArch(a, b *Set) error {
 	}
 	return nil
 }
+
+// PredictedLosses is active sampling's view of one frame: for every pure
+// link from a model with an exact output in exact to a model in targets,
+// the loss its loss-prediction head predicts, keyed "source>target". Losses
+// of different links are on different scales (cross-entropy, MAE): compare
+// each link's values only with its own.
+func (s *Set) PredictedLosses(exact map[string]*pipeline.Output, targets []string) (map[string]float64, error) {
+	t := s.getTape()
+	defer s.putTape(t)
+	out := map[string]float64{}
+	for _, target := range targets {
+		ti, ok := s.index[target]
+		if !ok {
+			return nil, fmt.Errorf("predicted losses: unknown model %q (links are for %s)", target, s.modelList())
+		}
+		for _, l := range s.ens[ti].members {
+			if l.src == nil {
+				continue
+			}
+			src := exact[l.Source]
+			if !usable(src) {
+				continue
+			}
+			t.reset(false, false)
+			in, err := s.inputFor(t, l, src, nil, 0)
+			if err != nil {
+				return nil, fmt.Errorf("predicted losses %s>%s: %w", l.Source, target, err)
+			}
+			out[l.Source+">"+target] = l.lossPred(t, l.forward(t, in, 0))
+		}
+	}
+	return out, nil
+}

@@ -172,3 +172,49 @@ func TestFedAvg(t *testing.T) {
 	_, err = FedAvg()
 	wantErr(t, err, "no link sets")
 }
+
+// The loss head's view of one frame agrees with SelectByPredictedLoss's
+// ranking over a window: the frame it ranks first has higher predicted
+// losses than the frame it ranks last on more links than lower.
+func TestPredictedLossesOfOneFrame(t *testing.T) {
+	h, recs, err := ReadTrace(vtestTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := Train(h, recs[:80], TrainOptions{Seed: 1, Epochs: 20, NoTemporal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := recs[100:300]
+	order, err := set.SelectByPredictedLoss(window, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exactOf := func(r *TraceRecord) map[string]*pipeline.Output {
+		return map[string]*pipeline.Output{"motion": r.Outputs["motion"], "lines": r.Outputs["lines"]}
+	}
+	targets := []string{"hog_people", "fullbody", "text"}
+	first, err := set.PredictedLosses(exactOf(window[order[0]]), targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 6 {
+		t.Fatalf("losses of 2 sources × 3 targets: %v", first)
+	}
+	last, _ := set.PredictedLosses(exactOf(window[order[len(order)-1]]), targets)
+	higher, lower := 0, 0
+	for k, v := range first {
+		switch {
+		case v > last[k]:
+			higher++
+		case v < last[k]:
+			lower++
+		}
+	}
+	if higher == 0 || higher < lower {
+		t.Errorf("the top-ranked frame's losses exceed the bottom one's on %d links, fall below on %d: %v vs %v", higher, lower, first, last)
+	}
+	if _, err := set.PredictedLosses(exactOf(window[0]), []string{"nope"}); err == nil {
+		t.Error("unknown target accepted")
+	}
+}

@@ -197,6 +197,12 @@ type SchedulerConfig struct {
 	// in the results stream; links reach the scheduler and the predictors
 	// through the link store).
 	Training string `yaml:"training"`
+	// ActiveShare is the share of frames active sampling may profile on top
+	// of the periodic windows (MLink's adaptive update: the frame after one
+	// whose links predict a high loss; the paper samples 1–5 %). 0 is off.
+	ActiveShare float64 `yaml:"active_share"`
+	// ActiveBatch sampled frames make one fine-tuning of the links.
+	ActiveBatch int `yaml:"active_batch"`
 }
 
 // Training modes of the link policies.
@@ -403,6 +409,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Scheduler.Training == "" {
 		c.Scheduler.Training = TrainingLocal
 	}
+	if c.Scheduler.ActiveBatch == 0 {
+		c.Scheduler.ActiveBatch = 16
+	}
 	if c.Scheduler.HoldOut == 0 {
 		c.Scheduler.HoldOut = 0.3
 	}
@@ -559,6 +568,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheduler.BootstrapFrames < 10 {
 		p.add("scheduler.bootstrap_frames: at least 10 frames are needed to train links, got %d", c.Scheduler.BootstrapFrames)
+	}
+	if c.Scheduler.ActiveShare < 0 || c.Scheduler.ActiveShare > 0.5 {
+		p.add("scheduler.active_share: must be within [0, 0.5], got %g", c.Scheduler.ActiveShare)
+	}
+	if c.Scheduler.ActiveBatch < 1 {
+		p.add("scheduler.active_batch: must be at least 1, got %d", c.Scheduler.ActiveBatch)
 	}
 	if c.Scheduler.Training != TrainingLocal && c.Scheduler.Training != TrainingRemote {
 		p.add("scheduler.training: %q is not one of local, remote", c.Scheduler.Training)

@@ -65,7 +65,7 @@ models:
   - {name: hog, backend: opencv-hog, threshold: 2}
   - {name: hog, backend: tensorflow}
   - {name: face, backend: onnx, decoder: magic, file: /nonexistent/m.onnx}
-scheduler: {policy: fastest, training: cloud}
+scheduler: {policy: fastest, training: cloud, active_share: 0.9}
 merger: {deadline: 1ms}
 `), t.TempDir())
 	var ce *ConfigError
@@ -86,6 +86,7 @@ merger: {deadline: 1ms}
 		`/nonexistent/m.onnx`,
 		`scheduler.policy: "fastest"`,
 		`scheduler.training: "cloud"`,
+		`scheduler.active_share`,
 		`merger.deadline`,
 	}
 	msg := err.Error()

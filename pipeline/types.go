@@ -149,6 +149,9 @@ type Plan struct {
 	Predicted  []string  `json:"predicted,omitempty"`
 	Reused     []string  `json:"reused,omitempty"`
 	Profiling  bool      `json:"profiling,omitempty"`
+	// Sampled: a profiling frame chosen by active sampling (the frame after
+	// one the links predicted badly), not by the periodic window.
+	Sampled bool `json:"sampled,omitempty"`
 }
 
 // Models returns every model named by the plan.

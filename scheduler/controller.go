@@ -52,6 +52,12 @@ type ControllerConfig struct {
 	// RemoteTraining: links are trained by a trainer role elsewhere and
 	// arrive through InstallLinks; the controller only plans and selects.
 	RemoteTraining bool
+	// ActiveShare is the share of frames active sampling may profile on top
+	// of the periodic windows: the frame after one whose links predict a
+	// high loss (0: off; the paper: 1–5 %).
+	ActiveShare float64
+	// ActiveBatch is how many sampled frames make one fine-tuning.
+	ActiveBatch int
 }
 
 // Selection is the controller's current decision.
@@ -92,8 +98,11 @@ type Controller struct {
 	periodStart time.Time
 	frameIndex  map[string]int64 // per camera, for rotations
 
+	sampler *ActiveSampler
+
 	mu          sync.Mutex
 	predictor   Predictor
+	sampleNext  map[string]bool // cameras whose next frame active sampling wants
 	selection   atomic.Pointer[Selection]
 	health      map[string]*modelHealth
 	stats       ControllerStats
@@ -104,6 +113,8 @@ type Controller struct {
 type ControllerStats struct {
 	Profiled   atomic.Int64
 	Selections atomic.Int64
+	// Sampled counts frames active sampling asked to profile.
+	Sampled atomic.Int64
 	// Agreement of predicted outputs with exact ones, measured on profiling
 	// frames (sum and count of per-model accuracies).
 	agreeSum atomic.Uint64 // micro-units
@@ -143,9 +154,12 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		cfg.HealthTimeout = 3 * time.Second
 	}
 	c := &Controller{cfg: cfg, costs: costs, log: pipeline.Component(log, "controller"),
-		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}}
+		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{}}
+	if cfg.Policy != "standalone" && cfg.ActiveShare > 0 {
+		c.sampler = NewActiveSampler(cfg.ActiveShare)
+	}
 	if cfg.Policy != "standalone" && !cfg.RemoteTraining {
-		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous},
+		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous, ActiveBatch: cfg.ActiveBatch},
 			learner, c.InstallLinks, log)
 	}
 	return c, nil
@@ -196,6 +210,10 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	}
 	if c.cfg.Policy != "standalone" && (sel == nil || inWindow) {
 		plan.Exact, plan.Profiling = c.cfg.Models, true
+		return plan
+	}
+	if c.takeSample(f.Camera) {
+		plan.Exact, plan.Profiling, plan.Sampled = c.cfg.Models, true, true
 		return plan
 	}
 	plan.Exact, plan.Predicted = c.healthyPlan(sel)
@@ -355,10 +373,53 @@ func (c *Controller) ObserveResult(r *pipeline.Result) {
 	}
 	if r.Plan.Profiling {
 		c.stats.Profiled.Add(1)
+	} else if c.sampler != nil && len(r.Plan.Predicted) > 0 {
+		c.considerSampling(r)
 	}
 	if c.trainer != nil {
 		c.trainer.Observe(r)
 	}
+}
+
+// considerSampling scores a frame served with links by the losses the
+// links predict for it; a high one asks for the camera's next frame to be
+// profiled.
+func (c *Controller) considerSampling(r *pipeline.Result) {
+	c.mu.Lock()
+	lp, ok := c.predictor.(LossPredictor)
+	c.mu.Unlock()
+	if !ok {
+		return
+	}
+	exact := map[string]*pipeline.Output{}
+	for name, o := range r.Outputs {
+		if o.Source == pipeline.SourceExact && o.Error == "" {
+			exact[name] = o
+		}
+	}
+	losses, err := lp.PredictedLosses(exact, r.Plan.Predicted)
+	if err != nil {
+		c.log.Debug().Err(err).Msg("active sampling: no losses for this frame")
+		return
+	}
+	if c.sampler.Observe(losses) {
+		c.mu.Lock()
+		c.sampleNext[r.Camera] = true
+		c.mu.Unlock()
+		c.stats.Sampled.Add(1)
+	}
+}
+
+// takeSample reports (once) whether active sampling asked for the camera's
+// next frame.
+func (c *Controller) takeSample(camera string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.sampleNext[camera] {
+		return false
+	}
+	delete(c.sampleNext, camera)
+	return true
 }
 
 // TrainerStats returns the in-process trainer's counters (nil when links
@@ -381,6 +442,9 @@ func (c *Controller) InstallLinks(l Links) {
 	c.mu.Unlock()
 	if hook != nil {
 		hook(l.Predictor)
+	}
+	if l.Reason == "active" {
+		return // the same evidence: nothing to re-select
 	}
 	at := l.At
 	if at.IsZero() || !c.cfg.Synchronous {

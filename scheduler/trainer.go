@@ -20,6 +20,10 @@ type TrainerConfig struct {
 	// Synchronous trains on the goroutine that delivers the result (trace
 	// replays); live, training runs in the background.
 	Synchronous bool
+	// ActiveBatch: frames profiled by active sampling (Plan.Sampled) are
+	// collected until there are this many, then the links are fine-tuned on
+	// them. Default 16.
+	ActiveBatch int
 }
 
 // TrainerStats counts a trainer's work.
@@ -27,6 +31,10 @@ type TrainerStats struct {
 	Profiled    atomic.Int64
 	Trainings   atomic.Int64
 	TrainErrors atomic.Int64
+	// Sampled counts frames profiled by active sampling; ActiveTunings the
+	// fine-tunings on them.
+	Sampled       atomic.Int64
+	ActiveTunings atomic.Int64
 }
 
 // Links is what a trainer hands over: links, the evidence measured on
@@ -35,8 +43,9 @@ type Links struct {
 	Predictor Predictor
 	Evidence  SetEvidence
 	// Reason is "bootstrap" (first links, measured on held-out cold-start
-	// frames) or "re-profile" (measured on a profiling window's fresh frames,
-	// then fine-tuned on them).
+	// frames), "re-profile" (measured on a profiling window's fresh frames,
+	// then fine-tuned on them) or "active" (fine-tuned on frames active
+	// sampling chose; the evidence is the last measured).
 	Reason string
 	At     time.Time
 }
@@ -56,9 +65,11 @@ type Trainer struct {
 	mu        sync.Mutex
 	samples   []*links.TraceRecord // profiled frames of the current window
 	history   []*links.TraceRecord // bounded, for the first training
+	sampled   []*links.TraceRecord // frames chosen by active sampling
 	inWindow  bool
 	training  bool
 	predictor Predictor
+	evidence  SetEvidence // the latest measured
 	stats     TrainerStats
 }
 
@@ -70,6 +81,9 @@ func NewTrainer(cfg TrainerConfig, learner Learner, install func(Links), log zer
 	}
 	if cfg.HoldOut <= 0 || cfg.HoldOut >= 1 {
 		cfg.HoldOut = 0.3
+	}
+	if cfg.ActiveBatch <= 0 {
+		cfg.ActiveBatch = 16
 	}
 	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer")}
 }
@@ -113,6 +127,10 @@ func (t *Trainer) Observe(r *pipeline.Result) {
 			rec.Outputs[name] = o
 		}
 	}
+	if r.Plan.Sampled {
+		t.observeSampled(rec)
+		return
+	}
 	t.stats.Profiled.Add(1)
 	t.mu.Lock()
 	t.inWindow = true
@@ -139,6 +157,58 @@ func (t *Trainer) background(f func()) {
 	go f()
 }
 
+// observeSampled collects a frame active sampling chose; a full batch
+// fine-tunes the links.
+func (t *Trainer) observeSampled(rec *links.TraceRecord) {
+	t.stats.Sampled.Add(1)
+	t.mu.Lock()
+	t.sampled = append(t.sampled, rec)
+	ready := len(t.sampled) >= t.cfg.ActiveBatch && t.predictor != nil && !t.training
+	if ready {
+		t.training = true
+	}
+	t.mu.Unlock()
+	if ready {
+		t.background(t.fineTuneSampled)
+	}
+}
+
+// fineTuneSampled adapts the links to the frames they predicted worst.
+func (t *Trainer) fineTuneSampled() {
+	t.mu.Lock()
+	samples, p, ev := t.sampled, t.predictor, t.evidence
+	t.sampled = nil
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.training = false
+		t.mu.Unlock()
+	}()
+	tuned, err := t.learner.FineTune(p, samples)
+	if err != nil {
+		t.stats.TrainErrors.Add(1)
+		t.log.Warn().Err(err).Msg("fine-tuning links on sampled frames failed; keeping the previous links")
+		return
+	}
+	t.stats.ActiveTunings.Add(1)
+	carryEvaluation(tuned, ev)
+	t.mu.Lock()
+	t.predictor = tuned
+	t.mu.Unlock()
+	t.log.Debug().Int("frames", len(samples)).Msg("links fine-tuned on actively sampled frames")
+	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "active", At: samples[len(samples)-1].Time})
+}
+
+// carryEvaluation gives fine-tuned links the evaluation measured last, so
+// their predictions keep reporting a confidence.
+func carryEvaluation(p Predictor, ev SetEvidence) {
+	set, ok := p.(*links.Set)
+	le, ok2 := ev.(LinkEvidence)
+	if ok && ok2 && set.Evaluation() == nil {
+		set.SetEvaluation(le.Eval)
+	}
+}
+
 // bootstrap trains the first links on the cold-start frames and measures
 // them on a held-out share.
 func (t *Trainer) bootstrap() {
@@ -157,7 +227,7 @@ func (t *Trainer) bootstrap() {
 	t.mu.Lock()
 	t.training = false
 	if err == nil {
-		t.predictor = p
+		t.predictor, t.evidence = p, ev
 	}
 	t.mu.Unlock()
 	if err != nil {
@@ -201,8 +271,9 @@ func (t *Trainer) endOfWindow() {
 		t.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
 		tuned = p
 	}
+	carryEvaluation(tuned, ev)
 	t.mu.Lock()
-	t.predictor = tuned
+	t.predictor, t.evidence = tuned, ev
 	t.mu.Unlock()
 	t.log.Info().Int("frames", len(samples)).Msg("links re-measured and fine-tuned")
 	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "re-profile", At: samples[len(samples)-1].Time})

@@ -48,6 +48,7 @@ type benchTraceOptions struct {
 	trainShare   float64
 	seed         int64
 	epochs       int
+	activeShare  float64
 	video        string
 }
 
@@ -65,12 +66,13 @@ func cmdBenchTrace(args []string) error {
 	train := fs.Float64("train-share", 0.1, "share of the trace (first, by time) profiled to train the first links")
 	seed := fs.Int64("seed", 1, "seed of link training")
 	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
+	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
-		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, video: *video}
+		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active, video: *video}
 	var problems []error
 	if o.trace == "" {
 		problems = append(problems, errors.New("--trace TRACE is required"))
@@ -102,6 +104,9 @@ func cmdBenchTrace(args []string) error {
 			continue
 		}
 		o.samplings = append(o.samplings, stride)
+	}
+	if o.activeShare < 0 || o.activeShare > 0.5 {
+		problems = append(problems, fmt.Errorf("--active-share %g: want 0 to 0.5", o.activeShare))
 	}
 	if o.epochs <= 0 {
 		problems = append(problems, fmt.Errorf("--epochs %d: want at least 1", o.epochs))
@@ -195,7 +200,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		learner := replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: o.seed, Epochs: o.epochs, NoTemporal: true}))
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
-			ProfileShare: o.profileShare, Learner: learner, Sampling: sampling, Log: log}
+			ProfileShare: o.profileShare, ActiveShare: o.activeShare, Learner: learner, Sampling: sampling, Log: log}
 		sims := &reductoSims{video: video, trace: tr, fps: fps, stride: stride}
 		for _, policy := range o.policies {
 			start := time.Now()

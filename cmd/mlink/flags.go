@@ -18,8 +18,8 @@ import (
 // and where a command offers them, overrides of the file (flags win, as
 // in nats-server).
 type configFlags struct {
-	path    string
-	natsURL string
+	path     string
+	natsURL  string
 	policy   string
 	budget   string
 	training string

@@ -46,6 +46,8 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		BootstrapFrames: cfg.Scheduler.BootstrapFrames,
 		HoldOut:         cfg.Scheduler.HoldOut,
 		RemoteTraining:  remote,
+		ActiveShare:     cfg.Scheduler.ActiveShare,
+		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

@@ -28,7 +28,8 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	tr := scheduler.NewTrainer(scheduler.TrainerConfig{BootstrapFrames: cfg.Scheduler.BootstrapFrames, HoldOut: cfg.Scheduler.HoldOut},
+	tr := scheduler.NewTrainer(scheduler.TrainerConfig{BootstrapFrames: cfg.Scheduler.BootstrapFrames, HoldOut: cfg.Scheduler.HoldOut,
+		ActiveBatch: cfg.Scheduler.ActiveBatch},
 		learner, a.publishLinks, a.log)
 	a.trainer = tr
 	if set, err := a.linkStore.Latest(ctx); err != nil {

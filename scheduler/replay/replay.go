@@ -45,6 +45,10 @@ type Options struct {
 	ProfileShare float64
 	// HoldOut is the share of the cold-start frames kept to measure links.
 	HoldOut float64
+	// ActiveShare and ActiveBatch configure active sampling (see
+	// scheduler.ControllerConfig); 0: periodic windows only.
+	ActiveShare float64
+	ActiveBatch int
 	// Learner trains links (mlink policies); share one between replays of
 	// the same trace (see CachedLearner) to train once.
 	Learner scheduler.Learner
@@ -260,6 +264,8 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		HoldOut:         holdOut,
 		HealthTimeout:   time.Duration(1<<62 - 1), // no workers to die in a replay
 		Synchronous:     true,
+		ActiveShare:     opts.ActiveShare,
+		ActiveBatch:     opts.ActiveBatch,
 	}, learner, scheduler.NewCostModel(costs), opts.Log)
 	if err != nil {
 		return nil, nil, none, err
