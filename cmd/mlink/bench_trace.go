@@ -221,7 +221,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 				n++
 			}
 			fmt.Fprintf(progress, "bench: %s (%s): %d budgets in %s\n", policy, sampling, n, time.Since(start).Round(time.Millisecond))
-			if policy == policyReducto && n > 0 && !slices.ContainsFunc(rows, func(r report.Row) bool { return r.Policy == policyReducto && r.Sampling == sampling }) {
+			if policy == policyReducto && !slices.ContainsFunc(rows, func(r report.Row) bool { return r.Policy == policyReducto && r.Sampling == sampling }) {
 				fmt.Fprintf(progress, "bench: reducto (%s) fits none of the budgets (it runs every model on the frames it sends)\n", sampling)
 			}
 		}

@@ -217,12 +217,10 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		}
 	}
 	row := sc.row(opts, t, costs)
-	if ctrl != nil {
-		if sel := ctrl.Selection(); sel != nil {
-			row.Selected = selected(models, sel)
-		}
-	} else if plan := policy.Plan(scheduler.FrameInfo{Camera: frames[0].rec.Camera, CapturedAt: frames[len(frames)-1].at}); !plan.Profiling {
-		row.Selected = plan.Exact
+	if ctrl == nil {
+		row.Selected = models // all
+	} else if sel := ctrl.Selection(); sel != nil {
+		row.Selected = selected(models, sel)
 	}
 	return row, nil
 }
