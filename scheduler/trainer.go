@@ -68,6 +68,9 @@ type Trainer struct {
 	sampled   []*links.TraceRecord // frames chosen by active sampling
 	inWindow  bool
 	training  bool
+	// retryAt is the history length at which a failed first training is
+	// tried again (not on every later frame).
+	retryAt   int
 	predictor Predictor
 	evidence  SetEvidence // the latest measured
 	stats     TrainerStats
@@ -134,12 +137,9 @@ func (t *Trainer) Observe(r *pipeline.Result) {
 	t.stats.Profiled.Add(1)
 	t.mu.Lock()
 	t.inWindow = true
-	t.samples = append(t.samples, rec)
-	t.history = append(t.history, rec)
-	if len(t.history) > maxHistory {
-		t.history = t.history[len(t.history)-maxHistory:]
-	}
-	bootstrap := t.predictor == nil && !t.training && len(t.history) >= t.cfg.BootstrapFrames
+	t.samples = appendBounded(t.samples, rec, maxHistory)
+	t.history = appendBounded(t.history, rec, maxHistory)
+	bootstrap := t.predictor == nil && !t.training && len(t.history) >= max(t.cfg.BootstrapFrames, t.retryAt)
 	if bootstrap {
 		t.training = true
 	}
@@ -162,7 +162,9 @@ func (t *Trainer) background(f func()) {
 func (t *Trainer) observeSampled(rec *links.TraceRecord) {
 	t.stats.Sampled.Add(1)
 	t.mu.Lock()
-	t.sampled = append(t.sampled, rec)
+	// Without links to tune (a trainer waiting for its first training)
+	// only the latest batches are worth keeping.
+	t.sampled = appendBounded(t.sampled, rec, 4*t.cfg.ActiveBatch)
 	ready := len(t.sampled) >= t.cfg.ActiveBatch && t.predictor != nil && !t.training
 	if ready {
 		t.training = true
@@ -209,6 +211,15 @@ func carryEvaluation(p Predictor, ev SetEvidence) {
 	}
 }
 
+// appendBounded appends rec and keeps the last n records.
+func appendBounded(recs []*links.TraceRecord, rec *links.TraceRecord, n int) []*links.TraceRecord {
+	recs = append(recs, rec)
+	if len(recs) > n {
+		recs = append(recs[:0:0], recs[len(recs)-n:]...)
+	}
+	return recs
+}
+
 // bootstrap trains the first links on the cold-start frames and measures
 // them on a held-out share.
 func (t *Trainer) bootstrap() {
@@ -232,6 +243,14 @@ func (t *Trainer) bootstrap() {
 	t.mu.Unlock()
 	if err != nil {
 		t.stats.TrainErrors.Add(1)
+		t.mu.Lock()
+		// Try again once as many new frames are in (the history is
+		// bounded: then on every BootstrapFrames-th frame).
+		t.retryAt = min(len(t.history)+t.cfg.BootstrapFrames, maxHistory)
+		if keep := maxHistory - t.cfg.BootstrapFrames; len(t.history) > keep {
+			t.history = append(t.history[:0:0], t.history[len(t.history)-keep:]...)
+		}
+		t.mu.Unlock()
 		t.log.Error().Err(err).Msg("training links failed; every model keeps running")
 		return
 	}

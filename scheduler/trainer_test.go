@@ -1,12 +1,15 @@
 package scheduler
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/natstest"
 )
 
@@ -70,5 +73,38 @@ func TestRemoteTrainingHandsLinksToTheController(t *testing.T) {
 	}
 	if st := tr.Stats(); st.Profiled.Load() != 11 || st.Trainings.Load() != 2 || st.TrainErrors.Load() != 0 {
 		t.Errorf("trainer stats: profiled %d trainings %d errors %d", st.Profiled.Load(), st.Trainings.Load(), st.TrainErrors.Load())
+	}
+}
+
+// failingLearner cannot train.
+type failingLearner struct{ tableLearner }
+
+func (l *failingLearner) Train([]*links.TraceRecord) (Predictor, error) {
+	l.trained.Add(1)
+	return nil, errors.New("no usable outputs")
+}
+
+// A failed first training is tried again once as many new frames are in,
+// not on every frame; buffers stay bounded meanwhile.
+func TestTrainerRetriesAFailedBootstrapSparingly(t *testing.T) {
+	learner := &failingLearner{}
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, Synchronous: true, ActiveBatch: 2}, learner, func(Links) { t.Fatal("links from a failing learner") }, zerolog.Nop())
+	for seq := uint64(1); seq <= 35; seq++ {
+		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: true}))
+	}
+	if n := learner.trained.Load(); n != 3 {
+		t.Errorf("%d training attempts over 35 frames with 10 per attempt, want 3", n)
+	}
+	if tr.Stats().TrainErrors.Load() != 3 {
+		t.Errorf("train errors %d", tr.Stats().TrainErrors.Load())
+	}
+	for seq := uint64(100); seq < 200; seq++ {
+		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: true, Sampled: true}))
+	}
+	tr.mu.Lock()
+	sampled := len(tr.sampled)
+	tr.mu.Unlock()
+	if sampled > 8 {
+		t.Errorf("%d sampled frames kept without links to tune, want at most 4 batches", sampled)
 	}
 }
