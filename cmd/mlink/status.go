@@ -143,7 +143,14 @@ func (a *app) statusText() string {
 		if acc, ok := a.control.Stats().MeasuredAccuracy(); ok {
 			line += fmt.Sprintf(", measured agreement of predictions %.2f", acc)
 		}
-		fmt.Fprintf(&b, "%s, profiled frames %d%s\n", line, a.control.Stats().Profiled.Load(), clear)
+		line += fmt.Sprintf(", profiled frames %d", a.control.Stats().Profiled.Load())
+		if n := a.control.Stats().Sampled.Load(); n > 0 {
+			line += fmt.Sprintf(" (%d by active sampling)", n)
+		}
+		fmt.Fprintf(&b, "%s%s\n", line, clear)
+	}
+	if a.sched != nil && a.reducto != nil {
+		fmt.Fprintf(&b, "reducto: %d frames filtered%s\n", a.sched.Stats().Filtered.Load(), clear)
 	}
 	if len(a.workers) > 0 {
 		var parts []string
@@ -201,11 +208,23 @@ func (a *app) printSummary(w io.Writer) {
 			fmt.Fprintf(w, "model executions: %d of %d planned outputs (%.0f%% saved)\n",
 				st.Executions.Load(), planned, 100*(1-float64(st.Executions.Load())/float64(planned)))
 		}
+		if n := st.Filtered.Load(); n > 0 {
+			fmt.Fprintf(w, "frames filtered by reducto: %d of %d\n", n, st.Frames.Load())
+		}
 	}
 	if a.control != nil {
 		fmt.Fprintf(w, "policy %s: %s\n", a.cfg.Scheduler.Policy, a.control.Selection())
 		if acc, ok := a.control.Stats().MeasuredAccuracy(); ok {
 			fmt.Fprintf(w, "measured agreement of predicted outputs with exact ones (held-out profiling frames): %.3f\n", acc)
 		}
+		if ts := a.control.TrainerStats(); ts != nil {
+			fmt.Fprintf(w, "links: %d trainings, %d on actively sampled frames, %d errors\n",
+				ts.Trainings.Load(), ts.ActiveTunings.Load(), ts.TrainErrors.Load())
+		}
+	}
+	if a.trainer != nil {
+		ts := a.trainer.Stats()
+		fmt.Fprintf(w, "trainer: %d profiled frames, %d trainings, %d on actively sampled frames, %d errors\n",
+			ts.Profiled.Load(), ts.Trainings.Load(), ts.ActiveTunings.Load(), ts.TrainErrors.Load())
 	}
 }

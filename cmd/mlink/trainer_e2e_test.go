@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,6 +65,14 @@ func TestTrainerRoleInAnotherProcess(t *testing.T) {
 	sel := control.control.Selection()
 	if sel == nil || len(sel.Predicted) == 0 || sel.Expected <= 0 {
 		t.Fatalf("selection from the trainer's evaluation: %v", sel)
+	}
+	var summary strings.Builder
+	trainer.printSummary(&summary)
+	if !strings.Contains(summary.String(), "trainer: ") || !strings.Contains(summary.String(), "trainings") {
+		t.Errorf("trainer summary: %q", summary.String())
+	}
+	if st := control.statusText(); !strings.Contains(st, "policy mlink") || !strings.Contains(st, "predicted [") {
+		t.Errorf("status of the scheduler's process: %q", st)
 	}
 	set, err := control.linkStore.Latest(ctx)
 	if err != nil || set == nil || set.Evaluation() == nil {
