@@ -83,9 +83,10 @@ type runMeasure struct {
 	LatencyP50  float64 `json:"latency_p50_ms"`
 	LatencyP99  float64 `json:"latency_p99_ms"`
 	CPUPerFrame float64 `json:"cpu_ms_per_frame"`
-	// RSS of the process after the first tenth of the run and at its end:
-	// a long run must hold steady memory.
+	// RSS of the process after the first tenth of the run, at its middle
+	// and at its end: a long run must hold steady memory.
 	RSSEarlyMB float64 `json:"rss_early_mb"`
+	RSSMidMB   float64 `json:"rss_mid_mb"`
 	RSSEndMB   float64 `json:"rss_end_mb"`
 }
 
@@ -145,20 +146,33 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 		return m, err
 	}
 	cpu0, t0 := pipeline.CPUTime(), time.Now()
-	early := make(chan float64, 1)
+	// RSS when the first camera's results reach a tenth and half of the run.
+	marks := []int64{int64(max(1, frames/10)), int64(max(1, frames/2))}
+	rss := make([]float64, len(marks))
+	done := make(chan struct{})
+	sampled := make(chan struct{})
 	go func() {
-		for a.results.count(a.cfg.Cameras[0].ID) < int64(max(1, frames/10)) {
-			time.Sleep(10 * time.Millisecond)
+		defer close(sampled)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < len(marks); {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if a.results.count(a.cfg.Cameras[0].ID) >= marks[i] {
+					rss[i] = float64(pipeline.RSS()) / (1 << 20)
+					i++
+				}
+			}
 		}
-		early <- float64(pipeline.RSS()) / (1 << 20)
 	}()
 	err = a.wait(ctx)
 	elapsed, cpu := time.Since(t0), pipeline.CPUTime()-cpu0
 	m.RSSEndMB = float64(pipeline.RSS()) / (1 << 20)
-	select {
-	case m.RSSEarlyMB = <-early:
-	default:
-	}
+	close(done)
+	<-sampled
+	m.RSSEarlyMB, m.RSSMidMB = rss[0], rss[1]
 	a.shutdown()
 	if err != nil {
 		return m, err
@@ -190,8 +204,8 @@ func (r *pipelineReport) print(w *os.File) {
 		fmt.Fprintf(w, "  %-16s %7.1f %7.1f\n", name, r.ModelMS[name], r.ModelCPUMS[name])
 	}
 	fmt.Fprintf(w, "  %-16s %7.1f %7.1f\n", "sum", r.ModelSumMS, r.ModelSumCPUMS)
-	fmt.Fprintf(w, "end-to-end:    %6.2f frames/s, latency p50 %.0f ms p99 %.0f ms, CPU %.1f ms/frame, %d results (%d partial), RSS %.0f → %.0f MB\n",
-		r.E2E.FPS, r.E2E.LatencyP50, r.E2E.LatencyP99, r.E2E.CPUPerFrame, r.E2E.Results, r.E2E.Partial, r.E2E.RSSEarlyMB, r.E2E.RSSEndMB)
+	fmt.Fprintf(w, "end-to-end:    %6.2f frames/s, latency p50 %.0f ms p99 %.0f ms, CPU %.1f ms/frame, %d results (%d partial), RSS %.0f → %.0f → %.0f MB (10%%, 50%%, end)\n",
+		r.E2E.FPS, r.E2E.LatencyP50, r.E2E.LatencyP99, r.E2E.CPUPerFrame, r.E2E.Results, r.E2E.Partial, r.E2E.RSSEarlyMB, r.E2E.RSSMidMB, r.E2E.RSSEndMB)
 	fmt.Fprintf(w, "pipeline only: %6.1f frames/s, latency p50 %.1f ms p99 %.1f ms, CPU %.2f ms/frame (no-op models)\n",
 		r.PipelineOnly.FPS, r.PipelineOnly.LatencyP50, r.PipelineOnly.LatencyP99, r.PipelineOnly.CPUPerFrame)
 	fmt.Fprintf(w, "pipeline overhead: %.1f%% of the models' CPU per frame; end-to-end throughput %.2fx the models run one after another\n",
