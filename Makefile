@@ -32,6 +32,13 @@ test-nocgo:
 test: deps validate-configs test-nocgo
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) test-leaks
+
+# gocv counts live Mats with -tags matprofile: these tests fail on a Mat
+# that is never closed (the whole ingest suite, the leak tests elsewhere).
+test-leaks:
+	$(GO) test -count=1 -tags matprofile ./ingest/
+	$(GO) test -count=1 -tags matprofile -run 'NoMatLeak' ./stages/...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./stages/... ./links/... ./pipeline/...

@@ -36,6 +36,9 @@ type ModelWorker struct {
 	queue chan *nats.Msg
 	ready chan struct{}
 	stats WorkerStats
+	// frames, when set, shares decoded frames with the process's other
+	// workers.
+	frames *FrameCache
 }
 
 // WorkerStats counts a model worker's work.
@@ -83,6 +86,10 @@ func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log ze
 	}
 	return w, nil
 }
+
+// ShareFrames makes the worker take decoded frames from c, shared with the
+// other workers of the process (call before Run).
+func (w *ModelWorker) ShareFrames(c *FrameCache) { w.frames = c }
 
 // Ready is closed once the worker receives frames.
 func (w *ModelWorker) Ready() <-chan struct{} { return w.ready }
@@ -198,14 +205,11 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 		w.log.Warn().Str("camera", f.Camera).Uint64("seq", f.Seq).Msg(msg)
 		return &pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: msg}
 	}
-	img, err := gocv.IMDecode(f.JPEG, gocv.IMReadColor)
+	img, release, err := w.decode(f)
 	if err != nil {
-		return fail("corrupt frame: decode JPEG: %v", err)
+		return fail("corrupt frame: %v", err)
 	}
-	defer img.Close()
-	if img.Empty() {
-		return fail("corrupt frame: JPEG of %d bytes does not decode", len(f.JPEG))
-	}
+	defer release()
 	start := time.Now()
 	out, err := safeInfer(b, f.Camera, img)
 	elapsed := time.Since(start)
@@ -223,6 +227,19 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 	w.observe(elapsed)
 	w.stats.Last.Store(&out)
 	return &out
+}
+
+// decode returns the frame's image (shared through the frame cache when
+// there is one) and the function that releases it.
+func (w *ModelWorker) decode(f *pipeline.Frame) (gocv.Mat, func(), error) {
+	if w.frames != nil {
+		return w.frames.Acquire(f)
+	}
+	img, err := decodeJPEG(f.JPEG)
+	if err != nil {
+		return img, func() {}, err
+	}
+	return img, func() { img.Close() }, nil
 }
 
 // safeInfer turns a backend panic into an error: one bad frame or model bug

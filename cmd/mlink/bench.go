@@ -107,6 +107,11 @@ func benchPipeline(cfg *pipeline.Config, frames, modelFrames int) (*pipelineRepo
 		rep.ModelCPUMS[c.Model] = c.InferCPUMS
 		rep.ModelSumCPUMS += c.InferCPUMS
 	}
+	// Every model on every frame: this measures the pipeline's throughput
+	// and overhead (policies are compared by bench live and bench --trace;
+	// the no-op models' outputs would not train links anyway).
+	cfg.Scheduler.Policy = "all"
+	cfg.Reducto.Enabled = false
 	// Files are replayed as fast as the pipeline goes, looping so every
 	// camera yields the requested frames.
 	for i := range cfg.Cameras {

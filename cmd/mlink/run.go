@@ -96,8 +96,10 @@ type app struct {
 	srv   *pipeline.EmbeddedServer
 	conns []*nats.Conn
 
-	cameras   []*ingest.Camera
-	workers   []*stages.ModelWorker
+	cameras []*ingest.Camera
+	workers []*stages.ModelWorker
+	// frames shares decoded frames between this process's workers.
+	frames    *stages.FrameCache
 	merger    *stages.Merger
 	sched     *scheduler.Scheduler
 	reducto   *reducto.FrameFilter // nil unless reducto.enabled
@@ -206,6 +208,9 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if opener == nil {
 			opener = backends.Opener(cfg, log)
 		}
+		// Room for every frame the cameras may have in flight, and slack for
+		// workers that lag behind.
+		a.frames = stages.NewFrameCache(max(8, 4*len(cfg.Cameras)*cfg.Ingest.MaxInFlight))
 		for i := range cfg.Models {
 			spec := &cfg.Models[i]
 			wc, err := connect("worker-" + spec.Name)
@@ -226,6 +231,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 				continue
 			}
 			w.Stats().MemoryBytes.Store(load.Memory())
+			w.ShareFrames(a.frames)
 			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
 				Int64("memory_bytes", load.Memory()).Bool("gpu_measured", load.GPUMeasured).Msg("model loaded")
 			a.workers = append(a.workers, w)
@@ -448,6 +454,9 @@ func (a *app) shutdown() {
 			step.cancel()
 		}
 		step.wg.Wait()
+	}
+	if a.frames != nil {
+		a.frames.Close() // workers have stopped
 	}
 	if a.results != nil {
 		a.results.close()

@@ -68,3 +68,35 @@ func TestONNXLibraryResolution(t *testing.T) {
 		t.Errorf("$ONNXRUNTIME_LIB comes next: %s", got)
 	}
 }
+
+// The workers of a process share one decoded frame (stages.FrameCache):
+// no backend may write into its input.
+func TestNoBackendWritesIntoItsInput(t *testing.T) {
+	cfg := demoConfig(t)
+	data, err := os.ReadFile("../../cmd/mlink/testdata/vtest-frame.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := gocv.IMDecode(data, gocv.IMReadColor)
+	if err != nil || img.Empty() {
+		t.Fatalf("decode the test frame: %v", err)
+	}
+	defer img.Close()
+	before := img.ToBytes()
+	for i := range cfg.Models {
+		spec := &cfg.Models[i]
+		b, err := Open(cfg, spec, zerolog.Nop())
+		if err != nil {
+			t.Fatalf("open %s: %v", spec.Name, err)
+		}
+		for range 2 { // MOG2 keeps state: a second frame takes another path
+			if _, err := b.Infer("cam", img); err != nil {
+				t.Errorf("%s: %v", spec.Name, err)
+			}
+		}
+		b.Close()
+		if after := img.ToBytes(); string(after) != string(before) {
+			t.Fatalf("%s wrote into its input frame", spec.Name)
+		}
+	}
+}

@@ -14,7 +14,8 @@ import (
 // Infer is never called concurrently on one instance (the worker runs one
 // goroutine per instance); backends with per-camera state (MOG2) key it by
 // camera. img is a BGR 8-bit image owned by the caller and valid only for the
-// duration of the call: a backend must not keep it. Infer fills Kind, Type,
+// duration of the call: a backend must not keep it, and must not write
+// into it (the workers of a process share one decoded frame). Infer fills Kind, Type,
 // Value, Label, Boxes and Extra of the returned Output; the worker sets the
 // frame identity, source and timing.
 type Backend interface {
