@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -49,6 +50,8 @@ type benchTraceOptions struct {
 	seed         int64
 	epochs       int
 	activeShare  float64
+	activeBatch  int
+	holdOut      float64
 	video        string
 }
 
@@ -68,11 +71,35 @@ func cmdBenchTrace(args []string) error {
 	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
+	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{2, err}
 	}
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
-		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active, video: *video}
+		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
+		holdOut: 0.3, activeBatch: 16, video: *video}
+	if *cfgPath != "" {
+		cfg, err := pipeline.LoadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		sc := cfg.Scheduler
+		if !given["period"] {
+			o.period = sc.Period
+		}
+		if !given["profile-share"] {
+			o.profileShare = sc.ProfileShare
+		}
+		if !given["seed"] {
+			o.seed = sc.Seed
+		}
+		if !given["active-share"] {
+			o.activeShare = sc.ActiveShare
+		}
+		o.holdOut, o.activeBatch = sc.HoldOut, sc.ActiveBatch
+	}
 	var problems []error
 	if o.trace == "" {
 		problems = append(problems, errors.New("--trace TRACE is required"))
@@ -200,7 +227,8 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		learner := replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: o.seed, Epochs: o.epochs, NoTemporal: true}))
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
-			ProfileShare: o.profileShare, ActiveShare: o.activeShare, Learner: learner, Sampling: sampling, Log: log}
+			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, HoldOut: o.holdOut,
+			Learner: learner, Sampling: sampling, Log: log}
 		sims := &reductoSims{video: video, trace: tr, fps: fps, stride: stride}
 		for _, policy := range o.policies {
 			start := time.Now()

@@ -135,3 +135,43 @@ func TestBenchTraceBadInput(t *testing.T) {
 		t.Errorf("corrupt trace: %v", err)
 	}
 }
+
+// -c takes the replay's re-profiling settings from a config; flags given
+// override them.
+func TestBenchTraceTakesSettingsFromAConfig(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(root, "configs/demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(data), "../", root+"/")
+	text = strings.Replace(text, "period: 2m", "period: 10s", 1)
+	text = strings.Replace(text, "profile_share: 0.05", "profile_share: 0.5", 1)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trace := shortTrace(t, 200)
+	profiled := func(extra ...string) float64 {
+		dir := t.TempDir()
+		args := append([]string{"--trace", trace, "-c", cfg, "--policies", "mlink-hybrid", "--sampling", "native",
+			"--budgets", "200ms", "--epochs", "5", "--out", dir}, extra...)
+		if _, err := captureStdout(t, func() error { return cmdBench(args) }); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := report.ReadJSON(filepath.Join(dir, "results.json"))
+		if err != nil || len(rows) == 0 {
+			t.Fatalf("rows %v: %v", rows, err)
+		}
+		return rows[0].ProfiledShare
+	}
+	if got := profiled(); got < 0.45 {
+		t.Errorf("the config profiles half of every 10 s: %.2f of frames profiled", got)
+	}
+	if got := profiled("--profile-share", "0.05"); got > 0.3 {
+		t.Errorf("--profile-share 0.05 overrides the config: %.2f of frames profiled", got)
+	}
+}

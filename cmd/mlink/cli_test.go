@@ -180,6 +180,10 @@ func TestProfileWritesAReadableTrace(t *testing.T) {
 	if len(h.Models) != 2 || h.Models[0].Name != "motion" || len(h.Models[0].Classes) != 4 || h.Models[1].InferMS <= 0 {
 		t.Errorf("header %+v", h)
 	}
+	// Replays place frames on the video's clock and find the video again.
+	if h.FPS != 10 || h.Videos[cfg.Cameras[0].ID] != cfg.Cameras[0].URL {
+		t.Errorf("trace header fps %v videos %v, want 10 and the camera's file", h.FPS, h.Videos)
+	}
 	for i, r := range recs {
 		if r.Seq != uint64(i+1) || r.Outputs["motion"] == nil || r.Outputs["face_blazeface"] == nil {
 			t.Fatalf("record %d: %+v", i, r)
