@@ -516,7 +516,7 @@ func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) 
 			if len(h.Always) > 0 || len(h.Every) > 0 {
 				sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
 				sel.Accuracy, sel.Expected = h.Accuracy, h.Expected
-				sel.phases = rotationPhases(c.cfg.Models, h.Every)
+				sel.phases = rotationPhases(c.cfg.Models, h.Every, costs)
 			}
 		}
 	}

@@ -2,7 +2,7 @@ package scheduler
 
 import (
 	"math"
-	"slices"
+	"sort"
 )
 
 // ReuseEvidence knows how well a model's last exact output, reused age
@@ -208,17 +208,59 @@ func runsOn(index int64, k, phase int) bool {
 	return k > 0 && (index+int64(phase))%int64(k) == 0
 }
 
-// rotationPhases gives each rotating model a phase so that models with the
-// same period do not all run on the same frame.
-func rotationPhases(models []string, every map[string]int) map[string]int {
-	phases := map[string]int{}
-	next := map[int]int{}
-	names := slices.Clone(models)
-	for _, m := range names {
+// phaseHorizon bounds the frames over which phases are balanced (the
+// periods' least common multiple, capped).
+const phaseHorizon = 240
+
+// rotationPhases gives each rotating model a phase so that the frames
+// where expensive models run are spread out: models in decreasing cost
+// each take the phase that keeps the per-frame load most even over the
+// periods' common cycle (least sum of squared loads). A frame carrying
+// several expensive models at once would hold up the camera's later
+// frames. (Periods without a common factor meet on some frame whatever
+// the phases.)
+func rotationPhases(models []string, every map[string]int, costs map[string]Cost) map[string]int {
+	var rotating []string
+	horizon := 1
+	for _, m := range models {
 		if k := every[m]; k > 1 {
-			phases[m] = next[k] % k
-			next[k]++
+			rotating = append(rotating, m)
+			horizon = min(phaseHorizon, lcm(horizon, k))
+		}
+	}
+	sort.SliceStable(rotating, func(a, b int) bool { return costs[rotating[a]].MS > costs[rotating[b]].MS })
+	load := make([]float64, horizon)
+	phases := map[string]int{}
+	for _, m := range rotating {
+		k := every[m]
+		best, bestSpread := 0, math.Inf(1)
+		for ph := range k {
+			spread := 0.0
+			for i := 0; i < horizon; i++ {
+				l := load[i]
+				if runsOn(int64(i), k, ph) {
+					l += max(costs[m].MS, 1e-9)
+				}
+				spread += l * l
+			}
+			if spread < bestSpread*(1-1e-12) {
+				best, bestSpread = ph, spread
+			}
+		}
+		phases[m] = best
+		for i := 0; i < horizon; i++ {
+			if runsOn(int64(i), k, best) {
+				load[i] += max(costs[m].MS, 1e-9)
+			}
 		}
 	}
 	return phases
+}
+
+func lcm(a, b int) int {
+	g, x := a, b
+	for x != 0 {
+		g, x = x, g%x
+	}
+	return a / g * b
 }

@@ -118,7 +118,8 @@ func TestSelectHybridMemoryBudget(t *testing.T) {
 
 func TestRotationPhasesSpreadLoad(t *testing.T) {
 	every := map[string]int{"a": 2, "b": 2, "c": 3}
-	ph := rotationPhases([]string{"a", "b", "c"}, every)
+	costs := map[string]Cost{"a": {MS: 100}, "b": {MS: 100}, "c": {MS: 10}}
+	ph := rotationPhases([]string{"a", "b", "c"}, every, costs)
 	if ph["a"] == ph["b"] {
 		t.Fatalf("two models of period 2 share phase %d", ph["a"])
 	}
@@ -132,6 +133,24 @@ func TestRotationPhasesSpreadLoad(t *testing.T) {
 	}
 	if runs["a"] != 6 || runs["b"] != 6 || runs["c"] != 4 {
 		t.Fatalf("runs in 12 frames: %v", runs)
+	}
+	// The expensive models never share a frame: HOG every 4th frame goes
+	// where fullbody (every 2nd) does not run.
+	every = map[string]int{"fullbody": 2, "hog": 4, "lines": 3}
+	costs = map[string]Cost{"fullbody": {MS: 187}, "hog": {MS: 415}, "lines": {MS: 51}}
+	ph = rotationPhases([]string{"hog", "fullbody", "lines"}, every, costs)
+	peak := 0.0
+	for i := int64(0); i < 24; i++ {
+		load := 0.0
+		for m, k := range every {
+			if runsOn(i, k, ph[m]) {
+				load += costs[m].MS
+			}
+		}
+		peak = max(peak, load)
+	}
+	if peak > 415+51 {
+		t.Errorf("peak per-frame load %.0f ms: hog shares a frame with fullbody (phases %v)", peak, ph)
 	}
 }
 
