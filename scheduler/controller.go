@@ -196,8 +196,8 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	}
 	sel := c.selection.Load()
 	// Periods count from the first frame, cold start included.
-	inWindow := c.cfg.Policy != "standalone" && c.profiling(now)
-	if c.cfg.Policy != "standalone" && sel == nil && c.bootstrapTraining() {
+	inWindow := c.profiling(now)
+	if sel == nil && c.bootstrapTraining() {
 		// The cold-start frames are in and links are training: keep to the
 		// budget meanwhile with the cheapest models, reusing the others'
 		// last exact outputs.
@@ -208,7 +208,7 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 		plan.Reused = minus(c.cfg.Models, plan.Exact)
 		return plan
 	}
-	if c.cfg.Policy != "standalone" && (sel == nil || inWindow) {
+	if sel == nil || inWindow {
 		plan.Exact, plan.Profiling = c.cfg.Models, true
 		return plan
 	}
@@ -224,7 +224,8 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 		plan.Predicted = slices.Clone(plan.Predicted)
 		plan.Reused = slices.Clone(plan.Reused)
 		for _, m := range c.cfg.Models {
-			if k := sel.Every[m]; k > 1 && runsOn(index, k, sel.phases[m]) {
+			// A rotating model whose workers are gone skips its turns.
+			if k := sel.Every[m]; k > 1 && runsOn(index, k, sel.phases[m]) && c.Healthy(m) {
 				plan.Exact = append(slices.Clone(plan.Exact), m)
 				plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
 				plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })

@@ -164,7 +164,8 @@ func TestControllerHybridPlan(t *testing.T) {
 		reuse:  map[string]func(int) float64{"slow": decay(0.8, 0.2, 0), "fast": decay(0.95, 0.01, 0.9)},
 	}
 	c, err := NewController(ControllerConfig{Policy: "mlink-hybrid", Models: models, Budget: Budget{MS: 60},
-		Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: 4, HoldOut: 0.25, Synchronous: true},
+		Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: 4, HoldOut: 0.25, Synchronous: true,
+		HealthTimeout: 50 * time.Millisecond},
 		fixedLearner{ev}, costs, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -207,6 +208,15 @@ func TestControllerHybridPlan(t *testing.T) {
 	}
 	if sel := c.Selection(); sel == nil || sel.Every["slow"] != 2 {
 		t.Fatalf("selection %v", sel)
+	}
+	// slow's workers fall silent: its turns are skipped, its last output
+	// reused, so frames do not wait for it.
+	c.ObserveHeartbeat(&pipeline.Heartbeat{Model: "slow", At: time.Now(), LastProgress: time.Now()})
+	time.Sleep(100 * time.Millisecond)
+	for range 6 {
+		if p := next(); contains(p.Exact, "slow") || !contains(p.Reused, "slow") {
+			t.Fatalf("plan with slow's workers gone: %+v", p)
+		}
 	}
 }
 
