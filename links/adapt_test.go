@@ -218,3 +218,43 @@ func TestPredictedLossesOfOneFrame(t *testing.T) {
 		t.Error("unknown target accepted")
 	}
 }
+
+// Fine-tuning on frames that give some links nothing to learn from (a
+// temporal link needs an earlier frame of the same camera: a single
+// profiled frame, frames chosen one by one by active sampling) tunes the
+// others and keeps those links as they were.
+func TestFineTuneOnFramesWithoutPredecessors(t *testing.T) {
+	h, recs, err := ReadTrace(vtestTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := Train(h, recs[:40], TrainOptions{Seed: 1, Epochs: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lonely := []*TraceRecord{recs[100], recs[200], recs[300]} // no two consecutive
+	tuned, err := set.FineTune(lonely, TrainOptions{Seed: 1, Epochs: 3})
+	if err != nil {
+		t.Fatalf("fine-tune on frames without predecessors: %v", err)
+	}
+	before, _ := set.Link("hog_people", "fullbody")
+	after, _ := tuned.Link("hog_people", "fullbody")
+	if equalWeights(before, after) {
+		t.Error("the pure link was not tuned")
+	}
+	if _, err := tuned.PredictTemporal("hog_people", recs[301].Outputs, recs[300].Outputs["hog_people"], 1); err != nil {
+		t.Errorf("temporal links unusable after the fine-tune: %v", err)
+	}
+}
+
+func equalWeights(a, b *Link) bool {
+	pa, pb := a.params, b.params
+	for i := range pa {
+		for k := range pa[i].W {
+			if pa[i].W[k] != pb[i].W[k] {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -63,7 +63,7 @@ func Train(h TraceHeader, recs []*TraceRecord, opts TrainOptions) (*Set, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.fit(ds, &opts); err != nil {
+	if err := s.fit(ds, &opts, false); err != nil {
 		return nil, err
 	}
 	s.TrainFrames = len(recs)
@@ -93,7 +93,10 @@ func (s *Set) FineTune(recs []*TraceRecord, opts TrainOptions) (*Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fine-tune: %w", err)
 	}
-	if err := c.fit(ds, &o); err != nil {
+	// A few new frames may give some links nothing to learn from (a
+	// temporal link needs two frames of one camera): those keep their
+	// weights.
+	if err := c.fit(ds, &o, true); err != nil {
 		return nil, fmt.Errorf("fine-tune: %w", err)
 	}
 	c.TrainFrames += len(recs)
@@ -256,7 +259,12 @@ func (p *progressState) report(stage, src, tgt string, epoch, epochs int, loss f
 }
 
 // fit trains every link, then every ensemble, on ds.
-func (s *Set) fit(ds *dataset, o *TrainOptions) error {
+// errNoFrames: a link has no frame to train on.
+var errNoFrames = errors.New("no training frame")
+
+// fit trains every link, then every ensemble. lenient skips links without
+// training frames instead of failing (fine-tuning).
+func (s *Set) fit(ds *dataset, o *TrainOptions, lenient bool) error {
 	var linkJobs []job
 	for t := range s.Models {
 		for i := range s.Models {
@@ -276,13 +284,21 @@ func (s *Set) fit(ds *dataset, o *TrainOptions) error {
 	ps := &progressState{total: len(linkJobs) + len(ens), fn: o.Progress}
 	err := parallel(o.Workers, len(linkJobs), func(k int) error {
 		j := linkJobs[k]
-		return trainLink(j.link, j.si, j.ti, ds, o, ps)
+		err := trainLink(j.link, j.si, j.ti, ds, o, ps)
+		if lenient && errors.Is(err, errNoFrames) {
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return err
 	}
 	return parallel(o.Workers, len(ens), func(k int) error {
-		return s.trainEnsemble(ens[k], ds, o, ps)
+		err := s.trainEnsemble(ens[k], ds, o, ps)
+		if lenient && errors.Is(err, errNoFrames) {
+			return nil
+		}
+		return err
 	})
 }
 
@@ -333,7 +349,7 @@ func trainLink(l *Link, si, ti int, ds *dataset, o *TrainOptions, ps *progressSt
 		if l.Temporal {
 			what = "an earlier output of " + l.Target
 		}
-		return fmt.Errorf("link %s: no training frame has %s", l.key(), what)
+		return fmt.Errorf("link %s: %w has %s", l.key(), errNoFrames, what)
 	}
 	t := newTape(rng)
 	extra := make([]float64, l.a.extra)
@@ -520,7 +536,7 @@ func (s *Set) trainEnsemble(e *Ensemble, ds *dataset, o *TrainOptions, ps *progr
 		}
 	}
 	if len(samples) == 0 {
-		return fmt.Errorf("ensemble for %s: no training frame has the target and a source", e.Target)
+		return fmt.Errorf("ensemble for %s: %w has the target and a source", e.Target, errNoFrames)
 	}
 	stage := "ensemble"
 	last := 0.0

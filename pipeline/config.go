@@ -203,6 +203,10 @@ type SchedulerConfig struct {
 	ActiveShare float64 `yaml:"active_share"`
 	// ActiveBatch sampled frames make one fine-tuning of the links.
 	ActiveBatch int `yaml:"active_batch"`
+	// TuneFrames: profiling windows' frames are pooled until there are
+	// this many, then the links are fine-tuned on them (every window is
+	// measured; tuning on a handful of frames overfits them).
+	TuneFrames int `yaml:"tune_frames"`
 }
 
 // Training modes of the link policies.
@@ -412,6 +416,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Scheduler.ActiveBatch == 0 {
 		c.Scheduler.ActiveBatch = 16
 	}
+	if c.Scheduler.TuneFrames == 0 {
+		c.Scheduler.TuneFrames = 30
+	}
 	if c.Scheduler.HoldOut == 0 {
 		c.Scheduler.HoldOut = 0.3
 	}
@@ -571,6 +578,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheduler.ActiveShare < 0 || c.Scheduler.ActiveShare > 0.5 {
 		p.add("scheduler.active_share: must be within [0, 0.5], got %g", c.Scheduler.ActiveShare)
+	}
+	if c.Scheduler.TuneFrames < 1 {
+		p.add("scheduler.tune_frames: must be at least 1, got %d", c.Scheduler.TuneFrames)
 	}
 	if c.Scheduler.ActiveBatch < 1 {
 		p.add("scheduler.active_batch: must be at least 1, got %d", c.Scheduler.ActiveBatch)

@@ -152,6 +152,9 @@ type Plan struct {
 	// Sampled: a profiling frame chosen by active sampling (the frame after
 	// one the links predicted badly), not by the periodic window.
 	Sampled bool `json:"sampled,omitempty"`
+	// Temporal lists the predicted models whose prediction also takes their
+	// own last exact output (temporal links; mlink-hybrid).
+	Temporal []string `json:"temporal,omitempty"`
 }
 
 // Models returns every model named by the plan.
@@ -206,4 +209,7 @@ type PredictRequest struct {
 	CapturedAt time.Time          `json:"captured_at"`
 	Targets    []string           `json:"targets"`
 	Exact      map[string]*Output `json:"exact"`
+	// Last holds, for targets predicted with temporal links, the target's
+	// last exact output (its Seq gives the age).
+	Last map[string]*Output `json:"last,omitempty"`
 }

@@ -58,6 +58,9 @@ type ControllerConfig struct {
 	ActiveShare float64
 	// ActiveBatch is how many sampled frames make one fine-tuning.
 	ActiveBatch int
+	// TuneFrames: profiled frames pooled before a fine-tuning (see
+	// TrainerConfig.MinTuneFrames).
+	TuneFrames int
 }
 
 // Selection is the controller's current decision.
@@ -69,8 +72,10 @@ type Selection struct {
 	// Expected is the system accuracy the measured evidence promises.
 	Expected float64
 	// Reused models (mlink-hybrid) take their own last exact output where
-	// they do not run.
-	Reused []string
+	// they do not run; Temporal ones (also Predicted) are predicted with
+	// their own last exact output among the sources.
+	Reused   []string
+	Temporal []string
 	// Every: models (mlink-hybrid) run on every Every[m]-th frame only; on
 	// the others they are predicted or reused.
 	Every map[string]int
@@ -159,7 +164,8 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		c.sampler = NewActiveSampler(cfg.ActiveShare)
 	}
 	if cfg.Policy != "standalone" && !cfg.RemoteTraining {
-		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous, ActiveBatch: cfg.ActiveBatch},
+		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous, ActiveBatch: cfg.ActiveBatch,
+			MinTuneFrames: cfg.TuneFrames},
 			learner, c.InstallLinks, log)
 	}
 	return c, nil
@@ -217,18 +223,20 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 		return plan
 	}
 	plan.Exact, plan.Predicted = c.healthyPlan(sel)
-	plan.Reused = sel.Reused
+	plan.Reused, plan.Temporal = sel.Reused, sel.Temporal
 	if len(sel.Every) > 0 {
 		// Rotating models run on their turn and are predicted or reused
 		// on the frames between.
 		plan.Predicted = slices.Clone(plan.Predicted)
 		plan.Reused = slices.Clone(plan.Reused)
+		plan.Temporal = slices.Clone(plan.Temporal)
 		for _, m := range c.cfg.Models {
 			// A rotating model whose workers are gone skips its turns.
 			if k := sel.Every[m]; k > 1 && runsOn(index, k, sel.phases[m]) && c.Healthy(m) {
 				plan.Exact = append(slices.Clone(plan.Exact), m)
 				plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
 				plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })
+				plan.Temporal = slices.DeleteFunc(plan.Temporal, func(s string) bool { return s == m })
 			}
 		}
 	}
@@ -516,6 +524,7 @@ func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) 
 			h := SelectHybrid(c.cfg.Models, costs, c.cfg.Budget, ev, reuse)
 			if len(h.Always) > 0 || len(h.Every) > 0 {
 				sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
+				sel.Temporal = h.Temporal
 				sel.Accuracy, sel.Expected = h.Accuracy, h.Expected
 				sel.phases = rotationPhases(c.cfg.Models, h.Every, costs)
 			}
@@ -582,6 +591,9 @@ func (s *Selection) String() string {
 	out := fmt.Sprintf("exact [%s] predicted [%s]", strings.Join(s.Exact, " "), strings.Join(s.Predicted, " "))
 	if len(s.Reused) > 0 {
 		out += fmt.Sprintf(" reused [%s]", strings.Join(s.Reused, " "))
+	}
+	if len(s.Temporal) > 0 {
+		out += fmt.Sprintf(" temporal [%s]", strings.Join(s.Temporal, " "))
 	}
 	if len(s.Every) > 0 {
 		out += fmt.Sprintf(" rotating [%s]", s.rotating())

@@ -53,7 +53,7 @@ func testController(t *testing.T, policy string, learner Learner) *Controller {
 	c, err := NewController(ControllerConfig{
 		Policy: policy, Models: threeModels, Budget: Budget{Memory: 5 * gb},
 		Period: time.Minute, ProfileShare: 0.1, BootstrapFrames: 10, HoldOut: 0.3,
-		HealthTimeout: 200 * time.Millisecond,
+		HealthTimeout: 200 * time.Millisecond, TuneFrames: 1,
 	}, learner, NewCostModel(paperCosts), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,13 @@ type ReuseEvidence interface {
 	ReuseAccuracy(target string, age int) float64
 }
 
+// TemporalEvidence knows how well a model is predicted by its temporal
+// link ensemble: the executed models' outputs plus its own last exact
+// output, age frames old (ok false: not measured).
+type TemporalEvidence interface {
+	TemporalAccuracy(target string, executed []string, age int) (float64, bool)
+}
+
 // HybridChoice is mlink-hybrid's decision: which models run on every frame,
 // which run on every k-th frame, and how every model is served on the frames
 // where it does not run.
@@ -21,9 +28,12 @@ type HybridChoice struct {
 	// time budget a model run on one frame in k costs a k-th of its time.
 	Every map[string]int
 	// Reused models take their own last exact output on frames where they
-	// do not run; Predicted ones their link ensemble over Always.
+	// do not run; Predicted ones their link ensemble over Always; Temporal
+	// ones (also in Predicted) their temporal ensemble, which adds their
+	// own last exact output to the sources.
 	Reused    []string
 	Predicted []string
+	Temporal  []string
 	// Accuracy is each model's expected accuracy (1 when always run);
 	// Expected their mean, the system metric.
 	Accuracy map[string]float64
@@ -148,24 +158,40 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 		if len(ch.Always) > 0 {
 			ens = PredictedAccuracy(m, ch.Always, ev)
 		}
-		var viaReuse, viaLinks float64
+		// Temporal ensembles need a measurement at every age they serve.
+		temporal := func(age int) (float64, bool) { return 0, false }
+		if te, ok := ev.(TemporalEvidence); ok {
+			temporal = func(age int) (float64, bool) { return te.TemporalAccuracy(m, ch.Always, age) }
+		}
+		var viaReuse, viaLinks, viaTemporal float64
+		temporalOK := true
 		if k == 0 {
 			viaReuse, viaLinks = reuse.ReuseAccuracy(m, neverAge), ens
+			viaTemporal, temporalOK = temporal(neverAge)
 		} else {
 			ch.Every[m] = k
-			sum := 0.0
+			sumR, sumT := 0.0, 0.0
 			for age := 1; age < k; age++ {
-				sum += reuse.ReuseAccuracy(m, age)
+				sumR += reuse.ReuseAccuracy(m, age)
+				t, ok := temporal(age)
+				sumT += t
+				temporalOK = temporalOK && ok
 			}
-			viaReuse = (1 + sum) / float64(k)
+			viaReuse = (1 + sumR) / float64(k)
 			viaLinks = (1 + float64(k-1)*ens) / float64(k)
+			viaTemporal = (1 + sumT) / float64(k)
 		}
 		// Reuse needs no executed source: with nothing always run it is the
-		// only way to serve a model.
-		if viaReuse >= viaLinks || len(ch.Always) == 0 {
+		// only way to serve a model. Ties go to the simplest.
+		switch {
+		case (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal)) || len(ch.Always) == 0:
 			ch.Reused = append(ch.Reused, m)
 			ch.Accuracy[m] = viaReuse
-		} else {
+		case temporalOK && viaTemporal > viaLinks:
+			ch.Predicted = append(ch.Predicted, m)
+			ch.Temporal = append(ch.Temporal, m)
+			ch.Accuracy[m] = viaTemporal
+		default:
 			ch.Predicted = append(ch.Predicted, m)
 			ch.Accuracy[m] = viaLinks
 		}

@@ -251,3 +251,71 @@ func TestReuseAccuracyInterpolates(t *testing.T) {
 		t.Errorf("unmeasured model: %v", got)
 	}
 }
+
+// temporalMatrix adds temporal ensembles to reuseMatrix.
+type temporalMatrix struct {
+	reuseMatrix
+	temporal map[string]func(age int) float64
+}
+
+func (m temporalMatrix) TemporalAccuracy(target string, executed []string, age int) (float64, bool) {
+	f := m.temporal[target]
+	if f == nil || len(executed) == 0 {
+		return 0, false
+	}
+	return f(age), true
+}
+
+// Where a model's temporal ensemble (its own last output plus the executed
+// models') measures best, the hybrid predicts it temporally.
+func TestSelectHybridChoosesTemporalLinksWhereTheyMeasureBest(t *testing.T) {
+	models := []string{"slow", "fast"}
+	costs := map[string]Cost{"slow": {MS: 100}, "fast": {MS: 10}}
+	ev := temporalMatrix{
+		reuseMatrix: reuseMatrix{
+			matrix: matrix{"fast": {"slow": 0.25}, "slow": {"fast": 0.5}},
+			reuse:  map[string]func(int) float64{"slow": decay(0.8, 0.2, 0), "fast": decay(0.95, 0.01, 0.9)},
+		},
+		temporal: map[string]func(int) float64{"slow": decay(0.9, 0.05, 0.3)},
+	}
+	h := SelectHybrid(models, costs, Budget{MS: 60}, ev, ev)
+	if !contains(h.Temporal, "slow") || !contains(h.Predicted, "slow") || contains(h.Reused, "slow") {
+		t.Fatalf("temporal %v predicted %v reused %v: slow's temporal links (0.9 at age 1) beat reuse (0.8)", h.Temporal, h.Predicted, h.Reused)
+	}
+	if want := (1 + 0.9) / 2; h.Every["slow"] == 2 && math.Abs(h.Accuracy["slow"]-want) > 1e-9 {
+		t.Errorf("slow every 2nd frame: accuracy %.3f, want %.3f", h.Accuracy["slow"], want)
+	}
+	// Without temporal evidence (links trained without them) nothing is
+	// temporal.
+	if h := SelectHybrid(models, costs, Budget{MS: 60}, ev.reuseMatrix, ev.reuseMatrix); len(h.Temporal) != 0 {
+		t.Fatalf("temporal %v without temporal evidence", h.Temporal)
+	}
+}
+
+func TestTemporalAccuracyFromTheEvaluation(t *testing.T) {
+	ens := func(srcs []string, age int, acc float64) links.EnsembleAccuracy {
+		return links.EnsembleAccuracy{Target: "m", Sources: srcs, Age: age, Score: links.Score{Accuracy: acc}}
+	}
+	ev := LinkEvidence{Eval: &links.Evaluation{
+		TemporalEnsembles: []links.EnsembleAccuracy{ens([]string{"a"}, 1, 0.9), ens([]string{"a"}, 5, 0.5), ens([]string{"a", "b"}, 1, 0.95)},
+		Baselines:         []links.BaselineAccuracy{{Target: "m", Baseline: "constant", Score: links.Score{Accuracy: 0.2}}},
+	}}
+	for _, c := range []struct {
+		executed []string
+		age      int
+		want     float64
+		ok       bool
+	}{
+		{[]string{"a"}, 1, 0.9, true},
+		{[]string{"a"}, 3, 0.7, true},
+		{[]string{"a", "m"}, 5, 0.5, true}, // the target itself is no source
+		{[]string{"b", "a"}, 1, 0.95, true},
+		{[]string{"a"}, 1000, 0.2, true}, // far beyond: a constant guess at best
+		{[]string{"b"}, 1, 0, false},
+	} {
+		got, ok := ev.TemporalAccuracy("m", c.executed, c.age)
+		if ok != c.ok || math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%v at age %d: %v %v, want %v %v", c.executed, c.age, got, ok, c.want, c.ok)
+		}
+	}
+}

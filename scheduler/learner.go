@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mlink-project/mlink/links"
 )
@@ -104,4 +105,61 @@ func (e LinkEvidence) reuseAccuracy(target string, age int) float64 {
 	}
 	f := float64(age-lo.Age) / float64(hi.Age-lo.Age)
 	return lo.Accuracy + f*(hi.Accuracy-lo.Accuracy)
+}
+
+// TemporalAccuracy implements TemporalEvidence from the temporal ensembles
+// measured at a few ages (interpolated like ReuseAccuracy; far beyond the
+// oldest age, no better than a constant guess). ok is false when the
+// links have no temporal ensembles (trained without them) or none for
+// exactly these sources.
+func (e LinkEvidence) TemporalAccuracy(target string, executed []string, age int) (float64, bool) {
+	var lo, hi *links.EnsembleAccuracy
+	oldest := 0
+	for i := range e.Eval.TemporalEnsembles {
+		t := &e.Eval.TemporalEnsembles[i]
+		if t.Target != target || !sameSources(t.Sources, executed, target) {
+			continue
+		}
+		oldest = max(oldest, t.Age)
+		if t.Age <= age && (lo == nil || t.Age > lo.Age) {
+			lo = t
+		}
+		if t.Age >= age && (hi == nil || t.Age < hi.Age) {
+			hi = t
+		}
+	}
+	var acc float64
+	switch {
+	case lo == nil && hi == nil:
+		return 0, false
+	case lo == nil:
+		acc = hi.Accuracy
+	case hi == nil || hi.Age == lo.Age:
+		acc = lo.Accuracy
+	default:
+		f := float64(age-lo.Age) / float64(hi.Age-lo.Age)
+		acc = lo.Accuracy + f*(hi.Accuracy-lo.Accuracy)
+	}
+	if age > 10*oldest {
+		if c, ok := e.Eval.Baseline(target, "constant", 0); ok {
+			acc = min(acc, c.Accuracy)
+		}
+	}
+	return acc, true
+}
+
+// sameSources: the ensemble's sources are exactly the executed models
+// other than the target.
+func sameSources(sources, executed []string, target string) bool {
+	n := 0
+	for _, x := range executed {
+		if x == target {
+			continue
+		}
+		if !slices.Contains(sources, x) {
+			return false
+		}
+		n++
+	}
+	return n == len(sources)
 }

@@ -24,6 +24,11 @@ type TrainerConfig struct {
 	// collected until there are this many, then the links are fine-tuned on
 	// them. Default 16.
 	ActiveBatch int
+	// MinTuneFrames: profiling windows' frames are pooled until there are
+	// this many before the links are fine-tuned on them (fine-tuning for
+	// the full epochs on a handful of frames overfits them; the paper tunes
+	// on 50). Every window is still measured. Default 30.
+	MinTuneFrames int
 }
 
 // TrainerStats counts a trainer's work.
@@ -66,6 +71,7 @@ type Trainer struct {
 	samples   []*links.TraceRecord // profiled frames of the current window
 	history   []*links.TraceRecord // bounded, for the first training
 	sampled   []*links.TraceRecord // frames chosen by active sampling
+	pooled    []*links.TraceRecord // window frames waiting for a fine-tune
 	inWindow  bool
 	training  bool
 	// retryAt is the history length at which a failed first training is
@@ -87,6 +93,9 @@ func NewTrainer(cfg TrainerConfig, learner Learner, install func(Links), log zer
 	}
 	if cfg.ActiveBatch <= 0 {
 		cfg.ActiveBatch = 16
+	}
+	if cfg.MinTuneFrames <= 0 {
+		cfg.MinTuneFrames = 30
 	}
 	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer")}
 }
@@ -211,6 +220,14 @@ func carryEvaluation(p Predictor, ev SetEvidence) {
 	}
 }
 
+// appendBoundedAll appends recs and keeps the last n records.
+func appendBoundedAll(dst, recs []*links.TraceRecord, n int) []*links.TraceRecord {
+	for _, r := range recs {
+		dst = appendBounded(dst, r, n)
+	}
+	return dst
+}
+
 // appendBounded appends rec and keeps the last n records.
 func appendBounded(recs []*links.TraceRecord, rec *links.TraceRecord, n int) []*links.TraceRecord {
 	recs = append(recs, rec)
@@ -283,17 +300,26 @@ func (t *Trainer) endOfWindow() {
 		t.log.Error().Err(err).Msg("measuring links failed")
 		return
 	}
-	t.stats.Trainings.Add(1)
-	tuned, err := t.learner.FineTune(p, samples)
-	if err != nil {
-		t.stats.TrainErrors.Add(1)
-		t.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
-		tuned = p
+	t.mu.Lock()
+	t.pooled = appendBoundedAll(t.pooled, samples, maxHistory)
+	pool := t.pooled
+	if len(pool) >= t.cfg.MinTuneFrames {
+		t.pooled = nil
 	}
-	carryEvaluation(tuned, ev)
+	t.mu.Unlock()
+	tuned := p
+	if len(pool) >= t.cfg.MinTuneFrames {
+		t.stats.Trainings.Add(1)
+		if tuned, err = t.learner.FineTune(p, pool); err != nil {
+			t.stats.TrainErrors.Add(1)
+			t.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
+			tuned = p
+		}
+		carryEvaluation(tuned, ev)
+	}
 	t.mu.Lock()
 	t.predictor, t.evidence = tuned, ev
 	t.mu.Unlock()
-	t.log.Info().Int("frames", len(samples)).Msg("links re-measured and fine-tuned")
+	t.log.Info().Int("frames", len(samples)).Int("tuned_on", len(pool)).Msg("links re-measured")
 	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "re-profile", At: samples[len(samples)-1].Time})
 }

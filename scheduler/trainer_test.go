@@ -33,7 +33,7 @@ func TestRemoteTrainingHandsLinksToTheController(t *testing.T) {
 		t.Fatal("a remote-training controller has its own trainer")
 	}
 	handed := make(chan Links, 4)
-	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, HoldOut: 0.3}, learner, func(l Links) { handed <- l }, zerolog.Nop())
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, HoldOut: 0.3, MinTuneFrames: 1}, learner, func(l Links) { handed <- l }, zerolog.Nop())
 	t0 := time.Unix(10_000, 0)
 	for seq := uint64(1); seq <= 10; seq++ {
 		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
@@ -106,5 +106,35 @@ func TestTrainerRetriesAFailedBootstrapSparingly(t *testing.T) {
 	tr.mu.Unlock()
 	if sampled > 8 {
 		t.Errorf("%d sampled frames kept without links to tune, want at most 4 batches", sampled)
+	}
+}
+
+// Small profiling windows are each measured, but pooled for fine-tuning
+// until there are enough frames not to overfit them.
+func TestTrainerPoolsSmallWindowsBeforeFineTuning(t *testing.T) {
+	learner := &tableLearner{acc: matrix{"person": {"action": 0.9}}}
+	var reasons []string
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, Synchronous: true, MinTuneFrames: 12}, learner,
+		func(l Links) { reasons = append(reasons, l.Reason) }, zerolog.Nop())
+	seq := uint64(0)
+	frame := func(profiling bool) {
+		seq++
+		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: profiling}))
+	}
+	for range 10 {
+		frame(true)
+	}
+	want := []int64{0, 0, 1} // fine-tunings after windows of 5, 10, 15 pooled frames
+	for w, n := range want {
+		for range 5 {
+			frame(true)
+		}
+		frame(false) // the window ends
+		if got := learner.finetuned.Load(); got != n {
+			t.Fatalf("after window %d: %d fine-tunings, want %d", w+1, got, n)
+		}
+	}
+	if len(reasons) != 4 || reasons[0] != "bootstrap" || reasons[3] != "re-profile" {
+		t.Fatalf("hand-overs %v: every window's measurement goes out", reasons)
 	}
 }

@@ -216,6 +216,15 @@ func (m *Merger) requestPredictions(k frameKey, j *joining) {
 			req.Exact[name] = o
 		}
 	}
+	// Temporal targets also take their own last exact output.
+	for _, name := range j.plan.Temporal {
+		if prev := m.lastExact[k.camera][name]; prev != nil {
+			if req.Last == nil {
+				req.Last = map[string]*pipeline.Output{}
+			}
+			req.Last[name] = prev
+		}
+	}
 	j.requested = true
 	data, err := pipeline.Marshal(req)
 	if err == nil {

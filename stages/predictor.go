@@ -19,6 +19,12 @@ type Predictor interface {
 	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
 }
 
+// TemporalPredictor also predicts with temporal links: the target's own
+// last exact output, age frames old, joins the sources.
+type TemporalPredictor interface {
+	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
+}
+
 // LinkPredictor is a link predictor worker: it takes predict requests from
 // the merger (one queue group: more predictors share the load) and publishes
 // each target model's predicted output. Its links are hot-swapped with
@@ -127,7 +133,7 @@ func (lp *LinkPredictor) predict(box *predictorBox, req *pipeline.PredictRequest
 		return fail("no exact output to predict from")
 	}
 	start := time.Now()
-	out, err := box.p.Predict(target, req.Exact)
+	out, err := predictOne(box.p, target, req)
 	lp.stats.nanos.Add(int64(time.Since(start)))
 	if err != nil {
 		return fail(fmt.Sprintf("predict %s: %v", target, err))
@@ -138,4 +144,16 @@ func (lp *LinkPredictor) predict(box *predictorBox, req *pipeline.PredictRequest
 	lp.stats.Predictions.Add(1)
 	out.Source = pipeline.SourcePredicted
 	return &out
+}
+
+// predictOne predicts target with its temporal links when the request
+// carries its last exact output (and the links have them), else with its
+// ensemble over the exact outputs.
+func predictOne(p Predictor, target string, req *pipeline.PredictRequest) (pipeline.Output, error) {
+	if last := req.Last[target]; last != nil && last.Seq < req.Seq {
+		if tp, ok := p.(TemporalPredictor); ok {
+			return tp.PredictTemporal(target, req.Exact, last, float64(req.Seq-last.Seq))
+		}
+	}
+	return p.Predict(target, req.Exact)
 }

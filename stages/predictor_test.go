@@ -70,3 +70,55 @@ func TestMergerAndPredictorCompletePredictedFrames(t *testing.T) {
 		t.Errorf("predictions %d errors %d, want 4 and 2", lp.Stats().Predictions.Load(), lp.Stats().Errors.Load())
 	}
 }
+
+// temporalDoubler also predicts temporally: the target's last exact value
+// plus the age.
+type temporalDoubler struct{ doubler }
+
+func (temporalDoubler) PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error) {
+	return pipeline.Output{Kind: pipeline.KindVector, Type: pipeline.TypeCount, Value: []float64{last.Value[0] + age}, Sources: []string{target}}, nil
+}
+
+// A plan's temporal targets are predicted from their own last exact output:
+// the merger sends it, the predictor uses the temporal links.
+func TestTemporalTargetsGetTheirLastExactOutput(t *testing.T) {
+	srv := startBus(t)
+	nc := connect(t, srv)
+	sink := collectResults(t, nc)
+	m := NewMerger(connect(t, srv), pipeline.MergerConfig{Deadline: 5 * time.Second, MaxPending: 100}, zerolog.Nop())
+	lp := NewLinkPredictor(connect(t, srv), zerolog.Nop())
+	lp.SetPredictor(temporalDoubler{doubler{2}})
+	ctx, cancel := contextWithCancel()
+	defer cancel()
+	go m.Run(ctx)
+	go lp.Run(ctx)
+	<-m.Ready()
+	<-lp.Ready()
+	plan := func(p *pipeline.Plan) {
+		d, _ := pipeline.Marshal(p)
+		nc.Publish(pipeline.PlanSubject(p.Camera), d)
+	}
+	out := func(o *pipeline.Output) {
+		d, _ := pipeline.Marshal(o)
+		nc.Publish(pipeline.OutputsSubject(o.Camera, o.Model), d)
+	}
+	// Frame 1: b runs (exact 10). Frames 2 and 4: b is temporal.
+	plan(&pipeline.Plan{Camera: "cam", Seq: 1, Exact: []string{"a", "b"}, CapturedAt: time.Now()})
+	out(output("cam", 1, "a", 1))
+	out(output("cam", 1, "b", 10))
+	waitFor(t, 5*time.Second, "result 1", func() bool { return len(sink.get()) == 1 })
+	for _, seq := range []uint64{2, 4} {
+		plan(&pipeline.Plan{Camera: "cam", Seq: seq, Exact: []string{"a"}, Predicted: []string{"b", "c"}, Temporal: []string{"b"}, CapturedAt: time.Now()})
+		out(output("cam", seq, "a", 1))
+	}
+	waitFor(t, 5*time.Second, "results 2 and 4", func() bool { return len(sink.get()) == 3 })
+	for i, want := range map[int]float64{1: 11, 2: 13} { // 10 + age 1, 10 + age 3
+		r := sink.get()[i]
+		if o := r.Outputs["b"]; o == nil || o.Source != pipeline.SourcePredicted || o.Value[0] != want {
+			t.Fatalf("#%d b: %+v, want temporal %v", r.Seq, o, want)
+		}
+		if o := r.Outputs["c"]; o == nil || o.Value[0] != 2 { // not temporal: the ensemble
+			t.Fatalf("#%d c: %+v, want 2", r.Seq, o)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/scheduler/replay"
@@ -51,6 +50,7 @@ type benchTraceOptions struct {
 	epochs       int
 	activeShare  float64
 	activeBatch  int
+	tuneFrames   int
 	holdOut      float64
 	video        string
 }
@@ -77,7 +77,7 @@ func cmdBenchTrace(args []string) error {
 	}
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
-		holdOut: 0.3, activeBatch: 16, video: *video}
+		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, video: *video}
 	if *cfgPath != "" {
 		cfg, err := pipeline.LoadConfig(*cfgPath)
 		if err != nil {
@@ -98,7 +98,7 @@ func cmdBenchTrace(args []string) error {
 		if !given["active-share"] {
 			o.activeShare = sc.ActiveShare
 		}
-		o.holdOut, o.activeBatch = sc.HoldOut, sc.ActiveBatch
+		o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 	}
 	var problems []error
 	if o.trace == "" {
@@ -225,10 +225,19 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			sampling = fmt.Sprintf("%dfps", -stride)
 			stride = max(1, int(fps/float64(-stride)+0.5))
 		}
-		learner := replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: o.seed, Epochs: o.epochs, NoTemporal: true}))
+		// One learner per kind of links, each training once for every
+		// budget (the profiled frames do not depend on the budget).
+		learners := map[bool]scheduler.Learner{}
+		for _, temporal := range []bool{false, true} {
+			policy := "mlink"
+			if temporal {
+				policy = "mlink-hybrid"
+			}
+			learners[temporal] = replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, learnerOptions(policy, o.seed, o.epochs)))
+		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
-			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, HoldOut: o.holdOut,
-			Learner: learner, Sampling: sampling, Log: log}
+			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
+			Sampling: sampling, Log: log}
 		sims := &reductoSims{video: video, trace: tr, fps: fps, stride: stride}
 		for _, policy := range o.policies {
 			start := time.Now()
@@ -238,6 +247,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 					break // all ignores budgets: one row
 				}
 				opts := base
+				opts.Learner = learners[policy == "mlink-hybrid"]
 				if policy != "all" {
 					opts.Budget = b // all ignores budgets; its row has none
 				}

@@ -39,7 +39,7 @@ func TestBenchTraceCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bench")
 	out, err := captureStdout(t, func() error {
 		return cmdBench([]string{"--trace", trace, "--policies", "all,standalone,mlink-hybrid,reducto",
-			"--budgets", "460ms,1490ms", "--epochs", "20", "--out", dir})
+			"--budgets", "460ms,1490ms", "--epochs", "10", "--out", dir})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestBenchTraceTakesSettingsFromAConfig(t *testing.T) {
 	trace := shortTrace(t, 200)
 	profiled := func(extra ...string) float64 {
 		dir := t.TempDir()
-		args := append([]string{"--trace", trace, "-c", cfg, "--policies", "mlink-hybrid", "--sampling", "native",
+		args := append([]string{"--trace", trace, "-c", cfg, "--policies", "mlink", "--sampling", "native",
 			"--budgets", "200ms", "--epochs", "5", "--out", dir}, extra...)
 		if _, err := captureStdout(t, func() error { return cmdBench(args) }); err != nil {
 			t.Fatal(err)

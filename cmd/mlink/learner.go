@@ -17,11 +17,15 @@ func newLearner(cfg *pipeline.Config, models []string) (scheduler.Learner, error
 		}
 		h.Models = append(h.Models, traceModel(spec))
 	}
-	// The policies predict from executed models or reuse a model's own
-	// last output: temporal links (which take a model's own last output
-	// too) double training time and measured no better than reuse on vtest
-	// (hog_people 0.72 vs 0.74, lines 0.87 vs 0.87 at age 1).
-	return scheduler.NewLinkLearner(h, links.TrainOptions{Seed: cfg.Scheduler.Seed, NoTemporal: true}), nil
+	return scheduler.NewLinkLearner(h, learnerOptions(cfg.Scheduler.Policy, cfg.Scheduler.Seed, 0)), nil
+}
+
+// learnerOptions trains temporal links (a model's own last exact output
+// among the sources, which roughly doubles training time) only for
+// mlink-hybrid, the policy that can choose them; mlink is the paper's
+// scheme and predicts from executed models only. epochs 0: the default.
+func learnerOptions(policy string, seed int64, epochs int) links.TrainOptions {
+	return links.TrainOptions{Seed: seed, Epochs: epochs, NoTemporal: policy != "mlink-hybrid"}
 }
 
 // traceModel describes a model's output for links.

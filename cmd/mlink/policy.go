@@ -48,6 +48,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		RemoteTraining:  remote,
 		ActiveShare:     cfg.Scheduler.ActiveShare,
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
+		TuneFrames:      cfg.Scheduler.TuneFrames,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

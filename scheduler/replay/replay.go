@@ -49,6 +49,8 @@ type Options struct {
 	// scheduler.ControllerConfig); 0: periodic windows only.
 	ActiveShare float64
 	ActiveBatch int
+	// TuneFrames: profiled frames pooled before a fine-tuning (default 30).
+	TuneFrames int
 	// Learner trains links (mlink policies); share one between replays of
 	// the same trace (see CachedLearner) to train once.
 	Learner scheduler.Learner
@@ -191,8 +193,16 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		}
 		sc.executions += len(plan.Exact)
 		if p := predictor(); p != nil {
+			tp, temporalOK := p.(temporalPredictor)
 			for _, m := range plan.Predicted {
-				if o, err := p.Predict(m, exact); err == nil {
+				var o pipeline.Output
+				var err error
+				if prev := last[m]; temporalOK && prev != nil && slices.Contains(plan.Temporal, m) {
+					o, err = tp.PredictTemporal(m, exact, prev, float64(rec.Seq-prev.Seq))
+				} else {
+					o, err = p.Predict(m, exact)
+				}
+				if err == nil {
 					o.Source = pipeline.SourcePredicted
 					res.Outputs[m] = &o
 				}
@@ -223,6 +233,12 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		row.Selected = selected(models, sel)
 	}
 	return row, nil
+}
+
+// temporalPredictor is what the link predictor workers use for
+// Plan.Temporal targets (links.Set).
+type temporalPredictor interface {
+	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
 }
 
 // newPolicy builds the policy as mlink run does, with training done in line
@@ -264,6 +280,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		Synchronous:     true,
 		ActiveShare:     opts.ActiveShare,
 		ActiveBatch:     opts.ActiveBatch,
+		TuneFrames:      opts.TuneFrames,
 	}, learner, scheduler.NewCostModel(costs), opts.Log)
 	if err != nil {
 		return nil, nil, none, err

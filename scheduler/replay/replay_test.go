@@ -37,6 +37,11 @@ func quickLearner(tr *Trace) scheduler.Learner {
 	return NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: 1, Epochs: 30, NoTemporal: true}))
 }
 
+// quickTemporalLearner also trains temporal links (mlink-hybrid).
+func quickTemporalLearner(tr *Trace) scheduler.Learner {
+	return NewCachedLearner(scheduler.NewLinkLearner(tr.Header, links.TrainOptions{Seed: 1, Epochs: 30}))
+}
+
 func baseOptions(tr *Trace) Options {
 	return Options{FPS: tr.Header.FPS, Period: 20 * time.Second, ProfileShare: 0.05, Learner: quickLearner(tr)}
 }
@@ -106,11 +111,15 @@ func TestStandaloneScoresShareRun(t *testing.T) {
 func TestMLinkAtLeastStandalone(t *testing.T) {
 	tr := loadTrace(t)
 	opts := baseOptions(tr)
+	plain, temporal := opts.Learner, quickTemporalLearner(tr)
 	for _, b := range BudgetPoints(tr.Costs(), "ms") {
 		opts.Budget = b
 		rows := map[string]float64{}
 		for _, policy := range []string{"standalone", "mlink", "mlink-hybrid"} {
-			opts.Policy = policy
+			opts.Policy, opts.Learner = policy, plain
+			if policy == "mlink-hybrid" {
+				opts.Learner = temporal
+			}
 			row, err := Run(tr, opts)
 			if err != nil {
 				t.Fatal(err)
