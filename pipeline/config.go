@@ -207,6 +207,11 @@ type SchedulerConfig struct {
 	// this many, then the links are fine-tuned on them (every window is
 	// measured; tuning on a handful of frames overfits them).
 	TuneFrames int `yaml:"tune_frames"`
+	// TemporalLinks trains temporal links (a model's own last exact output
+	// among a link's inputs) for mlink-hybrid, which then uses them where
+	// they measure best. Off by default: they roughly double training time
+	// and did not beat plain reuse on vtest.
+	TemporalLinks bool `yaml:"temporal_links"`
 }
 
 // Training modes of the link policies.

@@ -51,6 +51,7 @@ type benchTraceOptions struct {
 	activeShare  float64
 	activeBatch  int
 	tuneFrames   int
+	temporal     bool
 	holdOut      float64
 	video        string
 }
@@ -70,6 +71,7 @@ func cmdBenchTrace(args []string) error {
 	seed := fs.Int64("seed", 1, "seed of link training")
 	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
+	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
 	if err := fs.Parse(args); err != nil {
@@ -77,7 +79,7 @@ func cmdBenchTrace(args []string) error {
 	}
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
-		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, video: *video}
+		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video}
 	if *cfgPath != "" {
 		cfg, err := pipeline.LoadConfig(*cfgPath)
 		if err != nil {
@@ -97,6 +99,9 @@ func cmdBenchTrace(args []string) error {
 		}
 		if !given["active-share"] {
 			o.activeShare = sc.ActiveShare
+		}
+		if !given["temporal"] {
+			o.temporal = sc.TemporalLinks
 		}
 		o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 	}
@@ -233,7 +238,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			if temporal {
 				policy = "mlink-hybrid"
 			}
-			learners[temporal] = replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, learnerOptions(policy, o.seed, o.epochs)))
+			learners[temporal] = replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, learnerOptions(policy, o.temporal, o.seed, o.epochs)))
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,

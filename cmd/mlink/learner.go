@@ -17,15 +17,16 @@ func newLearner(cfg *pipeline.Config, models []string) (scheduler.Learner, error
 		}
 		h.Models = append(h.Models, traceModel(spec))
 	}
-	return scheduler.NewLinkLearner(h, learnerOptions(cfg.Scheduler.Policy, cfg.Scheduler.Seed, 0)), nil
+	return scheduler.NewLinkLearner(h, learnerOptions(cfg.Scheduler.Policy, cfg.Scheduler.TemporalLinks, cfg.Scheduler.Seed, 0)), nil
 }
 
 // learnerOptions trains temporal links (a model's own last exact output
-// among the sources, which roughly doubles training time) only for
-// mlink-hybrid, the policy that can choose them; mlink is the paper's
-// scheme and predicts from executed models only. epochs 0: the default.
-func learnerOptions(policy string, seed int64, epochs int) links.TrainOptions {
-	return links.TrainOptions{Seed: seed, Epochs: epochs, NoTemporal: policy != "mlink-hybrid"}
+// among the sources, which roughly doubles training time) only when asked
+// and only for mlink-hybrid, the policy that can choose them; mlink is the
+// paper's scheme and predicts from executed models only. epochs 0: the
+// default.
+func learnerOptions(policy string, temporal bool, seed int64, epochs int) links.TrainOptions {
+	return links.TrainOptions{Seed: seed, Epochs: epochs, NoTemporal: !temporal || policy != "mlink-hybrid"}
 }
 
 // traceModel describes a model's output for links.
