@@ -67,13 +67,13 @@ type Trainer struct {
 	log     zerolog.Logger
 	install func(Links)
 
-	mu        sync.Mutex
-	samples   []*links.TraceRecord // profiled frames of the current window
-	history   []*links.TraceRecord // bounded, for the first training
-	sampled   []*links.TraceRecord // frames chosen by active sampling
-	pooled    []*links.TraceRecord // window frames waiting for a fine-tune
-	inWindow  bool
-	training  bool
+	mu       sync.Mutex
+	samples  []*links.TraceRecord // profiled frames of the current window
+	history  []*links.TraceRecord // bounded, for the first training
+	sampled  []*links.TraceRecord // frames chosen by active sampling
+	pooled   []*links.TraceRecord // window frames waiting for a fine-tune
+	inWindow bool
+	training bool
 	// retryAt is the history length at which a failed first training is
 	// tried again (not on every later frame).
 	retryAt   int

@@ -23,7 +23,7 @@ func TestEndToEndHybridRotatesReusesAndPredicts(t *testing.T) {
 	cfg.Scheduler.Period, cfg.Scheduler.ProfileShare = time.Hour, 0.001
 	cfg.Scheduler.Seed = 1
 	cfg.Scheduler.TemporalLinks = true // exercise training them live too
-	cfg.Budget.MSPerFrame = 120 // about half of the four models' time
+	cfg.Budget.MSPerFrame = 120        // about half of the four models' time
 	var mu sync.Mutex
 	var planned []*pipeline.Result // frames planned without every model
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
