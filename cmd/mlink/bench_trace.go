@@ -52,6 +52,9 @@ type benchTraceOptions struct {
 	activeBatch  int
 	tuneFrames   int
 	temporal     bool
+	// policiesGiven: the user chose the policies (a Reducto policy that
+	// cannot run is then an error, not skipped).
+	policiesGiven bool
 	holdOut      float64
 	video        string
 }
@@ -80,13 +83,14 @@ func cmdBenchTrace(args []string) error {
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
 		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	o.policiesGiven = given["policies"]
 	if *cfgPath != "" {
 		cfg, err := pipeline.LoadConfig(*cfgPath)
 		if err != nil {
 			return err
 		}
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		sc := cfg.Scheduler
 		if !given["period"] {
 			o.period = sc.Period
@@ -220,6 +224,16 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			video = v
 		}
 	}
+	if why := reductoUnavailable(tr, video); why != "" {
+		uses := slices.ContainsFunc(o.policies, func(p string) bool { return p == policyReducto || p == policyReductoMLink })
+		if uses && o.policiesGiven {
+			return nil, fmt.Errorf("bench: reducto: %s", why)
+		}
+		if uses {
+			fmt.Fprintf(progress, "bench: skipping reducto and reducto+mlink: %s\n", why)
+			o.policies = slices.DeleteFunc(slices.Clone(o.policies), func(p string) bool { return p == policyReducto || p == policyReductoMLink })
+		}
+	}
 	var rows []report.Row
 	for _, stride := range o.samplings {
 		sampling := "native"
@@ -331,6 +345,21 @@ func reductoFits(b scheduler.Budget, row report.Row, tr *replay.Trace) bool {
 	return true
 }
 
+// reductoUnavailable says why Reducto cannot replay the trace ("" when
+// it can): it needs the one camera's video to compute its features.
+func reductoUnavailable(tr *replay.Trace, video string) string {
+	switch {
+	case len(tr.Header.Cameras) > 1:
+		return "it replays one camera's video and the trace has several cameras"
+	case video == "":
+		return "the trace names no video (give --video)"
+	}
+	if _, err := os.Stat(video); err != nil {
+		return fmt.Sprintf("video %s: %v", video, err)
+	}
+	return ""
+}
+
 // reductoSims runs Reducto's live filter over the trace's video once per
 // accuracy target and remembers which frames it sends.
 type reductoSims struct {
@@ -344,12 +373,6 @@ type reductoSims struct {
 func (r *reductoSims) send(target float64) (func(string, uint64) bool, error) {
 	if f, ok := r.byTgt[target]; ok {
 		return f, nil
-	}
-	if r.video == "" {
-		return nil, errors.New("reducto needs the trace's video: the trace names none, give --video")
-	}
-	if len(r.trace.Header.Cameras) > 1 {
-		return nil, errors.New("reducto replays one camera's video: the trace has several cameras")
 	}
 	// Record seq s is video frame s−1.
 	var outputs []map[string]*pipeline.Output

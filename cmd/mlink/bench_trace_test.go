@@ -14,10 +14,17 @@ import (
 // shortTrace writes the first n frames of the committed vtest trace.
 func shortTrace(t *testing.T, n int) string {
 	t.Helper()
+	return shortTraceWith(t, n, func(*links.TraceHeader) {})
+}
+
+// shortTraceWith is shortTrace with an edited header.
+func shortTraceWith(t *testing.T, n int, edit func(*links.TraceHeader)) string {
+	t.Helper()
 	h, recs, err := links.ReadTrace(vtestTrace)
 	if err != nil {
 		t.Fatal(err)
 	}
+	edit(&h)
 	path := filepath.Join(t.TempDir(), "short.trace.gz")
 	w, err := links.CreateTrace(path, h)
 	if err != nil {
@@ -173,5 +180,26 @@ func TestBenchTraceTakesSettingsFromAConfig(t *testing.T) {
 	}
 	if got := profiled("--profile-share", "0.05"); got > 0.3 {
 		t.Errorf("--profile-share 0.05 overrides the config: %.2f of frames profiled", got)
+	}
+}
+
+// A trace whose video is gone: by default the bench skips Reducto and runs
+// the rest; asked for Reducto explicitly, it says why it cannot.
+func TestBenchTraceWithoutItsVideo(t *testing.T) {
+	trace := shortTraceWith(t, 120, func(h *links.TraceHeader) {
+		h.Videos = map[string]string{"plaza": "/nonexistent/vtest.avi"}
+	})
+	out, err := captureStdout(t, func() error {
+		return cmdBenchTrace([]string{"--trace", trace, "--sampling", "native", "--epochs", "3", "--budgets", "300ms"})
+	})
+	if err != nil {
+		t.Fatalf("default policies without the video: %v", err)
+	}
+	if !strings.Contains(out, "mlink-hybrid") || strings.Contains(out, "reducto") {
+		t.Errorf("table without Reducto expected:\n%s", out)
+	}
+	err = cmdBenchTrace([]string{"--trace", trace, "--policies", "standalone,reducto", "--sampling", "native"})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/vtest.avi") {
+		t.Errorf("reducto asked for without its video: %v", err)
 	}
 }
