@@ -55,8 +55,8 @@ type benchTraceOptions struct {
 	// policiesGiven: the user chose the policies (a Reducto policy that
 	// cannot run is then an error, not skipped).
 	policiesGiven bool
-	holdOut      float64
-	video        string
+	holdOut       float64
+	video         string
 }
 
 func cmdBenchTrace(args []string) error {
