@@ -102,6 +102,10 @@ type Controller struct {
 	// Routing-goroutine state (Plan).
 	periodStart time.Time
 	frameIndex  map[string]int64 // per camera, for rotations
+	// profiledCam: cameras that have had a profiling frame. A camera that
+	// has not (it joined after the last window, or the links came from the
+	// link store) has no exact output to reuse yet.
+	profiledCam map[string]bool
 
 	sampler *ActiveSampler
 
@@ -159,7 +163,8 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		cfg.HealthTimeout = 3 * time.Second
 	}
 	c := &Controller{cfg: cfg, costs: costs, log: pipeline.Component(log, "controller"),
-		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{}}
+		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{},
+		profiledCam: map[string]bool{}}
 	if cfg.Policy != "standalone" && cfg.ActiveShare > 0 {
 		c.sampler = NewActiveSampler(cfg.ActiveShare)
 	}
@@ -216,6 +221,15 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	}
 	if sel == nil || inWindow {
 		plan.Exact, plan.Profiling = c.cfg.Models, true
+		c.profiledCam[f.Camera] = true
+		return plan
+	}
+	if !c.profiledCam[f.Camera] {
+		// The camera's first frame under links: profiled so that every
+		// model has an exact output to reuse, and kept apart from the
+		// periodic windows' evidence like an actively sampled frame.
+		plan.Exact, plan.Profiling, plan.Sampled = c.cfg.Models, true, true
+		c.profiledCam[f.Camera] = true
 		return plan
 	}
 	if c.takeSample(f.Camera) {

@@ -224,3 +224,27 @@ func TestStandaloneMeasuresCostsBeforeSelecting(t *testing.T) {
 		t.Fatalf("cheapest that fit 100 ms: got %v, want [object action]", p.Exact)
 	}
 }
+
+// A camera that joins after the links exist (or a scheduler that took its
+// links from the link store) profiles its first frame: reused models need
+// an exact output to reuse.
+func TestControllerProfilesANewCamerasFirstFrame(t *testing.T) {
+	learner := &tableLearner{acc: matrix{"person": {"action": 0.95, "object": 0.93}, "object": {"action": 0.9}}}
+	c := testController(t, "mlink", learner)
+	t0 := time.Unix(30_000, 0)
+	for seq := uint64(1); seq <= 10; seq++ {
+		c.ObserveResult(profiledResult(c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0})))
+	}
+	natstest.WaitFor(t, 5*time.Second, "selection", func() bool { return c.Selection() != nil })
+	later := t0.Add(10 * time.Second) // after the profiling window
+	if p := c.Plan(FrameInfo{Camera: "cam", Seq: 11, CapturedAt: later}); p.Profiling {
+		t.Fatalf("a known camera's frame profiled: %+v", p)
+	}
+	p := c.Plan(FrameInfo{Camera: "new", Seq: 1, CapturedAt: later})
+	if !p.Profiling || !p.Sampled || len(p.Exact) != len(threeModels) {
+		t.Fatalf("a new camera's first frame: %+v, want every model, profiled apart from the windows", p)
+	}
+	if p := c.Plan(FrameInfo{Camera: "new", Seq: 2, CapturedAt: later}); p.Profiling {
+		t.Fatalf("a new camera's second frame profiled: %+v", p)
+	}
+}

@@ -27,8 +27,12 @@ type TrainerConfig struct {
 	// MinTuneFrames: profiling windows' frames are pooled until there are
 	// this many before the links are fine-tuned on them (fine-tuning for
 	// the full epochs on a handful of frames overfits them; the paper tunes
-	// on 50). Every window is still measured. Default 30.
+	// on 50). Default 30.
 	MinTuneFrames int
+	// MinMeasureFrames: windows smaller than this are pooled with the next
+	// ones before the links are measured and the models re-selected (a
+	// selection on one frame's evidence would follow noise). Default 10.
+	MinMeasureFrames int
 }
 
 // TrainerStats counts a trainer's work.
@@ -67,13 +71,14 @@ type Trainer struct {
 	log     zerolog.Logger
 	install func(Links)
 
-	mu       sync.Mutex
-	samples  []*links.TraceRecord // profiled frames of the current window
-	history  []*links.TraceRecord // bounded, for the first training
-	sampled  []*links.TraceRecord // frames chosen by active sampling
-	pooled   []*links.TraceRecord // window frames waiting for a fine-tune
-	inWindow bool
-	training bool
+	mu         sync.Mutex
+	samples    []*links.TraceRecord // profiled frames of the current window
+	history    []*links.TraceRecord // bounded, for the first training
+	sampled    []*links.TraceRecord // frames chosen by active sampling
+	pooled     []*links.TraceRecord // window frames waiting for a fine-tune
+	unmeasured []*links.TraceRecord // window frames waiting to be measured
+	inWindow   bool
+	training   bool
 	// retryAt is the history length at which a failed first training is
 	// tried again (not on every later frame).
 	retryAt   int
@@ -96,6 +101,9 @@ func NewTrainer(cfg TrainerConfig, learner Learner, install func(Links), log zer
 	}
 	if cfg.MinTuneFrames <= 0 {
 		cfg.MinTuneFrames = 30
+	}
+	if cfg.MinMeasureFrames <= 0 {
+		cfg.MinMeasureFrames = min(10, cfg.MinTuneFrames)
 	}
 	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer")}
 }
@@ -279,16 +287,22 @@ func (t *Trainer) bootstrap() {
 // fine-tunes them on those frames and hands both over.
 func (t *Trainer) endOfWindow() {
 	t.mu.Lock()
-	samples, p := t.samples, t.predictor
-	busy := t.training || p == nil || len(samples) == 0
-	if !busy {
-		t.training = true
-		t.samples = nil
-	}
-	t.mu.Unlock()
+	p := t.predictor
+	busy := t.training || p == nil || len(t.samples) == 0
 	if busy {
+		t.mu.Unlock()
 		return
 	}
+	t.unmeasured = appendBoundedAll(t.unmeasured, t.samples, maxHistory)
+	t.samples = nil
+	samples := t.unmeasured
+	if len(samples) < t.cfg.MinMeasureFrames {
+		t.mu.Unlock()
+		return // pooled with the next window
+	}
+	t.unmeasured = nil
+	t.training = true
+	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
 		t.training = false

@@ -114,7 +114,7 @@ func TestTrainerRetriesAFailedBootstrapSparingly(t *testing.T) {
 func TestTrainerPoolsSmallWindowsBeforeFineTuning(t *testing.T) {
 	learner := &tableLearner{acc: matrix{"person": {"action": 0.9}}}
 	var reasons []string
-	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, Synchronous: true, MinTuneFrames: 12}, learner,
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, Synchronous: true, MinTuneFrames: 12, MinMeasureFrames: 1}, learner,
 		func(l Links) { reasons = append(reasons, l.Reason) }, zerolog.Nop())
 	seq := uint64(0)
 	frame := func(profiling bool) {
@@ -136,5 +136,33 @@ func TestTrainerPoolsSmallWindowsBeforeFineTuning(t *testing.T) {
 	}
 	if len(reasons) != 4 || reasons[0] != "bootstrap" || reasons[3] != "re-profile" {
 		t.Fatalf("hand-overs %v: every window's measurement goes out", reasons)
+	}
+}
+
+// Windows smaller than MinMeasureFrames are measured together with the
+// next ones: no re-selection on a single frame's evidence.
+func TestTrainerPoolsSmallWindowsBeforeMeasuring(t *testing.T) {
+	learner := &tableLearner{acc: matrix{"person": {"action": 0.9}}}
+	measured := 0
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, Synchronous: true, MinMeasureFrames: 3}, learner,
+		func(l Links) {
+			if l.Reason == "re-profile" {
+				measured++
+			}
+		}, zerolog.Nop())
+	seq := uint64(0)
+	frame := func(profiling bool) {
+		seq++
+		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: profiling}))
+	}
+	for range 10 {
+		frame(true)
+	}
+	for w := 1; w <= 6; w++ { // windows of one frame
+		frame(true)
+		frame(false)
+		if want := w / 3; measured != want {
+			t.Fatalf("after %d one-frame windows: %d measurements, want %d", w, measured, want)
+		}
 	}
 }
