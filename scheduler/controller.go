@@ -492,7 +492,7 @@ func (c *Controller) recordAgreement(ev SetEvidence) {
 	}
 	var measured map[string]float64
 	if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
-		measured = hybridEvaluate(c.cfg.Models, sel.periods(), ev, reuse).Accuracy
+		measured = hybridEvaluate(c.cfg.Models, rotationPeriods(sel.Exact, sel.Every), ev, reuse).Accuracy
 	}
 	for _, m := range c.cfg.Models {
 		if slices.Contains(sel.Exact, m) {
@@ -561,18 +561,6 @@ func (s *Selection) rotating() string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
-}
-
-// periods is the selection as rotation periods: 1 for models always run.
-func (s *Selection) periods() map[string]int {
-	out := map[string]int{}
-	for _, m := range s.Exact {
-		out[m] = 1
-	}
-	for m, k := range s.Every {
-		out[m] = k
-	}
-	return out
 }
 
 func minus(all, sub []string) []string {

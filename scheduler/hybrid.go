@@ -203,26 +203,15 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 	return ch
 }
 
-// periods is the choice as rotation periods: 1 for models always run, 0
-// for models never run.
-func (h HybridChoice) periods(models []string) map[string]int {
+// rotationPeriods is a choice as rotation periods: 1 for the models always
+// run, k for those run every k-th frame, absent (0) for the others.
+func rotationPeriods(always []string, every map[string]int) map[string]int {
 	out := map[string]int{}
-	for _, m := range h.Always {
+	for _, m := range always {
 		out[m] = 1
 	}
-	for m, k := range h.Every {
+	for m, k := range every {
 		out[m] = k
-	}
-	return out
-}
-
-// Rotating lists the models run on a share of frames, in config order.
-func (h HybridChoice) Rotating(models []string) []string {
-	var out []string
-	for _, m := range models {
-		if h.Every[m] > 1 {
-			out = append(out, m)
-		}
 	}
 	return out
 }

@@ -83,8 +83,8 @@ func TestSelectHybridByHand(t *testing.T) {
 					t.Errorf("%s not reused between runs: reused %v predicted %v", m, h.Reused, h.Predicted)
 				}
 			}
-			if !c.budget.Fits(hybridCost(models, costs, h.periods(models))) {
-				t.Errorf("choice over budget: %v", hybridCost(models, costs, h.periods(models)))
+			if !c.budget.Fits(hybridCost(models, costs, rotationPeriods(h.Always, h.Every))) {
+				t.Errorf("choice over budget: %v", hybridCost(models, costs, rotationPeriods(h.Always, h.Every)))
 			}
 		})
 	}

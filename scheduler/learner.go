@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/mlink-project/mlink/links"
 )
@@ -33,7 +34,7 @@ func (l *LinkLearner) Measure(p Predictor, samples []*links.TraceRecord) (SetEvi
 	}
 	ev := set.Evaluate(samples)
 	set.SetEvaluation(ev)
-	return LinkEvidence{ev}, nil
+	return NewLinkEvidence(ev), nil
 }
 
 // FineTune implements Learner.
@@ -45,8 +46,18 @@ func (l *LinkLearner) FineTune(p Predictor, samples []*links.TraceRecord) (Predi
 	return set.FineTune(samples, l.opts)
 }
 
-// LinkEvidence exposes a links.Evaluation to the scheduler.
-type LinkEvidence struct{ Eval *links.Evaluation }
+// LinkEvidence exposes a links.Evaluation to the scheduler. Build it with
+// NewLinkEvidence: the selection asks for accuracies at many ages, and the
+// index it builds once answers each in a map lookup.
+type LinkEvidence struct {
+	Eval *links.Evaluation
+	ages *ageCurves // nil: built on every call
+}
+
+// NewLinkEvidence indexes ev's accuracies by age.
+func NewLinkEvidence(ev *links.Evaluation) LinkEvidence {
+	return LinkEvidence{Eval: ev, ages: indexAges(ev)}
+}
 
 // PairAccuracy implements Evidence.
 func (e LinkEvidence) PairAccuracy(src, tgt string) float64 { return e.Eval.PairAccuracy(src, tgt) }
@@ -66,45 +77,12 @@ func (e LinkEvidence) SetAccuracy(target string, executed []string) (float64, bo
 // age (a model only run on profiling frames, minutes ago) an old output is
 // worth no more than a constant guess: the lower of the two.
 func (e LinkEvidence) ReuseAccuracy(target string, age int) float64 {
-	acc := e.reuseAccuracy(target, age)
-	oldest := 0
-	for _, b := range e.Eval.Baselines {
-		if b.Target == target && b.Baseline == "reuse" {
-			oldest = max(oldest, b.Age)
-		}
-	}
-	if age > 10*oldest {
-		if c, ok := e.Eval.Baseline(target, "constant", 0); ok {
-			acc = min(acc, c.Accuracy)
-		}
-	}
-	return acc
-}
-
-func (e LinkEvidence) reuseAccuracy(target string, age int) float64 {
-	var lo, hi *links.BaselineAccuracy
-	for i := range e.Eval.Baselines {
-		b := &e.Eval.Baselines[i]
-		if b.Target != target || b.Baseline != "reuse" {
-			continue
-		}
-		if b.Age <= age && (lo == nil || b.Age > lo.Age) {
-			lo = b
-		}
-		if b.Age >= age && (hi == nil || b.Age < hi.Age) {
-			hi = b
-		}
-	}
-	switch {
-	case lo == nil && hi == nil:
+	c := e.curves()
+	pts := c.reuse[target]
+	if len(pts) == 0 {
 		return 0
-	case lo == nil:
-		return hi.Accuracy
-	case hi == nil || hi.Age == lo.Age:
-		return lo.Accuracy
 	}
-	f := float64(age-lo.Age) / float64(hi.Age-lo.Age)
-	return lo.Accuracy + f*(hi.Accuracy-lo.Accuracy)
+	return c.atAge(target, pts, age)
 }
 
 // TemporalAccuracy implements TemporalEvidence from the temporal ensembles
@@ -113,53 +91,85 @@ func (e LinkEvidence) reuseAccuracy(target string, age int) float64 {
 // links have no temporal ensembles (trained without them) or none for
 // exactly these sources.
 func (e LinkEvidence) TemporalAccuracy(target string, executed []string, age int) (float64, bool) {
-	var lo, hi *links.EnsembleAccuracy
-	oldest := 0
-	for i := range e.Eval.TemporalEnsembles {
-		t := &e.Eval.TemporalEnsembles[i]
-		if t.Target != target || !sameSources(t.Sources, executed, target) {
-			continue
-		}
-		oldest = max(oldest, t.Age)
-		if t.Age <= age && (lo == nil || t.Age > lo.Age) {
-			lo = t
-		}
-		if t.Age >= age && (hi == nil || t.Age < hi.Age) {
-			hi = t
+	c := e.curves()
+	var srcs []string
+	for _, x := range executed {
+		if x != target {
+			srcs = append(srcs, x)
 		}
 	}
-	var acc float64
-	switch {
-	case lo == nil && hi == nil:
+	pts := c.temporal[temporalKey(target, srcs)]
+	if len(pts) == 0 {
 		return 0, false
-	case lo == nil:
-		acc = hi.Accuracy
-	case hi == nil || hi.Age == lo.Age:
-		acc = lo.Accuracy
-	default:
-		f := float64(age-lo.Age) / float64(hi.Age-lo.Age)
-		acc = lo.Accuracy + f*(hi.Accuracy-lo.Accuracy)
 	}
-	if age > 10*oldest {
-		if c, ok := e.Eval.Baseline(target, "constant", 0); ok {
-			acc = min(acc, c.Accuracy)
-		}
-	}
-	return acc, true
+	return c.atAge(target, pts, age), true
 }
 
-// sameSources: the ensemble's sources are exactly the executed models
-// other than the target.
-func sameSources(sources, executed []string, target string) bool {
-	n := 0
-	for _, x := range executed {
-		if x == target {
-			continue
-		}
-		if !slices.Contains(sources, x) {
-			return false
-		}
-		n++
+func (e LinkEvidence) curves() *ageCurves {
+	if e.ages != nil {
+		return e.ages
 	}
-	return n == len(sources)
+	return indexAges(e.Eval)
+}
+
+// agePoint is an accuracy measured at an age (frames).
+type agePoint struct {
+	age int
+	acc float64
+}
+
+// ageCurves are an evaluation's accuracies by age, sorted by age: reuse
+// per target, temporal ensembles per target and source set.
+type ageCurves struct {
+	reuse    map[string][]agePoint
+	temporal map[string][]agePoint
+	constant map[string]float64
+}
+
+func indexAges(ev *links.Evaluation) *ageCurves {
+	c := &ageCurves{reuse: map[string][]agePoint{}, temporal: map[string][]agePoint{}, constant: map[string]float64{}}
+	for _, b := range ev.Baselines {
+		switch b.Baseline {
+		case "reuse":
+			c.reuse[b.Target] = append(c.reuse[b.Target], agePoint{b.Age, b.Accuracy})
+		case "constant":
+			c.constant[b.Target] = b.Accuracy
+		}
+	}
+	for _, t := range ev.TemporalEnsembles {
+		k := temporalKey(t.Target, t.Sources)
+		c.temporal[k] = append(c.temporal[k], agePoint{t.Age, t.Accuracy})
+	}
+	for _, m := range []map[string][]agePoint{c.reuse, c.temporal} {
+		for _, pts := range m {
+			slices.SortFunc(pts, func(a, b agePoint) int { return a.age - b.age })
+		}
+	}
+	return c
+}
+
+// temporalKey names a target's temporal ensemble over a source set.
+func temporalKey(target string, sources []string) string {
+	return target + "<" + strings.Join(slices.Sorted(slices.Values(sources)), ",")
+}
+
+// atAge interpolates pts (sorted, not empty) linearly between measured
+// ages, takes the nearest measured age outside them, and far beyond the
+// oldest caps the value at the target's constant guess.
+func (c *ageCurves) atAge(target string, pts []agePoint, age int) float64 {
+	i, _ := slices.BinarySearchFunc(pts, age, func(p agePoint, a int) int { return p.age - a })
+	var acc float64
+	switch {
+	case i == len(pts):
+		acc = pts[len(pts)-1].acc
+	case pts[i].age == age || i == 0:
+		acc = pts[i].acc
+	default:
+		lo, hi := pts[i-1], pts[i]
+		acc = lo.acc + float64(age-lo.age)/float64(hi.age-lo.age)*(hi.acc-lo.acc)
+	}
+	if constant, ok := c.constant[target]; ok && age > 10*pts[len(pts)-1].age {
+		acc = min(acc, constant)
+	}
+	return acc
 }

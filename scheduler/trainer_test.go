@@ -116,11 +116,7 @@ func TestTrainerPoolsSmallWindowsBeforeFineTuning(t *testing.T) {
 	var reasons []string
 	tr := NewTrainer(TrainerConfig{BootstrapFrames: 10, Synchronous: true, MinTuneFrames: 12, MinMeasureFrames: 1}, learner,
 		func(l Links) { reasons = append(reasons, l.Reason) }, zerolog.Nop())
-	seq := uint64(0)
-	frame := func(profiling bool) {
-		seq++
-		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: profiling}))
-	}
+	frame := feeder(tr)
 	for range 10 {
 		frame(true)
 	}
@@ -150,11 +146,7 @@ func TestTrainerPoolsSmallWindowsBeforeMeasuring(t *testing.T) {
 				measured++
 			}
 		}, zerolog.Nop())
-	seq := uint64(0)
-	frame := func(profiling bool) {
-		seq++
-		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: profiling}))
-	}
+	frame := feeder(tr)
 	for range 10 {
 		frame(true)
 	}
@@ -164,5 +156,15 @@ func TestTrainerPoolsSmallWindowsBeforeMeasuring(t *testing.T) {
 		if want := w / 3; measured != want {
 			t.Fatalf("after %d one-frame windows: %d measurements, want %d", w, measured, want)
 		}
+	}
+}
+
+// feeder returns a function that gives tr the next frame's result of one
+// camera, profiled (every model exact) or not.
+func feeder(tr *Trainer) func(profiling bool) {
+	seq := uint64(0)
+	return func(profiling bool) {
+		seq++
+		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: profiling}))
 	}
 }

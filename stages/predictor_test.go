@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
@@ -20,18 +21,26 @@ func (d doubler) Predict(target string, exact map[string]*pipeline.Output) (pipe
 	return pipeline.Output{}, errors.New("no source")
 }
 
-func TestMergerAndPredictorCompletePredictedFrames(t *testing.T) {
+// startMergerAndPredictor runs a merger and a link predictor on a fresh
+// bus until the test ends; nc publishes, sink collects the results.
+func startMergerAndPredictor(t *testing.T) (nc *nats.Conn, sink *resultSink, lp *LinkPredictor) {
+	t.Helper()
 	srv := startBus(t)
-	nc := connect(t, srv)
-	sink := collectResults(t, nc)
+	nc = connect(t, srv)
+	sink = collectResults(t, nc)
 	m := NewMerger(connect(t, srv), pipeline.MergerConfig{Deadline: 5 * time.Second, MaxPending: 100}, zerolog.Nop())
-	lp := NewLinkPredictor(connect(t, srv), zerolog.Nop())
+	lp = NewLinkPredictor(connect(t, srv), zerolog.Nop())
 	ctx, cancel := contextWithCancel()
-	defer cancel()
+	t.Cleanup(cancel)
 	go m.Run(ctx)
 	go lp.Run(ctx)
 	<-m.Ready()
 	<-lp.Ready()
+	return nc, sink, lp
+}
+
+func TestMergerAndPredictorCompletePredictedFrames(t *testing.T) {
+	nc, sink, lp := startMergerAndPredictor(t)
 
 	send := func(seq uint64, count float64) {
 		p := &pipeline.Plan{Camera: "cam", Seq: seq, Policy: "mlink", Exact: []string{"a"}, Predicted: []string{"b", "c"}, CapturedAt: time.Now()}
@@ -82,18 +91,8 @@ func (temporalDoubler) PredictTemporal(target string, exact map[string]*pipeline
 // A plan's temporal targets are predicted from their own last exact output:
 // the merger sends it, the predictor uses the temporal links.
 func TestTemporalTargetsGetTheirLastExactOutput(t *testing.T) {
-	srv := startBus(t)
-	nc := connect(t, srv)
-	sink := collectResults(t, nc)
-	m := NewMerger(connect(t, srv), pipeline.MergerConfig{Deadline: 5 * time.Second, MaxPending: 100}, zerolog.Nop())
-	lp := NewLinkPredictor(connect(t, srv), zerolog.Nop())
+	nc, sink, lp := startMergerAndPredictor(t)
 	lp.SetPredictor(temporalDoubler{doubler{2}})
-	ctx, cancel := contextWithCancel()
-	defer cancel()
-	go m.Run(ctx)
-	go lp.Run(ctx)
-	<-m.Ready()
-	<-lp.Ready()
 	plan := func(p *pipeline.Plan) {
 		d, _ := pipeline.Marshal(p)
 		nc.Publish(pipeline.PlanSubject(p.Camera), d)

@@ -234,6 +234,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			o.policies = slices.DeleteFunc(slices.Clone(o.policies), func(p string) bool { return p == policyReducto || p == policyReductoMLink })
 		}
 	}
+	outputs := videoOutputs(tr)
 	var rows []report.Row
 	for _, stride := range o.samplings {
 		sampling := "native"
@@ -257,7 +258,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
 			Sampling: sampling, Log: log}
-		sims := &reductoSims{video: video, trace: tr, fps: fps, stride: stride}
+		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		for _, policy := range o.policies {
 			start := time.Now()
 			n := 0
@@ -363,37 +364,37 @@ func reductoUnavailable(tr *replay.Trace, video string) string {
 // reductoSims runs Reducto's live filter over the trace's video once per
 // accuracy target and remembers which frames it sends.
 type reductoSims struct {
-	video  string
-	trace  *replay.Trace
-	fps    float64
-	stride int
-	byTgt  map[float64]func(camera string, seq uint64) bool
+	video   string
+	outputs []map[string]*pipeline.Output // per video frame (videoOutputs)
+	fps     float64
+	stride  int
+	byTgt   map[float64]func(camera string, seq uint64) bool
+}
+
+// videoOutputs lays a one-camera trace's outputs out by video frame: record
+// seq s is frame s−1 (a frame the trace lacks has none).
+func videoOutputs(tr *replay.Trace) []map[string]*pipeline.Output {
+	var outputs []map[string]*pipeline.Output
+	for _, rec := range tr.Records {
+		i := int(rec.Seq) - 1
+		for len(outputs) <= i {
+			outputs = append(outputs, map[string]*pipeline.Output{})
+		}
+		if i >= 0 {
+			outputs[i] = rec.Outputs
+		}
+	}
+	return outputs
 }
 
 func (r *reductoSims) send(target float64) (func(string, uint64) bool, error) {
 	if f, ok := r.byTgt[target]; ok {
 		return f, nil
 	}
-	// Record seq s is video frame s−1.
-	var outputs []map[string]*pipeline.Output
-	for _, rec := range r.trace.Records {
-		i := int(rec.Seq) - 1
-		for len(outputs) <= i {
-			outputs = append(outputs, nil)
-		}
-		if i >= 0 {
-			outputs[i] = rec.Outputs
-		}
-	}
-	for i := range outputs {
-		if outputs[i] == nil {
-			outputs[i] = map[string]*pipeline.Output{}
-		}
-	}
 	var opts reducto.SimulateOptions
 	opts.FPS, opts.Stride = r.fps, r.stride
 	opts.Filter.Selector.Target = target
-	sim, err := reducto.SimulateVideo(r.video, outputs, opts)
+	sim, err := reducto.SimulateVideo(r.video, r.outputs, opts)
 	if err != nil {
 		return nil, fmt.Errorf("reducto on %s: %w", r.video, err)
 	}

@@ -610,51 +610,19 @@ func TestDeadWorkerIsPredictedUntilItComesBack(t *testing.T) {
 }
 
 func TestPredictorInAnotherProcessFollowsTheLinkStore(t *testing.T) {
-	cfg := demoConfig(t, "motion", "face_blazeface", "lines")
-	cfg.Cameras[0].Loop = true
-	cfg.Scheduler.Policy = "mlink"
-	cfg.Scheduler.BootstrapFrames = 20
-	cfg.Scheduler.Period, cfg.Scheduler.ProfileShare = time.Hour, 0.001
-	cfg.Budget.MSPerFrame = 20 // the cheap models run, lines is predicted
+	cfg := cheapLinkedConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var mu sync.Mutex
-	var linked []*pipeline.Result
-	control, err := startApp(ctx, cfg, runOptions{roles: "scheduler,merger", onResult: func(r *pipeline.Result) {
-		if len(r.Plan.Predicted) > 0 {
-			mu.Lock()
-			linked = append(linked, r)
-			mu.Unlock()
-		}
-	}}, testLogger(t))
+	t.Cleanup(cancel) // cleanups run last first: the other processes, the control one, then this
+	var linked linkedResults
+	control, err := startApp(ctx, cfg, runOptions{roles: "scheduler,merger", onResult: linked.add}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer control.shutdown()
+	t.Cleanup(control.shutdown)
 	if control.predictor != nil {
 		t.Fatal("the control process must not run a predictor here")
 	}
-	remote := *cfg
-	remote.NATS.URL = control.srv.ClientURL()
-	for _, roles := range []string{"predictor", "worker", "ingest"} {
-		a, err := startApp(ctx, &remote, runOptions{roles: roles}, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.shutdown()
-	}
-	natstest.WaitFor(t, 2*time.Minute, "20 frames served with links from the other process", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(linked) >= 20
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	for _, r := range linked[len(linked)-10:] {
-		for _, m := range r.Plan.Predicted {
-			if o := r.Outputs[m]; o == nil || o.Source != pipeline.SourcePredicted || o.Error != "" {
-				t.Fatalf("#%d %s: %+v", r.Seq, m, o)
-			}
-		}
-	}
+	startRoles(t, ctx, cfg, control, "predictor", "worker", "ingest")
+	results := linked.waitFor(t, 20, "20 frames served with links from the other process")
+	checkPredicted(t, results, 10)
 }

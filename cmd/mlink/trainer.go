@@ -114,7 +114,7 @@ func (a *app) installStoredLinks(set *links.Set, models []string) {
 	if a.control.Selection() == nil {
 		reason = "bootstrap"
 	}
-	a.control.InstallLinks(scheduler.Links{Predictor: set, Evidence: scheduler.LinkEvidence{Eval: ev}, Reason: reason})
+	a.control.InstallLinks(scheduler.Links{Predictor: set, Evidence: scheduler.NewLinkEvidence(ev), Reason: reason})
 }
 
 // linksCover reports whether set has links for every model.

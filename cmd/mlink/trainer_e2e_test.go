@@ -4,61 +4,31 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mlink-project/mlink/pipeline"
-	"github.com/mlink-project/mlink/pipeline/natstest"
 )
 
 // The trainer role in another process learns links from the results
 // stream and publishes them; the scheduler (which trains nothing itself)
 // selects on their evaluation and the predictors serve them.
 func TestTrainerRoleInAnotherProcess(t *testing.T) {
-	cfg := demoConfig(t, "motion", "face_blazeface", "lines")
-	cfg.Cameras[0].Loop = true
-	cfg.Scheduler.Policy = "mlink"
+	cfg := cheapLinkedConfig(t)
 	cfg.Scheduler.Training = pipeline.TrainingRemote
-	cfg.Scheduler.BootstrapFrames = 20
-	cfg.Scheduler.Period, cfg.Scheduler.ProfileShare = time.Hour, 0.001
-	cfg.Budget.MSPerFrame = 20 // the cheap models run, lines is predicted
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var mu sync.Mutex
-	var linked []*pipeline.Result
-	control, err := startApp(ctx, cfg, runOptions{roles: "scheduler,merger,predictor", onResult: func(r *pipeline.Result) {
-		if len(r.Plan.Predicted) > 0 {
-			mu.Lock()
-			linked = append(linked, r)
-			mu.Unlock()
-		}
-	}}, testLogger(t))
+	t.Cleanup(cancel) // cleanups run last first: the other processes, the control one, then this
+	var linked linkedResults
+	control, err := startApp(ctx, cfg, runOptions{roles: "scheduler,merger,predictor", onResult: linked.add}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer control.shutdown()
+	t.Cleanup(control.shutdown)
 	if control.control.TrainerStats() != nil || control.trainer != nil {
 		t.Fatal("with remote training the scheduler's process must not train")
 	}
-	remote := *cfg
-	remote.NATS.URL = control.srv.ClientURL()
-	var trainer *app
-	for _, roles := range []string{"trainer", "worker", "ingest"} {
-		a, err := startApp(ctx, &remote, runOptions{roles: roles}, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.shutdown()
-		if roles == "trainer" {
-			trainer = a
-		}
-	}
-	natstest.WaitFor(t, 2*time.Minute, "20 frames served with links trained in the trainer process", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(linked) >= 20
-	})
+	trainer := startRoles(t, ctx, cfg, control, "trainer", "worker", "ingest")["trainer"]
+	results := linked.waitFor(t, 20, "20 frames served with links trained in the trainer process")
 	if n := trainer.trainer.Stats().Trainings.Load(); n < 1 {
 		t.Errorf("trainer trained %d times", n)
 	}
@@ -78,15 +48,7 @@ func TestTrainerRoleInAnotherProcess(t *testing.T) {
 	if err != nil || set == nil || set.Evaluation() == nil {
 		t.Fatalf("stored links %v (evaluation %v): %v", set != nil, set != nil && set.Evaluation() != nil, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, r := range linked[len(linked)-10:] {
-		for _, m := range r.Plan.Predicted {
-			if o := r.Outputs[m]; o == nil || o.Source != pipeline.SourcePredicted || o.Error != "" {
-				t.Fatalf("#%d %s: %+v", r.Seq, m, o)
-			}
-		}
-	}
+	checkPredicted(t, results, 10)
 }
 
 func TestTrainerRoleNeedsRemoteTraining(t *testing.T) {
