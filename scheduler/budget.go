@@ -23,6 +23,9 @@ type Cost struct {
 type Budget struct {
 	Memory int64
 	MS     float64
+	// Mode is what MS means: a mean over the run (the default) or a cap on
+	// every frame.
+	Mode TimeMode
 }
 
 // ParseBudget reads a budget such as "5GB", "40ms" or "5GB,40ms".

@@ -61,6 +61,8 @@ type ControllerConfig struct {
 	// TuneFrames: profiled frames pooled before a fine-tuning (see
 	// TrainerConfig.MinTuneFrames).
 	TuneFrames int
+	// Hybrid turns mlink-hybrid's mechanisms off for ablations.
+	Hybrid HybridOptions
 }
 
 // Selection is the controller's current decision.
@@ -83,6 +85,10 @@ type Selection struct {
 	Accuracy map[string]float64
 	At       time.Time
 	Reason   string
+	// Budget is what the selection was made within: the configured budget,
+	// less (under a mean time budget) the profiling reserved and the
+	// overspending being repaid.
+	Budget Budget
 
 	phases map[string]int
 }
@@ -108,6 +114,8 @@ type Controller struct {
 	profiledCam map[string]bool
 
 	sampler *ActiveSampler
+	// books charge every planned frame's executions against the budget.
+	books budgetBooks
 
 	mu          sync.Mutex
 	predictor   Predictor
@@ -199,6 +207,10 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	if now.IsZero() {
 		now = time.Now()
 	}
+	return c.plan(f, now)
+}
+
+func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	index := c.frameIndex[f.Camera]
 	c.frameIndex[f.Camera] = index + 1
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
@@ -318,7 +330,10 @@ func (c *Controller) planStandalone(plan pipeline.Plan, now time.Time) pipeline.
 	sel := c.selection.Load()
 	if sel == nil || now.Sub(sel.At) >= c.cfg.Period {
 		if !c.costsKnown() {
-			plan.Exact = c.cfg.Models
+			// The cost probe: every model runs once to be measured. It is
+			// paid from the budget like any execution, and is the one
+			// exception to a capped budget, like a profiling frame.
+			plan.Exact, plan.Profiling = c.cfg.Models, true
 			return plan
 		}
 		c.reselect(now, "costs measured")
@@ -386,11 +401,14 @@ func (c *Controller) ObserveHeartbeat(hb *pipeline.Heartbeat) {
 // outputs, and (through the trainer) every model's exact output on
 // profiling frames.
 func (c *Controller) ObserveResult(r *pipeline.Result) {
+	spent := 0.0
 	for name, o := range r.Outputs {
 		if o.Source == pipeline.SourceExact && o.Error == "" && c.costs != nil {
 			c.costs.ObserveMS(name, o.InferMS)
+			spent += o.InferMS
 		}
 	}
+	c.books.charge(r.CapturedAt, spent, c.cfg.Budget.MS)
 	if c.cfg.Policy == "standalone" {
 		return
 	}
@@ -492,7 +510,7 @@ func (c *Controller) recordAgreement(ev SetEvidence) {
 	}
 	var measured map[string]float64
 	if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
-		measured = hybridEvaluate(c.cfg.Models, rotationPeriods(sel.Exact, sel.Every), ev, reuse).Accuracy
+		measured = hybridEvaluate(c.cfg.Models, rotationPeriods(sel.Exact, sel.Every), ev, reuse, c.cfg.Hybrid).Accuracy
 	}
 	for _, m := range c.cfg.Models {
 		if slices.Contains(sel.Exact, m) {
@@ -511,20 +529,34 @@ func (c *Controller) reselect(now time.Time, reason string) {
 	c.reselectWith(nil, now, reason)
 }
 
+// selectionBudget is the budget the selection plans the unprofiled frames
+// with: under a mean time budget, what is left once the expected profiling
+// is reserved and past overspending (bootstrap, windows, the cost probe) is
+// repaid over the next period.
+func (c *Controller) selectionBudget(costs map[string]Cost) Budget {
+	share := 0.0
+	if c.cfg.Policy != "standalone" {
+		share = c.cfg.ProfileShare + c.cfg.ActiveShare
+	}
+	debt, horizon := c.books.debtAndHorizon(c.cfg.Period)
+	return meanSelectionBudget(c.cfg.Budget, sum(costs, c.cfg.Models).MS, share, debt, horizon)
+}
+
 func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) {
 	costs := c.costs.Costs()
-	sel := &Selection{At: now, Reason: reason, Accuracy: map[string]float64{}}
+	budget := c.selectionBudget(costs)
+	sel := &Selection{At: now, Reason: reason, Accuracy: map[string]float64{}, Budget: budget}
 	switch c.cfg.Policy {
 	case "standalone":
-		sel.Exact = SelectStandalone(c.cfg.Models, costs, c.cfg.Budget)
+		sel.Exact = SelectStandalone(c.cfg.Models, costs, budget)
 		sel.Absent = minus(c.cfg.Models, sel.Exact)
 		sel.Expected = float64(len(sel.Exact)) / float64(len(c.cfg.Models))
 	default:
 		if ev == nil {
 			return
 		}
-		sel.Exact = SelectMLink(c.cfg.Models, costs, c.cfg.Budget, ev)
-		if len(sel.Exact) == 0 {
+		sel.Exact = SelectMLink(c.cfg.Models, costs, budget, ev)
+		if len(sel.Exact) == 0 && c.cfg.Policy != "mlink-hybrid" {
 			// Nothing fits: run the cheapest model anyway, links need a source.
 			sel.Exact = SelectStandalone(c.cfg.Models, costs, Budget{})[:1]
 			sel.Reason += " (no model fits the budget: running the cheapest)"
@@ -535,20 +567,20 @@ func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) 
 		}
 		sel.Expected = ExpectedAccuracy(c.cfg.Models, sel.Exact, ev)
 		if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
-			h := SelectHybrid(c.cfg.Models, costs, c.cfg.Budget, ev, reuse)
-			if len(h.Always) > 0 || len(h.Every) > 0 {
-				sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
-				sel.Temporal = h.Temporal
-				sel.Accuracy, sel.Expected = h.Accuracy, h.Expected
-				sel.phases = rotationPhases(c.cfg.Models, h.Every, costs)
-			}
+			// The hybrid may choose to run nothing between profiling
+			// frames (every model reused) when the budget is spent.
+			h := SelectHybrid(c.cfg.Models, costs, budget, ev, reuse, c.cfg.Hybrid)
+			sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
+			sel.Temporal, sel.Absent = h.Temporal, h.Absent
+			sel.Accuracy, sel.Expected = h.Accuracy, h.Expected
+			sel.phases, _ = staggerPhases(c.cfg.Models, h.Every, costs)
 		}
 	}
 	c.selection.Store(sel)
 	c.stats.Selections.Add(1)
 	c.log.Info().Strs("exact", sel.Exact).Strs("predicted", sel.Predicted).Strs("reused", sel.Reused).
 		Str("rotating", sel.rotating()).Strs("absent", sel.Absent).
-		Float64("expected_accuracy", sel.Expected).Str("budget", c.cfg.Budget.String()).Str("reason", reason).
+		Float64("expected_accuracy", sel.Expected).Str("budget", c.cfg.Budget.String()).Str("selection_budget", budget.String()).Str("reason", reason).
 		Msg("models selected")
 }
 

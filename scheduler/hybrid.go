@@ -1,8 +1,9 @@
 package scheduler
 
 import (
+	"fmt"
 	"math"
-	"sort"
+	"slices"
 )
 
 // ReuseEvidence knows how well a model's last exact output, reused age
@@ -38,6 +39,56 @@ type HybridChoice struct {
 	// Expected their mean, the system metric.
 	Accuracy map[string]float64
 	Expected float64
+	// Absent models are served by nothing between their runs (the
+	// no-reuse ablation with no link source).
+	Absent []string
+}
+
+// HybridOptions turn mlink-hybrid's mechanisms off one at a time: the
+// bench's ablations, which show what each contributes. The zero value is
+// the full policy.
+type HybridOptions struct {
+	// NoLinks: frames between a model's runs are served by reuse only.
+	NoLinks bool
+	// NoReuse: they are served by links only (nothing, with no link source).
+	NoReuse bool
+	// NoRotation: a model runs on every frame or never.
+	NoRotation bool
+}
+
+// Ablation names the options as the bench's row suffix ("" for the full
+// policy).
+func (o HybridOptions) Ablation() string {
+	switch {
+	case o.NoLinks:
+		return "no-links"
+	case o.NoReuse:
+		return "no-reuse"
+	case o.NoRotation:
+		return "no-rotation"
+	}
+	return ""
+}
+
+// ParseHybridAblation reads an ablation name (see Ablation).
+func ParseHybridAblation(name string) (HybridOptions, error) {
+	for _, o := range []HybridOptions{{}, {NoLinks: true}, {NoReuse: true}, {NoRotation: true}} {
+		if o.Ablation() == name {
+			return o, nil
+		}
+	}
+	return HybridOptions{}, fmt.Errorf("unknown mlink-hybrid ablation %q (known: no-links, no-reuse, no-rotation)", name)
+}
+
+// periods are the rotation periods the options and budget allow.
+func (o HybridOptions) periods(b Budget) []int {
+	switch {
+	case o.NoRotation:
+		return []int{1, 0}
+	case b.Capped():
+		return append(slices.Clone(capPeriods), 0)
+	}
+	return hybridPeriods
 }
 
 // hybridPeriods are the rotation periods the hybrid considers: a model run
@@ -60,21 +111,25 @@ const neverAge = 1 << 20
 // costs a k-th of its time but all of its memory (it stays loaded), so under
 // a memory budget only whole models are worth choosing. It starts both from
 // nothing and from MLink's own selection and keeps the better outcome.
-func SelectHybrid(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence) HybridChoice {
-	fromNothing := hybridGreedy(models, costs, b, ev, reuse, map[string]int{})
+//
+// Under a capped time budget, periods are powers of two and a choice fits
+// only if staggered phases keep every frame within the budget.
+func SelectHybrid(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence, opts HybridOptions) HybridChoice {
+	fromNothing := hybridGreedy(models, costs, b, ev, reuse, map[string]int{}, opts)
 	start := map[string]int{}
 	for _, m := range SelectMLink(models, costs, b, ev) {
 		start[m] = 1
 	}
-	fromMLink := hybridGreedy(models, costs, b, ev, reuse, start)
+	fromMLink := hybridGreedy(models, costs, b, ev, reuse, start, opts)
 	if fromMLink.Expected > fromNothing.Expected {
 		return fromMLink
 	}
 	return fromNothing
 }
 
-func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence, every map[string]int) HybridChoice {
-	best := hybridEvaluate(models, every, ev, reuse)
+func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence, every map[string]int, opts HybridOptions) HybridChoice {
+	best := hybridEvaluate(models, every, ev, reuse, opts)
+	periods := opts.periods(b)
 	for {
 		var move struct {
 			model string
@@ -85,15 +140,15 @@ func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEviden
 		baseShare := hybridShare(models, costs, b, every)
 		for _, m := range models {
 			cur := every[m]
-			for _, k := range hybridPeriods {
+			for _, k := range periods {
 				if k == 0 || (cur != 0 && k >= cur) {
 					continue // only moves that run m more often
 				}
 				trial := withPeriod(every, m, k)
-				if !b.Fits(hybridCost(models, costs, trial)) {
+				if !hybridFits(models, costs, b, trial) {
 					continue
 				}
-				gain := hybridEvaluate(models, trial, ev, reuse).Expected - best.Expected
+				gain := hybridEvaluate(models, trial, ev, reuse, opts).Expected - best.Expected
 				if gain <= 1e-12 {
 					continue
 				}
@@ -107,7 +162,7 @@ func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEviden
 			return best
 		}
 		every = withPeriod(every, move.model, move.k)
-		best = hybridEvaluate(models, every, ev, reuse)
+		best = hybridEvaluate(models, every, ev, reuse, opts)
 	}
 }
 
@@ -133,13 +188,26 @@ func hybridCost(models []string, costs map[string]Cost, every map[string]int) Co
 	return total
 }
 
+// hybridFits: the mean cost within a mean budget; under a capped one, also
+// every frame of the staggered cycle.
+func hybridFits(models []string, costs map[string]Cost, b Budget, every map[string]int) bool {
+	if !b.Fits(hybridCost(models, costs, every)) {
+		return false
+	}
+	if b.Capped() {
+		_, peak := staggerPhases(models, every, costs)
+		return peak <= b.MS+1e-9
+	}
+	return true
+}
+
 func hybridShare(models []string, costs map[string]Cost, b Budget, every map[string]int) float64 {
 	return b.Share(hybridCost(models, costs, every))
 }
 
 // hybridEvaluate computes the expected accuracy of a rotation assignment
 // and how each model is served between its runs.
-func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse ReuseEvidence) HybridChoice {
+func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse ReuseEvidence, opts HybridOptions) HybridChoice {
 	ch := HybridChoice{Every: map[string]int{}, Accuracy: map[string]float64{}}
 	for _, m := range models {
 		if every[m] == 1 {
@@ -183,17 +251,26 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 		}
 		// Reuse needs no executed source: with nothing always run it is the
 		// only way to serve a model. Ties go to the simplest.
+		canLinks := len(ch.Always) > 0 && !opts.NoLinks
+		temporalOK = temporalOK && canLinks
 		switch {
-		case (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal)) || len(ch.Always) == 0:
+		case !opts.NoReuse && (!canLinks || (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal))):
 			ch.Reused = append(ch.Reused, m)
 			ch.Accuracy[m] = viaReuse
 		case temporalOK && viaTemporal > viaLinks:
 			ch.Predicted = append(ch.Predicted, m)
 			ch.Temporal = append(ch.Temporal, m)
 			ch.Accuracy[m] = viaTemporal
-		default:
+		case canLinks:
 			ch.Predicted = append(ch.Predicted, m)
 			ch.Accuracy[m] = viaLinks
+		default:
+			// Nothing serves it between runs: exact on its turns only.
+			ch.Absent = append(ch.Absent, m)
+			ch.Accuracy[m] = 0
+			if k > 0 {
+				ch.Accuracy[m] = 1 / float64(k)
+			}
 		}
 		total += ch.Accuracy[m]
 	}
@@ -226,51 +303,6 @@ func runsOn(index int64, k, phase int) bool {
 // phaseHorizon bounds the frames over which phases are balanced (the
 // periods' least common multiple, capped).
 const phaseHorizon = 240
-
-// rotationPhases gives each rotating model a phase so that the frames
-// where expensive models run are spread out: models in decreasing cost
-// each take the phase that keeps the per-frame load most even over the
-// periods' common cycle (least sum of squared loads). A frame carrying
-// several expensive models at once would hold up the camera's later
-// frames. (Periods without a common factor meet on some frame whatever
-// the phases.)
-func rotationPhases(models []string, every map[string]int, costs map[string]Cost) map[string]int {
-	var rotating []string
-	horizon := 1
-	for _, m := range models {
-		if k := every[m]; k > 1 {
-			rotating = append(rotating, m)
-			horizon = min(phaseHorizon, lcm(horizon, k))
-		}
-	}
-	sort.SliceStable(rotating, func(a, b int) bool { return costs[rotating[a]].MS > costs[rotating[b]].MS })
-	load := make([]float64, horizon)
-	phases := map[string]int{}
-	for _, m := range rotating {
-		k := every[m]
-		best, bestSpread := 0, math.Inf(1)
-		for ph := range k {
-			spread := 0.0
-			for i := 0; i < horizon; i++ {
-				l := load[i]
-				if runsOn(int64(i), k, ph) {
-					l += max(costs[m].MS, 1e-9)
-				}
-				spread += l * l
-			}
-			if spread < bestSpread*(1-1e-12) {
-				best, bestSpread = ph, spread
-			}
-		}
-		phases[m] = best
-		for i := 0; i < horizon; i++ {
-			if runsOn(int64(i), k, best) {
-				load[i] += max(costs[m].MS, 1e-9)
-			}
-		}
-	}
-	return phases
-}
 
 func lcm(a, b int) int {
 	g, x := a, b
