@@ -181,13 +181,13 @@ func (b *budgetBooks) charge(at time.Time, spentMS, budgetMS float64) {
 }
 
 // debtAndHorizon are the overspending so far and the frames expected in the
-// next period at the rate frames were planned (at least one frame).
-func (b *budgetBooks) debtAndHorizon(period time.Duration) (debt, horizon float64) {
+// next period at the rate frames have come until now (at least one frame).
+func (b *budgetBooks) debtAndHorizon(period time.Duration, now time.Time) (debt, horizon float64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	horizon = 1
-	if el := b.last.Sub(b.first); el > 0 && b.ledger.frames > 1 {
-		rate := float64(b.ledger.frames-1) / el.Seconds()
+	if el := now.Sub(b.first); el > 0 && b.ledger.frames > 0 {
+		rate := float64(b.ledger.frames) / el.Seconds()
 		horizon = max(1, rate*period.Seconds())
 	}
 	return b.ledger.debt(), horizon

@@ -533,18 +533,18 @@ func (c *Controller) reselect(now time.Time, reason string) {
 // with: under a mean time budget, what is left once the expected profiling
 // is reserved and past overspending (bootstrap, windows, the cost probe) is
 // repaid over the next period.
-func (c *Controller) selectionBudget(costs map[string]Cost) Budget {
+func (c *Controller) selectionBudget(costs map[string]Cost, now time.Time) Budget {
 	share := 0.0
 	if c.cfg.Policy != "standalone" {
 		share = c.cfg.ProfileShare + c.cfg.ActiveShare
 	}
-	debt, horizon := c.books.debtAndHorizon(c.cfg.Period)
+	debt, horizon := c.books.debtAndHorizon(c.cfg.Period, now)
 	return meanSelectionBudget(c.cfg.Budget, sum(costs, c.cfg.Models).MS, share, debt, horizon)
 }
 
 func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) {
 	costs := c.costs.Costs()
-	budget := c.selectionBudget(costs)
+	budget := c.selectionBudget(costs, now)
 	sel := &Selection{At: now, Reason: reason, Accuracy: map[string]float64{}, Budget: budget}
 	switch c.cfg.Policy {
 	case "standalone":

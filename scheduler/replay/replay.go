@@ -59,7 +59,10 @@ type Options struct {
 	// the policy profiles it.
 	Send func(camera string, seq uint64) bool
 	// Name overrides the policy's name in the row (e.g. "reducto+mlink").
-	Name     string
+	Name string
+	// Hybrid turns mlink-hybrid's mechanisms off (ablation rows, named
+	// e.g. "mlink-hybrid/no-links").
+	Hybrid   scheduler.HybridOptions
 	Sampling string
 	Log      zerolog.Logger
 }
@@ -161,7 +164,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 	for _, m := range t.Header.Models {
 		types[m.Name] = m.Type
 	}
-	sc := newScorer(models)
+	sc := newScorer(models, costs)
 	lastExact := map[string]map[string]*pipeline.Output{}
 	for _, fr := range frames {
 		rec := fr.rec
@@ -189,7 +192,10 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 			cp.Source, cp.Seq, cp.Camera, cp.InferMS = pipeline.SourceExact, rec.Seq, rec.Camera, costs[m].MS
 			exact[m] = &cp
 			res.Outputs[m] = &cp
-			sc.ms += costs[m].MS
+		}
+		frameMS := 0.0
+		for _, m := range plan.Exact {
+			frameMS += costs[m].MS // a model that failed spent its time too
 		}
 		sc.executions += len(plan.Exact)
 		if p := predictor(); p != nil {
@@ -218,10 +224,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		for m, o := range exact {
 			last[m] = o
 		}
-		sc.score(rec, res, types)
-		if plan.Profiling {
-			sc.profiled++
-		}
+		sc.score(rec, res, types, frameMS)
 		if ctrl != nil {
 			ctrl.ObserveResult(res)
 		}
@@ -241,13 +244,36 @@ type temporalPredictor interface {
 	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
 }
 
+// learningPolicy is a policy that learns from each frame's result and has
+// a current selection (every policy but all).
+type learningPolicy interface {
+	ObserveResult(*pipeline.Result)
+	Selection() *scheduler.Selection
+}
+
 // newPolicy builds the policy as mlink run does, with training done in line
 // so the replay is deterministic.
-func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, frames int) (scheduler.Policy, *scheduler.Controller, func() scheduler.Predictor, error) {
+func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, frames int) (scheduler.Policy, learningPolicy, func() scheduler.Predictor, error) {
 	none := func() scheduler.Predictor { return nil }
 	if opts.Policy == "all" {
 		p, err := scheduler.NewPolicy("all", models)
 		return p, nil, none, err
+	}
+	period := opts.Period
+	if period <= 0 {
+		period = time.Hour
+	}
+	// Every policy measures execution times as it runs (the first frames
+	// run every model, and count); memory is measured at load, before any
+	// frame.
+	measured := map[string]scheduler.Cost{}
+	for m, c := range costs {
+		measured[m] = scheduler.Cost{Memory: c.Memory}
+	}
+	if opts.Policy == scheduler.PolicySkip || opts.Policy == scheduler.PolicySkipPerModel {
+		p := scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: opts.Policy == scheduler.PolicySkipPerModel,
+			Models: models, Budget: opts.Budget, Period: period}, scheduler.NewCostModel(measured), opts.Log)
+		return p, p, none, nil
 	}
 	var learner scheduler.Learner
 	if opts.Policy != "standalone" {
@@ -255,10 +281,6 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 			return nil, nil, none, fmt.Errorf("replay: policy %s needs a learner", opts.Policy)
 		}
 		learner = opts.Learner
-	}
-	period := opts.Period
-	if period <= 0 {
-		period = time.Hour
 	}
 	share := opts.ProfileShare
 	if share <= 0 {
@@ -281,7 +303,8 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		ActiveShare:     opts.ActiveShare,
 		ActiveBatch:     opts.ActiveBatch,
 		TuneFrames:      opts.TuneFrames,
-	}, learner, scheduler.NewCostModel(costs), opts.Log)
+		Hybrid:          opts.Hybrid,
+	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, none, err
 	}

@@ -68,8 +68,10 @@ func TestAllRunsEverything(t *testing.T) {
 	}
 }
 
-// Standalone scores exactly the share of models it runs, at every budget
-// point (where 1, 2, … of the cheapest models fit).
+// Standalone scores exactly the share of models it runs on the frames it
+// does not profile, at every budget point (where 1, 2, … of the cheapest
+// models fit), pays for its cost probe (the first frame runs every model)
+// within the budget, and ends on the cheapest models that fit.
 func TestStandaloneScoresShareRun(t *testing.T) {
 	tr := loadTrace(t)
 	n := float64(len(tr.Models()))
@@ -89,19 +91,27 @@ func TestStandaloneScoresShareRun(t *testing.T) {
 		fits[math.Ceil(sum)] = k + 1
 	}
 	for _, b := range points {
-		row, err := Run(tr, Options{Policy: "standalone", Budget: b, FPS: 10})
+		row, err := Run(tr, Options{Policy: "standalone", Budget: b, FPS: 10, Period: 20 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		run := float64(len(row.Selected))
 		if k, ok := fits[b.MS]; ok && len(row.Selected) != k {
-			t.Errorf("budget point %s runs %v, want the %d cheapest", b, row.Selected, k)
+			t.Errorf("budget point %s ends running %v, want the %d cheapest", b, row.Selected, k)
 		}
-		if math.Abs(row.Accuracy-run/n) > 1e-9 || math.Abs(row.ExecutionsSaved-(1-run/n)) > 0.002 {
-			t.Errorf("standalone at %s: accuracy %.4f saved %.4f, want %.4f and %.4f", b, row.Accuracy, row.ExecutionsSaved, run/n, 1-run/n)
+		exact := 0
+		for _, s := range row.PerModel {
+			exact += s.Exact
 		}
-		if row.MSPerFrame > b.MS {
-			t.Errorf("standalone at %s spends %.1f ms/frame", b, row.MSPerFrame)
+		profiled := int(math.Round(row.ProfiledShare * float64(row.Frames)))
+		if profiled != 1 {
+			t.Errorf("standalone at %s profiled %d frames, want the one cost probe", b, profiled)
+		}
+		share := float64(exact-profiled*int(n)) / (float64(row.Frames-profiled) * n)
+		if math.Abs(row.AccuracyUnprofiled-share) > 0.002 {
+			t.Errorf("standalone at %s: accuracy on unprofiled frames %.4f, want the share of outputs run there %.4f", b, row.AccuracyUnprofiled, share)
+		}
+		if !row.Fits || row.MSPerFrame > b.MS {
+			t.Errorf("standalone at %s spends %.1f ms/frame (fits %v)", b, row.MSPerFrame, row.Fits)
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package replay
 
 import (
+	"math"
+	"slices"
+
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
@@ -10,33 +13,69 @@ import (
 // scorer accumulates a replay's outcome.
 type scorer struct {
 	models     []string
+	memory     map[string]int64
 	per        map[string]*modelScore
 	frames     int
 	executions int
 	profiled   int
 	filtered   int
 	ms         float64
+	// frameMS is each frame's executed cost; profiled marks the frames
+	// that ran every model as evidence (or a cost probe).
+	frameMS  []float64
+	profiledAt []bool
+	// lastRun is the unprofiled frame each model last ran on: the models
+	// run within loadedWindow frames count as loaded at once.
+	lastRun      map[string]int
+	memoryLoaded int64
 }
+
+// loadedWindow is how many frames a model counts as loaded after it ran
+// (the longest rotation period the policies use): what a memory budget
+// caps.
+const loadedWindow = 32
 
 type modelScore struct {
 	strict, graded float64
 	scored         int // frames the recording has the model's output for
+	// The same over the frames the policy did not profile.
+	strictU, gradedU float64
+	scoredU          int
 	report.ModelScore
 }
 
-func newScorer(models []string) *scorer {
-	s := &scorer{models: models, per: map[string]*modelScore{}}
+func newScorer(models []string, costs map[string]scheduler.Cost) *scorer {
+	s := &scorer{models: models, per: map[string]*modelScore{}, memory: map[string]int64{}, lastRun: map[string]int{}}
 	for _, m := range models {
 		s.per[m] = &modelScore{}
+		s.memory[m] = costs[m].Memory
 	}
 	return s
 }
 
-// score compares every model's output in res with the recorded exact one.
-// A model the recording has no output for (it failed) is not scored on
-// that frame.
-func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType) {
+// score compares every model's output in res with the recorded exact one,
+// and books the frame's cost (its executed models, costMS). A model the
+// recording has no output for (it failed) is not scored on that frame.
+func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType, costMS float64) {
+	profiled := res.Plan.Profiling
 	s.frames++
+	s.ms += costMS
+	s.frameMS = append(s.frameMS, costMS)
+	s.profiledAt = append(s.profiledAt, profiled)
+	if profiled {
+		s.profiled++
+	} else {
+		var loaded int64
+		for _, m := range res.Plan.Exact {
+			s.lastRun[m] = s.frames
+		}
+		for m, at := range s.lastRun {
+			if s.frames-at < loadedWindow {
+				loaded += s.memory[m]
+			}
+		}
+		s.memoryLoaded = max(s.memoryLoaded, loaded)
+	}
 	for _, m := range s.models {
 		ms := s.per[m]
 		exact, ok := rec.Outputs[m]
@@ -55,16 +94,22 @@ func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[s
 			continue
 		}
 		ms.scored++
+		if !profiled {
+			ms.scoredU++
+		}
 		if o == nil {
 			continue
 		}
-		if o.Source == pipeline.SourceExact {
-			ms.strict++
-			ms.graded++
-			continue
+		strict, graded := 1.0, 1.0
+		if o.Source != pipeline.SourceExact {
+			strict, graded = links.Accuracy(types[m], o, exact), GradedAccuracy(types[m], o, exact)
 		}
-		ms.strict += links.Accuracy(types[m], o, exact)
-		ms.graded += GradedAccuracy(types[m], o, exact)
+		ms.strict += strict
+		ms.graded += graded
+		if !profiled {
+			ms.strictU += strict
+			ms.gradedU += graded
+		}
 	}
 }
 
@@ -85,6 +130,9 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 	name := opts.Name
 	if name == "" {
 		name = opts.Policy
+		if a := opts.Hybrid.Ablation(); a != "" {
+			name += "/" + a
+		}
 	}
 	row := report.Row{
 		Policy:   name,
@@ -102,14 +150,19 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 	case b.MS > 0:
 		row.Budget, row.BudgetValue, row.BudgetUnit = b.String(), b.MS, "ms"
 		row.BudgetShare = b.MS / total.MS
+		row.BudgetMode = string(scheduler.TimeMean)
+		if b.Capped() {
+			row.BudgetMode = string(scheduler.TimeCap)
+		}
 	case b.Memory > 0:
 		row.Budget, row.BudgetValue, row.BudgetUnit = b.String(), float64(b.Memory), "bytes"
 		row.BudgetShare = float64(b.Memory) / float64(total.Memory)
+		row.BudgetMode = string(scheduler.TimeCap) // memory is always a cap
 	}
 	if s.frames == 0 {
 		return row
 	}
-	var strict, graded float64
+	var strict, graded, strictU, gradedU float64
 	for _, m := range s.models {
 		ms := s.per[m]
 		score := ms.ModelScore
@@ -120,12 +173,57 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 		row.PerModel[m] = score
 		strict += score.Accuracy
 		graded += score.AccuracyGraded
+		if ms.scoredU > 0 {
+			strictU += ms.strictU / float64(ms.scoredU)
+			gradedU += ms.gradedU / float64(ms.scoredU)
+		}
 	}
 	n := float64(len(s.models))
 	row.Accuracy, row.AccuracyGraded = strict/n, graded/n
+	row.AccuracyUnprofiled, row.AccuracyGradedUnprofiled = strictU/n, gradedU/n
+	if s.profiled == s.frames {
+		// Every frame profiled (policy all): nothing else to score.
+		row.AccuracyUnprofiled, row.AccuracyGradedUnprofiled = row.Accuracy, row.AccuracyGraded
+	}
 	row.ExecutionsSaved = 1 - float64(s.executions)/(float64(s.frames)*n)
 	row.MSPerFrame = s.ms / float64(s.frames)
 	row.ProfiledShare = float64(s.profiled) / float64(s.frames)
 	row.FilteredShare = float64(s.filtered) / float64(s.frames)
+	row.MemoryLoaded = s.memoryLoaded
+	sorted := slices.Sorted(slices.Values(s.frameMS))
+	row.MSPerFrameP50, row.MSPerFrameP95 = quantile(sorted, 0.5), quantile(sorted, 0.95)
+	row.MSPerFrameMax = sorted[len(sorted)-1]
+	over := 0
+	for i, c := range s.frameMS {
+		if !s.profiledAt[i] {
+			row.MSPerFrameMaxUnprofiled = max(row.MSPerFrameMaxUnprofiled, c)
+		}
+		if b := opts.Budget; b.MS > 0 && c > b.MS+1e-6 {
+			over++
+		}
+	}
+	row.OverBudgetShare = float64(over) / float64(s.frames)
+	row.Fits = fits(opts.Budget, row)
 	return row
+}
+
+// fits: the row meets its budget under its semantics (see report.Row.Fits).
+func fits(b scheduler.Budget, row report.Row) bool {
+	const eps = 1e-6
+	if b.Memory > 0 && row.MemoryLoaded > b.Memory {
+		return false
+	}
+	if b.MS > 0 {
+		if b.Capped() {
+			return row.MSPerFrameMaxUnprofiled <= b.MS+eps
+		}
+		return row.MSPerFrame <= b.MS+eps
+	}
+	return true
+}
+
+// quantile of sorted values (nearest rank).
+func quantile(sorted []float64, q float64) float64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
 }

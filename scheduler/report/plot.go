@@ -42,6 +42,7 @@ var palette = []color.RGBA{
 // knownPolicies have fixed styles so that every report draws a policy alike.
 var knownPolicies = map[string]int{
 	"all": 7, "standalone": 1, "mlink": 0, "mlink-hybrid": 2, "reducto": 3, "reducto+mlink": 4,
+	"skip": 5, "skip-per-model": 6,
 }
 
 // Plot draws, for each sampling, accuracy vs. budget share and accuracy vs. executions saved,
@@ -59,16 +60,29 @@ func Plot(dir string, rows []Row) ([]string, error) {
 	samplings, bySampling := groupBySampling(rows)
 	var written []string
 	for _, s := range samplings {
+		// Files: accuracy_vs_budget.svg for the native sampling under a
+		// mean budget, _1fps for another sampling, _cap for capped budgets.
+		first := bySampling[s][0]
 		suffix := ""
-		if s != "native" {
-			suffix = "_" + fileSafe(s)
+		if first.samplingLabel() != "native" {
+			suffix = "_" + fileSafe(first.samplingLabel())
+		}
+		if first.BudgetMode == "cap" {
+			suffix += "_cap"
+		}
+		// Only rows that meet their budget are plotted under it.
+		var fitting []Row
+		for _, r := range bySampling[s] {
+			if r.Fits || r.IsNone() {
+				fitting = append(fitting, r)
+			}
 		}
 		charts := []struct {
 			name string
 			p    *plot.Plot
 		}{
-			{"accuracy_vs_budget" + suffix, budgetChart(bySampling[s], s, styles)},
-			{"accuracy_vs_saved" + suffix, savedChart(bySampling[s], s, styles)},
+			{"accuracy_vs_budget" + suffix, budgetChart(fitting, s, styles)},
+			{"accuracy_vs_saved" + suffix, savedChart(fitting, s, styles)},
 		}
 		for _, c := range charts {
 			for _, ext := range []string{".svg", ".png"} {
@@ -131,7 +145,7 @@ func addPolicyLines(p *plot.Plot, rows []Row, styles map[string]int, xOf func(Ro
 	for _, policy := range policies(rows) {
 		var pts plotter.XYs
 		for _, r := range rows {
-			x, y := xOf(r), r.Accuracy*100
+			x, y := xOf(r), r.AccuracyUnprofiled*100
 			if r.Policy != policy || !finite(x) || !finite(y) {
 				continue
 			}

@@ -18,11 +18,34 @@ type Row struct {
 	BudgetShare     float64               `json:"budget_share"` // budget / total cost of all models (0..1+; 0 for none)
 	Sampling        string                `json:"sampling"`     // "native" or e.g. "1fps"
 	Frames          int                   `json:"frames"`
-	Accuracy        float64               `json:"accuracy"`                 // 0-1 strict metric, mean over models and frames, executed = 1
-	AccuracyGraded  float64               `json:"accuracy_graded"`          // 0-1 graded count metric
+	Accuracy        float64               `json:"accuracy"`                 // 0-1 strict metric over all frames, mean over models, executed = 1
+	AccuracyGraded  float64               `json:"accuracy_graded"`          // 0-1 graded count metric over all frames
 	ExecutionsSaved float64               `json:"executions_saved"`         // 0-1
-	MSPerFrame      float64               `json:"ms_per_frame"`             // mean model time per frame
-	ProfiledShare   float64               `json:"profiled_share"`           // share of frames profiled (every model run)
+	MSPerFrame      float64               `json:"ms_per_frame"`             // mean model time per frame over the whole run, profiling included
+	ProfiledShare   float64               `json:"profiled_share"`           // share of frames profiled (every model run: bootstrap, windows, active sampling, cost probe)
+	// The headline: accuracy on the frames the policy did not profile
+	// (profiled frames are exact for every policy by construction).
+	AccuracyUnprofiled       float64 `json:"accuracy_unprofiled"`
+	AccuracyGradedUnprofiled float64 `json:"accuracy_graded_unprofiled"`
+	// The per-frame distribution of the executed models' cost.
+	MSPerFrameP50           float64 `json:"ms_per_frame_p50"`
+	MSPerFrameP95           float64 `json:"ms_per_frame_p95"`
+	MSPerFrameMax           float64 `json:"ms_per_frame_max"`
+	MSPerFrameMaxUnprofiled float64 `json:"ms_per_frame_max_unprofiled"`
+	// OverBudgetShare is the share of frames whose own cost exceeds a time
+	// budget (profiled frames included).
+	OverBudgetShare float64 `json:"over_budget_share"`
+	// BudgetMode is what a time budget means: "mean" (throughput) or "cap"
+	// (no unprofiled frame over it); memory is always a cap.
+	BudgetMode string `json:"budget_mode,omitempty"`
+	// Fits is true exactly when the row meets its budget under its mode:
+	// the mean ms per frame (profiling included) within a mean budget, every
+	// unprofiled frame within a capped one, the models loaded at once within
+	// a memory budget. A row that does not fit is not plotted.
+	Fits bool `json:"fits"`
+	// MemoryLoaded is the most memory the models a policy kept loaded
+	// needed at once (see the replay for the window it is measured over).
+	MemoryLoaded int64 `json:"memory_loaded,omitempty"`
 	FilteredShare   float64               `json:"filtered_share,omitempty"` // share of frames filtered (Reducto)
 	Selected        []string              `json:"selected,omitempty"`       // models executed in the final selection
 	PerModel        map[string]ModelScore `json:"per_model"`
@@ -90,11 +113,21 @@ func ReadJSON(path string) ([]Row, error) {
 	return rows, nil
 }
 
-// groupBySampling splits rows by sampling, in order of first appearance.
+// group is the table or chart a row belongs to: its sampling, and the
+// meaning of its time budget.
+func (r Row) group() string {
+	if r.BudgetMode == "" {
+		return r.samplingLabel()
+	}
+	return r.samplingLabel() + ", " + r.BudgetMode + " budget"
+}
+
+// groupBySampling splits rows by sampling and budget mode, in order of
+// first appearance.
 func groupBySampling(rows []Row) (samplings []string, bySampling map[string][]Row) {
 	bySampling = make(map[string][]Row)
 	for _, r := range rows {
-		s := r.samplingLabel()
+		s := r.group()
 		if _, ok := bySampling[s]; !ok {
 			samplings = append(samplings, s)
 		}

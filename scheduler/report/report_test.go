@@ -17,14 +17,16 @@ func sampleRows() []Row {
 		"people": {Accuracy: 1, AccuracyGraded: 1, Exact: 100},
 	}
 	return []Row{
-		{Policy: "all", Budget: "none", Sampling: "native", Frames: 100, Accuracy: 1, AccuracyGraded: 1, MSPerFrame: 1380, PerModel: scores},
-		{Policy: "standalone", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "native", Frames: 100, Accuracy: 0.62, ExecutionsSaved: 0.667, PerModel: scores},
-		{Policy: "standalone", Budget: "920ms", BudgetValue: 920, BudgetUnit: "ms", BudgetShare: 0.667, Sampling: "native", Frames: 100, Accuracy: 0.81, ExecutionsSaved: 0.333, PerModel: scores},
+		{Policy: "all", Budget: "none", Sampling: "native", Frames: 100, Accuracy: 1, AccuracyUnprofiled: 1, Fits: true, AccuracyGraded: 1, MSPerFrame: 1380, PerModel: scores},
+		{Policy: "standalone", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "native", Frames: 100, Accuracy: 0.62, AccuracyUnprofiled: 0.62, Fits: true, ExecutionsSaved: 0.667, PerModel: scores},
+		{Policy: "standalone", Budget: "920ms", BudgetValue: 920, BudgetUnit: "ms", BudgetShare: 0.667, Sampling: "native", Frames: 100, Accuracy: 0.81, AccuracyUnprofiled: 0.81, Fits: true, ExecutionsSaved: 0.333, PerModel: scores},
 		// Listed before the smaller budget on purpose: columns are ordered by value.
-		{Policy: "mlink", Budget: "920ms", BudgetValue: 920, BudgetUnit: "ms", BudgetShare: 0.667, Sampling: "native", Frames: 100, Accuracy: 0.975, ExecutionsSaved: 0.321, PerModel: scores},
-		{Policy: "mlink", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "native", Frames: 100, Accuracy: 0.941, AccuracyGraded: 0.96, ExecutionsSaved: 0.667, ProfiledShare: 0.01, Selected: []string{"people"}, PerModel: scores},
-		{Policy: "all", Budget: "none", Sampling: "1fps", Frames: 10, Accuracy: 1, PerModel: scores},
-		{Policy: "mlink", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "1fps", Frames: 10, Accuracy: 0.9, ExecutionsSaved: 0.6, FilteredShare: 0.2, PerModel: scores},
+		{Policy: "mlink", Budget: "920ms", BudgetValue: 920, BudgetUnit: "ms", BudgetShare: 0.667, Sampling: "native", Frames: 100, Accuracy: 0.975, AccuracyUnprofiled: 0.975, Fits: true, ExecutionsSaved: 0.321, PerModel: scores},
+		{Policy: "mlink", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "native", Frames: 100, Accuracy: 0.941, AccuracyUnprofiled: 0.941, Fits: true, AccuracyGraded: 0.96, ExecutionsSaved: 0.667, ProfiledShare: 0.01, Selected: []string{"people"}, PerModel: scores},
+		{Policy: "all", Budget: "none", Sampling: "1fps", Frames: 10, Accuracy: 1, AccuracyUnprofiled: 1, Fits: true, PerModel: scores},
+		// Does not fit its budget: marked in the table, not plotted.
+		{Policy: "skip", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "native", Frames: 100, Accuracy: 0.5, AccuracyUnprofiled: 0.5, MSPerFrame: 470, PerModel: scores},
+		{Policy: "mlink", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.333, Sampling: "1fps", Frames: 10, Accuracy: 0.9, AccuracyUnprofiled: 0.9, Fits: true, ExecutionsSaved: 0.6, FilteredShare: 0.2, PerModel: scores},
 	}
 }
 
@@ -67,6 +69,12 @@ func TestWriteTable(t *testing.T) {
 	}
 	if got := lineStarting(t, oneFPS, "mlink"); !strings.Contains(got, "90.0 / 60.0") {
 		t.Errorf("1fps mlink line %q: want 90.0 / 60.0", got)
+	}
+	if skip := lineStarting(t, native, "skip"); !strings.Contains(skip, "50.0 / 0.0 ✗") {
+		t.Errorf("skip line %q: want its cell marked as not fitting its budget", skip)
+	}
+	if mlink := lineStarting(t, native, "mlink"); strings.Contains(mlink, "✗") {
+		t.Errorf("mlink line %q: marked although it fits", mlink)
 	}
 	if strings.Contains(oneFPS, "standalone") {
 		t.Errorf("1fps table has a standalone line, but no such row:\n%s", oneFPS)
@@ -165,6 +173,9 @@ func TestPlot(t *testing.T) {
 				if !bytes.Contains(data, []byte(text)) {
 					t.Errorf("%s has no %q (legend, axis label)", p, text)
 				}
+			}
+			if bytes.Contains(data, []byte(">skip<")) {
+				t.Errorf("%s plots skip, whose only row does not fit its budget", p)
 			}
 		case ".png":
 			checkPNG(t, p, data)

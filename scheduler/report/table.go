@@ -34,7 +34,7 @@ func WriteTable(w io.Writer, rows []Row) error {
 					return fmt.Errorf("write table: %w", err)
 				}
 			}
-			if _, err := fmt.Fprintf(w, "sampling %s (accuracy %% / executions saved %%)\n", s); err != nil {
+			if _, err := fmt.Fprintf(w, "sampling %s (accuracy %% on unprofiled frames / executions saved %%; ✗: does not fit its budget)\n", s); err != nil {
 				return fmt.Errorf("write table: %w", err)
 			}
 		}
@@ -71,7 +71,11 @@ func writeOneTable(w io.Writer, rows []Row) error {
 				line = append(line, "-")
 				continue
 			}
-			line = append(line, fmt.Sprintf("%.1f / %.1f", r.Accuracy*100, r.ExecutionsSaved*100))
+			cell := fmt.Sprintf("%.1f / %.1f", r.AccuracyUnprofiled*100, r.ExecutionsSaved*100)
+			if !r.Fits && !r.IsNone() {
+				cell += " ✗"
+			}
+			line = append(line, cell)
 		}
 		fmt.Fprintln(tw, tableLine(line))
 	}
