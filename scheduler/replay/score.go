@@ -22,7 +22,7 @@ type scorer struct {
 	ms         float64
 	// frameMS is each frame's executed cost; profiled marks the frames
 	// that ran every model as evidence (or a cost probe).
-	frameMS  []float64
+	frameMS    []float64
 	profiledAt []bool
 	// lastRun is the unprofiled frame each model last ran on: the models
 	// run within loadedWindow frames count as loaded at once.

@@ -11,18 +11,18 @@ import (
 
 // Row is one (policy, budget, sampling) outcome of a bench replay.
 type Row struct {
-	Policy          string                `json:"policy"`
-	Budget          string                `json:"budget"`       // as given/rendered, e.g. "460ms", "5GB", "none"
-	BudgetValue     float64               `json:"budget_value"` // ms per frame, or bytes; 0 for none
-	BudgetUnit      string                `json:"budget_unit"`  // "ms", "bytes" or "" (none)
-	BudgetShare     float64               `json:"budget_share"` // budget / total cost of all models (0..1+; 0 for none)
-	Sampling        string                `json:"sampling"`     // "native" or e.g. "1fps"
-	Frames          int                   `json:"frames"`
-	Accuracy        float64               `json:"accuracy"`                 // 0-1 strict metric over all frames, mean over models, executed = 1
-	AccuracyGraded  float64               `json:"accuracy_graded"`          // 0-1 graded count metric over all frames
-	ExecutionsSaved float64               `json:"executions_saved"`         // 0-1
-	MSPerFrame      float64               `json:"ms_per_frame"`             // mean model time per frame over the whole run, profiling included
-	ProfiledShare   float64               `json:"profiled_share"`           // share of frames profiled (every model run: bootstrap, windows, active sampling, cost probe)
+	Policy          string  `json:"policy"`
+	Budget          string  `json:"budget"`       // as given/rendered, e.g. "460ms", "5GB", "none"
+	BudgetValue     float64 `json:"budget_value"` // ms per frame, or bytes; 0 for none
+	BudgetUnit      string  `json:"budget_unit"`  // "ms", "bytes" or "" (none)
+	BudgetShare     float64 `json:"budget_share"` // budget / total cost of all models (0..1+; 0 for none)
+	Sampling        string  `json:"sampling"`     // "native" or e.g. "1fps"
+	Frames          int     `json:"frames"`
+	Accuracy        float64 `json:"accuracy"`         // 0-1 strict metric over all frames, mean over models, executed = 1
+	AccuracyGraded  float64 `json:"accuracy_graded"`  // 0-1 graded count metric over all frames
+	ExecutionsSaved float64 `json:"executions_saved"` // 0-1
+	MSPerFrame      float64 `json:"ms_per_frame"`     // mean model time per frame over the whole run, profiling included
+	ProfiledShare   float64 `json:"profiled_share"`   // share of frames profiled (every model run: bootstrap, windows, active sampling, cost probe)
 	// The headline: accuracy on the frames the policy did not profile
 	// (profiled frames are exact for every policy by construction).
 	AccuracyUnprofiled       float64 `json:"accuracy_unprofiled"`
@@ -45,10 +45,10 @@ type Row struct {
 	Fits bool `json:"fits"`
 	// MemoryLoaded is the most memory the models a policy kept loaded
 	// needed at once (see the replay for the window it is measured over).
-	MemoryLoaded int64 `json:"memory_loaded,omitempty"`
-	FilteredShare   float64               `json:"filtered_share,omitempty"` // share of frames filtered (Reducto)
-	Selected        []string              `json:"selected,omitempty"`       // models executed in the final selection
-	PerModel        map[string]ModelScore `json:"per_model"`
+	MemoryLoaded  int64                 `json:"memory_loaded,omitempty"`
+	FilteredShare float64               `json:"filtered_share,omitempty"` // share of frames filtered (Reducto)
+	Selected      []string              `json:"selected,omitempty"`       // models executed in the final selection
+	PerModel      map[string]ModelScore `json:"per_model"`
 }
 
 // ModelScore is one model's outcome in a Row.
