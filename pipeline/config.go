@@ -225,7 +225,17 @@ const (
 type BudgetConfig struct {
 	GPUMemory  ByteSize `yaml:"gpu_memory"`
 	MSPerFrame float64  `yaml:"ms_per_frame"`
+	// TimeMode is what ms_per_frame means: mean (the default; throughput,
+	// the mean model time per frame over the run, profiling included) or
+	// cap (no frame's executed models over it; profiling frames excepted).
+	TimeMode string `yaml:"time_mode"`
 }
+
+// Time budget modes (budget.time_mode).
+const (
+	TimeModeMean = "mean"
+	TimeModeCap  = "cap"
+)
 
 // MergerConfig bounds the merger.
 type MergerConfig struct {
@@ -280,7 +290,11 @@ var ReductoFeatures = []string{"pixel", "area", "edge", "corner"}
 // predicted by link ensembles); mlink-hybrid (beyond the paper: models may
 // run on every k-th frame, and each model not run is served by its link
 // ensemble or its own reused last output, whichever measured better).
-var Policies = []string{"all", "standalone", "mlink", "mlink-hybrid"}
+//
+// skip and skip-per-model are frame skipping, what camera users run today:
+// every model on every k-th frame, or each model its own interval by the
+// square-root rule, the last output reused in between.
+var Policies = []string{"all", "standalone", "skip", "skip-per-model", "mlink", "mlink-hybrid"}
 
 // LoadConfig reads, defaults and validates a config file. The error lists
 // every problem found.
@@ -330,6 +344,9 @@ func (e *ConfigError) Error() string {
 
 // EnsureDefaults fills every unset field with its default.
 func (c *Config) EnsureDefaults() {
+	if c.Budget.TimeMode == "" {
+		c.Budget.TimeMode = TimeModeMean
+	}
 	if c.NATS.Listen == "" {
 		c.NATS.Listen = EmbeddedListen
 	}
@@ -598,6 +615,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Budget.GPUMemory < 0 || c.Budget.MSPerFrame < 0 {
 		p.add("budget: gpu_memory and ms_per_frame must not be negative")
+	}
+	if c.Budget.TimeMode != TimeModeMean && c.Budget.TimeMode != TimeModeCap {
+		p.add("budget.time_mode: %q is not one of mean, cap", c.Budget.TimeMode)
+	}
+	if (c.Scheduler.Policy == "skip" || c.Scheduler.Policy == "skip-per-model") && c.Budget.MSPerFrame == 0 {
+		p.add("budget: policy %s needs a time budget (budget.ms_per_frame, or --budget 400ms): skipping frames saves time, not memory", c.Scheduler.Policy)
 	}
 	if (c.Scheduler.Policy == "standalone" || c.Scheduler.Policy == "mlink") &&
 		c.Budget.GPUMemory == 0 && c.Budget.MSPerFrame == 0 {

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -53,6 +54,7 @@ type SkipPolicy struct {
 	// Routing-goroutine state.
 	frameIndex map[string]int64
 	sel        *Selection
+	every      map[string]int // each model's interval (0: never)
 }
 
 // NewSkipPolicy creates a frame-skipping policy over costs (memory may be
@@ -99,7 +101,7 @@ func (p *SkipPolicy) Plan(f FrameInfo) pipeline.Plan {
 		return plan
 	}
 	for _, m := range p.cfg.Models {
-		if k := p.sel.Every[m]; k == 1 || runsOn(index, k, p.sel.phases[m]) {
+		if k := p.every[m]; k == 1 || runsOn(index, k, p.sel.phases[m]) {
 			plan.Exact = append(plan.Exact, m)
 		} else {
 			plan.Reused = append(plan.Reused, m)
@@ -150,15 +152,18 @@ func (p *SkipPolicy) reselect(now time.Time) {
 	}
 	sel := &Selection{At: now, Reason: "costs measured", Every: map[string]int{}, Budget: b}
 	for _, m := range p.cfg.Models {
-		if every[m] == 1 {
+		switch k := every[m]; k {
+		case 1:
 			sel.Exact = append(sel.Exact, m)
-		} else {
-			sel.Every[m] = every[m]
+		case 0:
+			sel.Reused = append(sel.Reused, m) // over a capped budget alone
+		default:
+			sel.Every[m] = k
 			sel.Reused = append(sel.Reused, m)
 		}
 	}
 	sel.phases, _ = staggerPhases(p.cfg.Models, every, costs)
-	p.sel = sel
+	p.sel, p.every = sel, every
 	p.log.Info().Str("budget", p.cfg.Budget.String()).Str("selection_budget", b.String()).Str("intervals", sel.rotating()).
 		Strs("every_frame", sel.Exact).Msg("skipping intervals set")
 }
@@ -171,6 +176,8 @@ func (p *SkipPolicy) reselect(now time.Time) {
 // interval is the one the mean alone would need: the bench shows the row
 // as not fitting.
 func SkipIntervals(models []string, costs map[string]Cost, b Budget) map[string]int {
+	out := map[string]int{}
+	models = withinCap(models, costs, b, out)
 	total := sum(costs, models).MS
 	fits := func(k int) bool {
 		if b.MS <= 0 {
@@ -198,7 +205,6 @@ func SkipIntervals(models []string, costs map[string]Cost, b Budget) map[string]
 		k = int(math.Ceil(total/b.MS - 1e-9))
 	}
 	k = min(max(k, 1), maxSkip)
-	out := map[string]int{}
 	for _, m := range models {
 		out[m] = k
 	}
@@ -212,8 +218,10 @@ func SkipIntervals(models []string, costs map[string]Cost, b Budget) map[string]
 // staggering can keep every frame within the cap) and the staggered cycle
 // must fit. Where no λ fits, the largest intervals tried are returned.
 func SkipPerModelIntervals(models []string, costs map[string]Cost, b Budget) map[string]int {
+	never := map[string]int{}
+	models = withinCap(models, costs, b, never)
 	intervals := func(lambda float64) map[string]int {
-		out := map[string]int{}
+		out := maps.Clone(never)
 		for _, m := range models {
 			// Just above a breakpoint λ·√c = n the interval is n+1.
 			k := max(1, int(math.Floor(lambda*math.Sqrt(costs[m].MS)+1e-9))+1)
@@ -281,9 +289,28 @@ func SkipPerModelIntervals(models []string, costs map[string]Cost, b Budget) map
 	return last
 }
 
+// withinCap returns the models that fit a capped budget on their own; the
+// others are set to never run (interval 0) in never: under a cap they can
+// run on no frame but a profiling one.
+func withinCap(models []string, costs map[string]Cost, b Budget, never map[string]int) []string {
+	if !b.Capped() {
+		return models
+	}
+	var out []string
+	for _, m := range models {
+		if costs[m].MS <= b.MS+1e-9 {
+			out = append(out, m)
+		} else {
+			never[m] = 0
+		}
+	}
+	return out
+}
+
+// allAtLeast: every model that runs at all runs at most every k frames.
 func allAtLeast(every map[string]int, k int) bool {
 	for _, v := range every {
-		if v < k {
+		if v > 0 && v < k {
 			return false
 		}
 	}

@@ -15,19 +15,21 @@ func TestSkipIntervals(t *testing.T) {
 	costs := map[string]Cost{"a": {MS: 100}, "b": {MS: 50}, "c": {MS: 10}}
 	for _, c := range []struct {
 		b    Budget
-		want int
+		want map[string]int
 	}{
-		{Budget{MS: 60}, 3},                 // 160/3 = 53 ≤ 60
-		{Budget{MS: 100}, 2},                // 80
-		{Budget{MS: 200}, 1},                // everything fits
-		{Budget{MS: 100, Mode: TimeCap}, 2}, // a | b+c
-		{Budget{MS: 60, Mode: TimeCap}, 3},  // a alone is over the cap: the mean's k
-		{Budget{MS: 110, Mode: TimeCap}, 2}, // a+c | b
+		{Budget{MS: 60}, map[string]int{"a": 3, "b": 3, "c": 3}},                 // 160/3 = 53 ≤ 60
+		{Budget{MS: 100}, map[string]int{"a": 2, "b": 2, "c": 2}},                // 80
+		{Budget{MS: 200}, map[string]int{"a": 1, "b": 1, "c": 1}},                // everything fits
+		{Budget{MS: 100, Mode: TimeCap}, map[string]int{"a": 2, "b": 2, "c": 2}}, // a | b+c
+		{Budget{MS: 110, Mode: TimeCap}, map[string]int{"a": 2, "b": 2, "c": 2}}, // a+c | b
+		// a alone is over the cap: it can run on no frame but a profiling one.
+		{Budget{MS: 60, Mode: TimeCap}, map[string]int{"a": 0, "b": 1, "c": 1}},
+		{Budget{MS: 55, Mode: TimeCap}, map[string]int{"a": 0, "b": 2, "c": 2}},
 	} {
 		got := SkipIntervals(models, costs, c.b)
 		for _, m := range models {
-			if got[m] != c.want {
-				t.Errorf("%s: %s every %d, want %d", c.b, m, got[m], c.want)
+			if got[m] != c.want[m] {
+				t.Errorf("%s (%s): %s every %d, want %d", c.b, c.b.Mode, m, got[m], c.want[m])
 			}
 		}
 	}

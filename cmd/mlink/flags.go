@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -18,11 +19,12 @@ import (
 // and where a command offers them, overrides of the file (flags win, as
 // in nats-server).
 type configFlags struct {
-	path     string
-	natsURL  string
-	policy   string
-	budget   string
-	training string
+	path       string
+	natsURL    string
+	policy     string
+	budget     string
+	budgetMode string
+	training   string
 }
 
 type flagSet interface {
@@ -34,8 +36,9 @@ func (c *configFlags) register(fs flagSet, overrides bool) {
 	fs.StringVar(&c.path, "c", "", "config file")
 	if overrides {
 		fs.StringVar(&c.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
-		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): all, standalone, mlink, mlink-hybrid")
+		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): "+strings.Join(pipeline.Policies, ", "))
 		fs.StringVar(&c.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
+		fs.StringVar(&c.budgetMode, "budget-mode", "", "what a time budget means (overrides budget.time_mode): mean (throughput, the default) or cap (no frame over it)")
 		fs.StringVar(&c.training, "training", "", "where links are trained (overrides scheduler.training): local, or remote (by the trainer role)")
 	}
 }
@@ -60,6 +63,9 @@ func (c *configFlags) load() (*pipeline.Config, error) {
 			b, err := scheduler.ParseBudget(c.budget)
 			budgetErr = err
 			cfg.Budget.GPUMemory, cfg.Budget.MSPerFrame = pipeline.ByteSize(b.Memory), b.MS
+		}
+		if c.budgetMode != "" {
+			cfg.Budget.TimeMode = c.budgetMode
 		}
 	})
 	if budgetErr != nil {

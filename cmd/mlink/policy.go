@@ -29,6 +29,10 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		}
 	}
 	a.costs = scheduler.NewCostModel(initial)
+	if p := cfg.Scheduler.Policy; p == scheduler.PolicySkip || p == scheduler.PolicySkipPerModel {
+		return scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: p == scheduler.PolicySkipPerModel,
+			Models: models, Budget: schedulerBudget(cfg), Period: cfg.Scheduler.Period}, a.costs, a.log), nil
+	}
 	var learner scheduler.Learner
 	remote := cfg.Scheduler.Training == pipeline.TrainingRemote
 	if usesLinks(cfg.Scheduler.Policy) && !remote {
@@ -95,5 +99,9 @@ func (a *app) gpuProbe() scheduler.MemoryProbe {
 }
 
 func schedulerBudget(cfg *pipeline.Config) scheduler.Budget {
-	return scheduler.Budget{Memory: int64(cfg.Budget.GPUMemory), MS: cfg.Budget.MSPerFrame}
+	b := scheduler.Budget{Memory: int64(cfg.Budget.GPUMemory), MS: cfg.Budget.MSPerFrame, Mode: scheduler.TimeMean}
+	if cfg.Budget.TimeMode == pipeline.TimeModeCap {
+		b.Mode = scheduler.TimeCap
+	}
+	return b
 }

@@ -9,8 +9,8 @@ import (
 )
 
 // BudgetPoints are the budgets where 1, 2, … of the cheapest models fit
-// (all but the last: all of them fit needs no budget), and one third and two
-// thirds of the total cost, in the given unit ("ms" or "memory"), sorted and
+// (all but the last: all of them fit needs no budget), and a quarter, a
+// third, a half and two thirds of the total cost, in the given unit ("ms" or "memory"), sorted and
 // without duplicates.
 func BudgetPoints(costs map[string]scheduler.Cost, unit string) []scheduler.Budget {
 	var values []float64
@@ -32,7 +32,7 @@ func BudgetPoints(costs map[string]scheduler.Cost, unit string) []scheduler.Budg
 		sum += v
 		points = append(points, sum)
 	}
-	points = append(points, total/3, 2*total/3)
+	points = append(points, total/4, total/3, total/2, 2*total/3)
 	var out []scheduler.Budget
 	for _, p := range points {
 		if p <= 0 {

@@ -58,6 +58,9 @@ type Options struct {
 	// (Reducto): a filtered frame reuses every model's last output, unless
 	// the policy profiles it.
 	Send func(camera string, seq uint64) bool
+	// FilterProfiles, if set, tells the frames the filter profiled (sent
+	// whole to learn from): they are scored as profiled frames.
+	FilterProfiles func(camera string, seq uint64) bool
 	// Name overrides the policy's name in the row (e.g. "reducto+mlink").
 	Name string
 	// Hybrid turns mlink-hybrid's mechanisms off (ablation rows, named
@@ -224,7 +227,8 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		for m, o := range exact {
 			last[m] = o
 		}
-		sc.score(rec, res, types, frameMS)
+		profiled := plan.Profiling || (opts.FilterProfiles != nil && opts.FilterProfiles(rec.Camera, rec.Seq))
+		sc.score(rec, res, types, frameMS, profiled)
 		if ctrl != nil {
 			ctrl.ObserveResult(res)
 		}

@@ -228,7 +228,7 @@ func TestMediaClock(t *testing.T) {
 func TestBudgetPoints(t *testing.T) {
 	costs := map[string]scheduler.Cost{"a": {MS: 10, Memory: 1 << 30}, "b": {MS: 20, Memory: 2 << 30}, "c": {MS: 60, Memory: 3 << 30}}
 	got := BudgetPoints(costs, "ms")
-	want := []float64{10, 30, 60} // 1 model, 2 models (and ⅓ of 90), ⅔ of 90
+	want := []float64{10, 23, 30, 45, 60} // 1 model, ¼ of 90 (rounded up), 2 models (and ⅓), ½, ⅔
 	if len(got) != len(want) {
 		t.Fatalf("points %v, want %v ms", got, want)
 	}
@@ -238,8 +238,9 @@ func TestBudgetPoints(t *testing.T) {
 		}
 	}
 	mem := BudgetPoints(costs, "memory")
-	// 1 GB, 3 GB (one and two models), 2 GB and 4 GB (⅓ and ⅔ of 6 GB).
-	if len(mem) != 4 || mem[0].Memory != 1<<30 || mem[1].Memory != 2<<30 || mem[2].Memory != 3<<30 || mem[3].Memory != 4<<30 {
+	// 1 GB, 3 GB (one and two models, and ½ of 6 GB), 1.5 GB, 2 GB and
+	// 4 GB (¼, ⅓ and ⅔).
+	if len(mem) != 5 || mem[0].Memory != 1<<30 || mem[1].Memory != 1536<<20 || mem[2].Memory != 2<<30 || mem[3].Memory != 3<<30 || mem[4].Memory != 4<<30 {
 		t.Errorf("memory points %v", mem)
 	}
 }

@@ -54,10 +54,10 @@ func newScorer(models []string, costs map[string]scheduler.Cost) *scorer {
 }
 
 // score compares every model's output in res with the recorded exact one,
-// and books the frame's cost (its executed models, costMS). A model the
-// recording has no output for (it failed) is not scored on that frame.
-func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType, costMS float64) {
-	profiled := res.Plan.Profiling
+// and books the frame's cost (its executed models, costMS). profiled: the
+// frame ran every model as the policy's evidence. A model the recording has
+// no output for (it failed) is not scored on that frame.
+func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType, costMS float64, profiled bool) {
 	s.frames++
 	s.ms += costMS
 	s.frameMS = append(s.frameMS, costMS)
