@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,8 +54,10 @@ type SkipPolicy struct {
 
 	// Routing-goroutine state.
 	frameIndex map[string]int64
-	sel        *Selection
 	every      map[string]int // each model's interval (0: never)
+	phases     map[string]int
+	// sel is read by status lines from other goroutines.
+	sel atomic.Pointer[Selection]
 }
 
 // NewSkipPolicy creates a frame-skipping policy over costs (memory may be
@@ -75,7 +78,7 @@ func (p *SkipPolicy) Name() string {
 }
 
 // Selection is the current intervals (nil before costs are measured).
-func (p *SkipPolicy) Selection() *Selection { return p.sel }
+func (p *SkipPolicy) Selection() *Selection { return p.sel.Load() }
 
 // Plan implements Policy.
 func (p *SkipPolicy) Plan(f FrameInfo) pipeline.Plan {
@@ -86,7 +89,7 @@ func (p *SkipPolicy) Plan(f FrameInfo) pipeline.Plan {
 	index := p.frameIndex[f.Camera]
 	p.frameIndex[f.Camera] = index + 1
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: p.Name()}
-	if p.sel == nil || now.Sub(p.sel.At) >= p.cfg.Period {
+	if sel := p.sel.Load(); sel == nil || now.Sub(sel.At) >= p.cfg.Period {
 		if !p.costsKnown() {
 			// The cost probe, the one exception to a capped budget.
 			plan.Exact, plan.Profiling = p.cfg.Models, true
@@ -101,7 +104,7 @@ func (p *SkipPolicy) Plan(f FrameInfo) pipeline.Plan {
 		return plan
 	}
 	for _, m := range p.cfg.Models {
-		if k := p.every[m]; k == 1 || runsOn(index, k, p.sel.phases[m]) {
+		if k := p.every[m]; k == 1 || runsOn(index, k, p.phases[m]) {
 			plan.Exact = append(plan.Exact, m)
 		} else {
 			plan.Reused = append(plan.Reused, m)
@@ -163,7 +166,8 @@ func (p *SkipPolicy) reselect(now time.Time) {
 		}
 	}
 	sel.phases, _ = staggerPhases(p.cfg.Models, every, costs)
-	p.sel, p.every = sel, every
+	p.every, p.phases = every, sel.phases
+	p.sel.Store(sel)
 	p.log.Info().Str("budget", p.cfg.Budget.String()).Str("selection_budget", b.String()).Str("intervals", sel.rotating()).
 		Strs("every_frame", sel.Exact).Msg("skipping intervals set")
 }

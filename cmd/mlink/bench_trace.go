@@ -272,6 +272,9 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			}
 			learners[temporal] = replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, learnerOptions(policy, o.temporal, o.seed, o.epochs)))
 		}
+		if !o.temporal {
+			learners[true] = learners[false] // the same links: train them once
+		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
 			Sampling: sampling, Log: log}

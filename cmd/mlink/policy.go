@@ -30,8 +30,9 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 	}
 	a.costs = scheduler.NewCostModel(initial)
 	if p := cfg.Scheduler.Policy; p == scheduler.PolicySkip || p == scheduler.PolicySkipPerModel {
-		return scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: p == scheduler.PolicySkipPerModel,
-			Models: models, Budget: schedulerBudget(cfg), Period: cfg.Scheduler.Period}, a.costs, a.log), nil
+		a.skip = scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: p == scheduler.PolicySkipPerModel,
+			Models: models, Budget: schedulerBudget(cfg), Period: cfg.Scheduler.Period}, a.costs, a.log)
+		return a.skip, nil
 	}
 	var learner scheduler.Learner
 	remote := cfg.Scheduler.Training == pipeline.TrainingRemote

@@ -110,6 +110,8 @@ type app struct {
 	trainer *scheduler.Trainer
 	// control is the budget-aware policy (nil for policy all).
 	control *scheduler.Controller
+	// skip is the frame-skipping policy (policies skip, skip-per-model).
+	skip    *scheduler.SkipPolicy
 	costs   *scheduler.CostModel
 	results *resultTracker
 	// failedModels are the models that could not be loaded: the pipeline

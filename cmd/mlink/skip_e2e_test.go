@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
+)
+
+// skip-per-model live: after the cost probe each model runs on its own
+// interval (the expensive one not on every frame) and is reused between;
+// every result has every model, and a reused output is the model's last
+// exact one.
+func TestEndToEndSkipPerModel(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface", "lines", "fullbody")
+	cfg.Cameras[0].Loop = true
+	cfg.Scheduler.Policy = "skip-per-model"
+	cfg.Budget.MSPerFrame = 80 // under the four models' ~250 ms: fullbody cannot run on every frame
+	var mu sync.Mutex
+	var results []*pipeline.Result
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	natstest.WaitFor(t, 3*time.Minute, "60 frames after the intervals are set", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return a.skip.Selection() != nil && len(results) >= 62
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	sel := a.skip.Selection()
+	t.Logf("selection: %s", sel)
+	if k := sel.Every["fullbody"]; k < 2 {
+		t.Fatalf("fullbody every %d frames under an 80 ms budget", k)
+	}
+	lastExact := map[string]uint64{}
+	fullbodyRuns, planned := 0, 0
+	for _, r := range results {
+		for _, m := range cfg.Models {
+			o := r.Outputs[m.Name]
+			if o == nil {
+				t.Fatalf("frame %d has no %s output (partial %v)", r.Seq, m.Name, r.Partial)
+			}
+			switch o.Source {
+			case pipeline.SourceExact:
+				lastExact[m.Name] = r.Seq
+			case pipeline.SourceReused:
+				if o.FromSeq != lastExact[m.Name] {
+					t.Errorf("frame %d: %s reused from %d, its last exact output is from %d", r.Seq, m.Name, o.FromSeq, lastExact[m.Name])
+				}
+			default:
+				t.Errorf("frame %d: %s is %s: skipping predicts nothing", r.Seq, m.Name, o.Source)
+			}
+		}
+		if r.Plan.Profiling {
+			continue
+		}
+		planned++
+		if r.Outputs["fullbody"].Source == pipeline.SourceExact {
+			fullbodyRuns++
+		}
+	}
+	if planned < 30 || fullbodyRuns == 0 || fullbodyRuns == planned {
+		t.Errorf("fullbody ran on %d of %d planned frames: want on its turns only", fullbodyRuns, planned)
+	}
+}
