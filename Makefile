@@ -7,7 +7,7 @@ export ONNXRUNTIME_LIB := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Pure-logic packages must build and test without cgo.
 NOCGO_PKGS := ./pipeline/... ./links/... ./scheduler/...
 
-.PHONY: deps build run demo-mlink test test-nocgo validate-configs bench clean
+.PHONY: deps build run demo-mlink demo-hybrid demo-skip test test-nocgo validate-configs bench bench-trace clean
 
 deps:
 	@./scripts/deps.sh
@@ -21,6 +21,20 @@ run: build
 # The demo under a budget of about a third of the models' time per frame.
 demo-mlink: build
 	$(BIN) run -c configs/demo.yaml --policy mlink --budget 450ms
+
+demo-hybrid: build
+	$(BIN) run -c configs/demo.yaml --policy mlink-hybrid --budget 450ms
+
+# What camera users run today: each model on its own interval.
+demo-skip: build
+	$(BIN) run -c configs/demo.yaml --policy skip-per-model --budget 450ms
+
+# Every policy on every committed trace (the README's tables; a few minutes).
+BENCH_ARGS := --budgets 1/4,1/3,1/2 --auto-budgets=false
+bench-trace: build
+	$(BIN) bench --trace links/testdata/vtest.trace.gz --out docs/bench
+	$(BIN) bench --trace testdata/traces/vtest-left.trace.gz $(BENCH_ARGS) --sampling native --out docs/bench/vtest-left
+	$(BIN) bench --trace testdata/traces/vtest-right.trace.gz $(BENCH_ARGS) --sampling native --out docs/bench/vtest-right
 
 validate-configs: build
 	@for f in configs/*.yaml; do $(BIN) validate -c $$f || exit 1; done

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,7 +41,11 @@ const reductoTarget = 0.9
 type benchTraceOptions struct {
 	trace        string
 	budgets      []scheduler.Budget
-	unit         string
+	// shares are budgets given as shares of the trace's total cost (in unit).
+	shares []float64
+	// autoBudgets adds the automatic budget points.
+	autoBudgets bool
+	unit        string
 	policies     []string
 	samplings    []int // strides: 1 native, 10 = 1 fps on a 10 fps trace
 	modes        []scheduler.TimeMode
@@ -63,9 +68,28 @@ type benchTraceOptions struct {
 }
 
 func cmdBenchTrace(args []string) error {
+	o, err := parseBenchTrace(args)
+	if err != nil {
+		return err
+	}
+	log, err := pipeline.NewLogger(pipeline.LogConfig{Level: "warn"}, os.Stderr)
+	if err != nil {
+		return err
+	}
+	rows, err := benchTrace(o, log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	return writeBenchTrace(o, rows)
+}
+
+// parseBenchTrace reads the flags of mlink bench --trace; every problem is
+// reported at once (exit 2).
+func parseBenchTrace(args []string) (benchTraceOptions, error) {
 	fs := newFlagSet("bench")
 	trace := fs.String("trace", "", "trace recorded by 'mlink profile' (required)")
-	budgets := fs.String("budgets", "", "budgets to add to the automatic ones, comma-separated (e.g. 460ms,920ms or 5GB; 5GB+40ms for both)")
+	budgets := fs.String("budgets", "", "budgets to add to the automatic ones, comma-separated (e.g. 460ms,920ms or 5GB; 5GB+40ms for both; 25% or 1/4 for a share of the total cost in --unit)")
+	auto := fs.Bool("auto-budgets", true, "include the automatic budget points (where 1, 2, … of the cheapest models fit; ¼, ⅓, ½, ⅔ of the total cost)")
 	unit := fs.String("unit", "ms", "unit of the automatic budget points: ms or memory")
 	policies := fs.String("policies", strings.Join(benchPolicies, ","), "policies to compare")
 	sampling := fs.String("sampling", "native,1fps", "samplings of the trace: native, and/or Nfps")
@@ -82,18 +106,18 @@ func cmdBenchTrace(args []string) error {
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+		return benchTraceOptions{}, &exitError{2, err}
 	}
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
-		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video}
+		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	o.policiesGiven = given["policies"]
 	if *cfgPath != "" {
 		cfg, err := pipeline.LoadConfig(*cfgPath)
 		if err != nil {
-			return err
+			return o, err
 		}
 		sc := cfg.Scheduler
 		if !given["period"] {
@@ -121,6 +145,25 @@ func cmdBenchTrace(args []string) error {
 		problems = append(problems, fmt.Errorf("--unit %q: want ms or memory", o.unit))
 	}
 	for _, b := range splitList(*budgets) {
+		if num, den, ok := strings.Cut(b, "/"); ok {
+			n, err1 := strconv.ParseFloat(num, 64)
+			d, err2 := strconv.ParseFloat(den, 64)
+			if err1 != nil || err2 != nil || n <= 0 || d <= 0 {
+				problems = append(problems, fmt.Errorf("--budgets %q: want a share of the total cost such as 1/3", b))
+				continue
+			}
+			o.shares = append(o.shares, n/d)
+			continue
+		}
+		if pct, ok := strings.CutSuffix(b, "%"); ok {
+			v, err := strconv.ParseFloat(pct, 64)
+			if err != nil || v <= 0 {
+				problems = append(problems, fmt.Errorf("--budgets %q: want a positive share such as 33%%", b))
+				continue
+			}
+			o.shares = append(o.shares, v/100)
+			continue
+		}
 		parsed, err := scheduler.ParseBudget(strings.ReplaceAll(b, "+", ","))
 		if err != nil {
 			problems = append(problems, err)
@@ -168,16 +211,12 @@ func cmdBenchTrace(args []string) error {
 		problems = append(problems, errors.New("--period must be ≥ 1s, --profile-share in (0,1], --train-share in (0,1)"))
 	}
 	if len(problems) > 0 {
-		return &exitError{2, errors.Join(problems...)}
+		return o, &exitError{2, errors.Join(problems...)}
 	}
-	log, err := pipeline.NewLogger(pipeline.LogConfig{Level: "warn"}, os.Stderr)
-	if err != nil {
-		return err
-	}
-	rows, err := benchTrace(o, log, os.Stderr)
-	if err != nil {
-		return err
-	}
+	return o, nil
+}
+
+func writeBenchTrace(o benchTraceOptions, rows []report.Row) error {
 	if err := report.WriteTable(os.Stdout, rows); err != nil {
 		return err
 	}
@@ -189,7 +228,14 @@ func cmdBenchTrace(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "wrote %s and %d plots to %s\n", "results.json", len(paths), o.out)
+		var md strings.Builder
+		if err := report.WriteMarkdown(&md, rows); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(o.out, "table.md"), []byte(md.String()), 0o644); err != nil {
+			return fmt.Errorf("bench: write table.md: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote results.json, table.md and %d plots to %s\n", len(paths), o.out)
 	}
 	return nil
 }
@@ -229,7 +275,18 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		fps = tr.Header.FPS
 	}
 	costs := tr.Costs()
-	budgets := replay.BudgetPoints(costs, o.unit)
+	var budgets []scheduler.Budget
+	if o.autoBudgets {
+		budgets = replay.BudgetPoints(costs, o.unit)
+	}
+	for _, share := range o.shares {
+		if b := replay.BudgetAtShare(costs, o.unit, share); !slices.Contains(budgets, b) {
+			budgets = append(budgets, b)
+		}
+	}
+	if len(budgets) == 0 {
+		return nil, errors.New("bench: no budgets (give --budgets, or keep --auto-budgets)")
+	}
 	for _, b := range o.budgets {
 		if !slices.Contains(budgets, b) {
 			budgets = append(budgets, b)

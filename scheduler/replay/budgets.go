@@ -55,3 +55,20 @@ func BudgetPoints(costs map[string]scheduler.Cost, unit string) []scheduler.Budg
 	})
 	return out
 }
+
+// BudgetAtShare is the budget at a share of the total cost in the unit
+// ("ms" or "memory"), rounded up like BudgetPoints.
+func BudgetAtShare(costs map[string]scheduler.Cost, unit string, share float64) scheduler.Budget {
+	total := 0.0
+	for _, c := range costs {
+		if unit == "memory" {
+			total += float64(c.Memory)
+		} else {
+			total += c.MS
+		}
+	}
+	if unit == "memory" {
+		return scheduler.Budget{Memory: int64(math.Ceil(share*total/(1<<20))) << 20}
+	}
+	return scheduler.Budget{MS: math.Ceil(share * total)}
+}
