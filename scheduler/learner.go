@@ -72,9 +72,10 @@ func (e LinkEvidence) SetAccuracy(target string, executed []string) (float64, bo
 }
 
 // ReuseAccuracy implements ReuseEvidence from the reuse baselines measured
-// at a few ages (seq differences): linear between measured ages, the
-// youngest's value below them, and beyond the oldest falling to the
-// constant guess (atAge; 0 when no age was measured).
+// at a few ages (seq differences; AtStride asks in frames of a sampled
+// stream): linear between measured ages, the youngest's value below them,
+// and beyond the oldest falling to the constant guess (atAge; 0 when no
+// age was measured).
 func (e LinkEvidence) ReuseAccuracy(target string, age int) float64 {
 	c := e.curves()
 	pts := c.reuse[target]
