@@ -30,7 +30,8 @@ type CountScore struct {
 	MAE    float64 `json:"mae"`
 }
 
-// PairAccuracy is the accuracy of the link Source → Target.
+// PairAccuracy is the accuracy of the link Source → Target on the frames
+// Target has an output for; where Source has none it scores a miss.
 type PairAccuracy struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
@@ -39,7 +40,9 @@ type PairAccuracy struct {
 }
 
 // EnsembleAccuracy is the accuracy of Target's ensemble over exactly the
-// Sources (for temporal ensembles, plus Target's output Age frames ago).
+// Sources (for temporal ensembles, plus Target's output Age seqs ago), on
+// the frames Target has an output for: where none of the Sources has one
+// the ensemble cannot predict, which scores a miss, as in production.
 type EnsembleAccuracy struct {
 	Target  string   `json:"target"`
 	Sources []string `json:"sources"`
@@ -64,7 +67,7 @@ type SizeAccuracy struct {
 
 // BaselineAccuracy is a prediction without links: "constant" (the
 // training data's majority class / most frequent count / mean) or "reuse"
-// (the target's own exact output Age frames earlier).
+// (the target's own exact output Age seqs earlier).
 type BaselineAccuracy struct {
 	Target   string `json:"target"`
 	Baseline string `json:"baseline"`
@@ -73,7 +76,7 @@ type BaselineAccuracy struct {
 }
 
 // TemporalAccuracy is the accuracy of a temporal link (Source empty: the
-// self-temporal link) given the target's output Age frames earlier.
+// self-temporal link) given the target's output Age seqs earlier.
 type TemporalAccuracy struct {
 	Source string `json:"source"`
 	Target string `json:"target"`
@@ -84,7 +87,10 @@ type TemporalAccuracy struct {
 
 // Evaluation is the measured accuracy of a link set on held-out frames.
 type Evaluation struct {
-	Frames    int                `json:"frames"`
+	Frames int `json:"frames"`
+	// Ages (seq differences) at which reuse and temporal links were
+	// measured: Options.EvalAges and their multiples of the records' seq
+	// step (evalAges). An age without a pair of records has no results.
 	Ages      []int              `json:"ages"`
 	Pairs     []PairAccuracy     `json:"pairs"`
 	Ensembles []EnsembleAccuracy `json:"ensembles"`
@@ -194,6 +200,16 @@ func (a *scoreAcc) add(strict float64, pc, ec float64) {
 	a.cacc += CountAccuracy(pc, ec)
 	a.graded += GradedCountAccuracy(pc, ec)
 	a.mae += math.Abs(pc - ec)
+	a.n++
+}
+
+// miss counts a frame the target has an exact output for but no
+// prediction: none of the sources in use has an output there. Production
+// then has nothing to predict from and serves no output, which scores 0
+// (strict, count accuracy and graded); for the MAE an absent count reads
+// as none detected.
+func (a *scoreAcc) miss(ec float64) {
+	a.mae += math.Abs(ec)
 	a.n++
 }
 
@@ -316,9 +332,14 @@ func (s *Set) newEvalIndex(ev *Evaluation) *evalIndex {
 	for _, e := range ev.TemporalEnsembles {
 		if ti, ok := s.index[e.Target]; ok {
 			ix.tens[ti][tkey{s.maskOf(e.Sources), e.Age}] = e.Accuracy
+			ix.ages = append(ix.ages, e.Age)
 		}
 	}
-	ix.ages = slices.Sorted(slices.Values(ev.Ages))
+	// The ages something was measured at: an evaluated age without a pair
+	// of records (ages below the samples' seq step) has no measurement to
+	// report as a Confidence.
+	slices.Sort(ix.ages)
+	ix.ages = slices.Compact(ix.ages)
 	return ix
 }
 
@@ -365,11 +386,12 @@ func (s *Set) evaluate(recs []*TraceRecord) *Evaluation {
 	if workers <= 0 {
 		workers = 1
 	}
+	ages := evalAges(o.EvalAges, recs)
 	_ = parallel(workers, len(s.Models), func(ti int) error {
-		res[ti] = s.evalTarget(ds, bySeq, ti)
+		res[ti] = s.evalTarget(ds, bySeq, ti, ages)
 		return nil
 	})
-	ev := &Evaluation{Frames: len(recs), Ages: slices.Clone(o.EvalAges)}
+	ev := &Evaluation{Frames: len(recs), Ages: ages}
 	for _, r := range res {
 		ev.Pairs = append(ev.Pairs, r.pairs...)
 		ev.Ensembles = append(ev.Ensembles, r.ens...)
@@ -382,10 +404,57 @@ func (s *Set) evaluate(recs []*TraceRecord) *Evaluation {
 	return ev
 }
 
+// evalAges are the ages, in seqs, at which reuse and temporal links are
+// measured: the configured ages and the same ages in steps of the samples'
+// own stream. Ages are seq differences (as temporal links are trained and
+// production passes them), and the profiled samples come from the stream
+// the scheduler plans: sampled at 1 fps from a 10 fps camera, or from a
+// camera dropping stale frames, consecutive samples are 10 seqs apart, so
+// ages 1, 2 and 5 find no pairs, while the selection asks about ages of k
+// frames of that stream (10k seqs). Multiples of the step measure those
+// at the configured frame ages (1, 2, 5, 10, 30 frames) where the data
+// has them; natively (step 1) the ages are the configured ones. Ages
+// without a pair are left out of the results.
+func evalAges(configured []int, recs []*TraceRecord) []int {
+	step := seqStep(recs)
+	ages := slices.Clone(configured)
+	if step > 1 {
+		for _, a := range configured {
+			ages = append(ages, a*step)
+		}
+	}
+	slices.Sort(ages)
+	return slices.Compact(ages)
+}
+
+// seqStep is the typical seq difference between consecutive records of a
+// camera: the median over every camera's consecutive pairs (1 without
+// any). The median ignores the gaps between pooled profiling windows.
+func seqStep(recs []*TraceRecord) int {
+	byCam := map[string][]uint64{}
+	for _, r := range recs {
+		byCam[r.Camera] = append(byCam[r.Camera], r.Seq)
+	}
+	var diffs []uint64
+	for _, seqs := range byCam {
+		slices.Sort(seqs)
+		for i := 1; i < len(seqs); i++ {
+			if d := seqs[i] - seqs[i-1]; d > 0 {
+				diffs = append(diffs, d)
+			}
+		}
+	}
+	if len(diffs) == 0 {
+		return 1
+	}
+	slices.Sort(diffs)
+	return int(diffs[(len(diffs)-1)/2])
+}
+
 // boxKey memoises the strict accuracy of decoded boxes.
 type boxKey struct{ m, r, n, age int }
 
-func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
+func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int, ages []int) targetEval {
 	var res targetEval
 	tm := s.Models[ti]
 	R := len(ds.recs)
@@ -448,7 +517,16 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 	for m, l := range e.members {
 		var acc scoreAcc
 		for r := 0; r < R; r++ {
+			if !ds.f[ti][r].ok {
+				continue // nothing to score against (the target failed)
+			}
 			if z[m][r] == nil {
+				// The source failed: production does not serve a target
+				// from one link, but the selection reads a pair's accuracy
+				// as what executing the source gives the target (MLink's
+				// activation probabilities, the fallback where no ensemble
+				// was measured), and a failed source gives it nothing.
+				acc.miss(ds.f[ti][r].raw[0])
 				continue
 			}
 			var out pipeline.Output
@@ -479,6 +557,11 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 				present[m] = mask&(1<<m) != 0 && z[m][r] != nil
 			}
 			if !e.weights(present, w) {
+				// None of the set's sources has an output on this frame:
+				// production has nothing to predict from (ErrNoSource) and
+				// the target is absent. Skipping the frame would measure
+				// the ensemble only where it can answer.
+				acc.miss(ds.f[ti][r].raw[0])
 				continue
 			}
 			clear(zbar)
@@ -525,7 +608,11 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 				acc.add(Accuracy(tm.Type, tm.Constant, exact(r)), cv[0], ds.f[ti][r].raw[0])
 			}
 		}
-		res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: "constant", Score: acc.score(count)})
+		// Without a frame to score on there is no measurement (an accuracy
+		// of 0 would read as a measured worthless guess).
+		if acc.n > 0 {
+			res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: "constant", Score: acc.score(count)})
+		}
 	}
 	prevOf := func(r, age int) int {
 		rec := ds.recs[r]
@@ -538,7 +625,7 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 		}
 		return p
 	}
-	for _, age := range s.Options.EvalAges {
+	for _, age := range ages {
 		var acc scoreAcc
 		for r := 0; r < R; r++ {
 			if !ds.f[ti][r].ok {
@@ -583,7 +670,7 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 	tpresent := make([]bool, TM)
 	tw := make([]float64, TM)
 	ppresent := make([]bool, M)
-	for _, age := range s.Options.EvalAges {
+	for _, age := range ages {
 		zt := make([][][]float64, TM)
 		for m := range zt {
 			zt[m] = make([][]float64, R)
@@ -639,7 +726,12 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 		for m, l := range te.members {
 			var acc scoreAcc
 			for r := 0; r < R; r++ {
+				if prev[r] < 0 {
+					continue // no output age seqs earlier: not a sample of this age
+				}
 				if zt[m][r] == nil {
+					// The link's source failed: a miss, as for pure links.
+					acc.miss(ds.f[ti][r].raw[0])
 					continue
 				}
 				var out pipeline.Output
@@ -659,7 +751,12 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int) targetEval {
 		for mask := 0; mask < 1<<(TM-1); mask++ {
 			var acc scoreAcc
 			for r := 0; r < R; r++ {
-				if zt[self][r] == nil {
+				// The self-temporal member needs only the target's earlier
+				// output, so a temporal ensemble always has something to
+				// predict from, like production's PredictTemporal: no
+				// misses here. Frames without an output age seqs earlier
+				// are no sample of this age.
+				if prev[r] < 0 {
 					continue
 				}
 				for m := range tpresent {

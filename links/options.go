@@ -47,8 +47,10 @@ type TrainOptions struct {
 	NoTemporal bool `json:"no_temporal,omitempty"`
 	// MaxAge is the largest age, in frames, temporal links are trained on (30).
 	MaxAge int `json:"max_age"`
-	// EvalAges are the ages, in frames, at which temporal links and the
-	// reuse baseline are evaluated ({1, 2, 5, 10, 30}).
+	// EvalAges are the ages, in frames of the camera's own rate (seq
+	// differences), at which temporal links and the reuse baseline are
+	// evaluated ({1, 2, 5, 10, 30}); on records sampled every s seqs they
+	// are also evaluated at s times these ages (Evaluation.Ages).
 	EvalAges []int `json:"eval_ages"`
 	// LossMargin is the margin of the loss-prediction head's ranking loss (1.0).
 	LossMargin float64 `json:"loss_margin"`

@@ -41,13 +41,14 @@ func (s *Set) Predict(target string, exact map[string]*pipeline.Output) (pipelin
 
 // PredictTemporal predicts target's output like Predict, with the temporal
 // links: each also takes the target's last exact output (last) and its
-// age in frames (how many frames ago last was computed, ≥ 1; fractional
-// ages are fine: age in seconds × the camera's frame rate). exact may be
+// age in frames at the camera's own rate, i.e. the seq difference (≥ 1;
+// fractional ages are fine: age in seconds × the camera's frame rate; on
+// a sampled stream one frame is several). exact may be
 // empty: the self-temporal link then predicts from last and age alone.
 // For detectors, Boxes are last's highest-scoring boxes, as many as the
 // predicted count, topped up by the pure links' decoded boxes when the
 // count grew. Confidence is the temporal ensemble's measured accuracy at
-// the closest evaluated age not above age.
+// the oldest measured age not above age (the youngest if none is).
 func (s *Set) PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error) {
 	ti, ok := s.index[target]
 	if !ok {

@@ -112,6 +112,9 @@ type Controller struct {
 	// has not (it joined after the last window, or the links came from the
 	// link store) has no exact output to reuse yet.
 	profiledCam map[string]bool
+	// steps measures each camera's seq step between planned frames: the
+	// hybrid's ages are frames of that stream, the evidence's are seqs.
+	steps streamSteps
 
 	sampler *ActiveSampler
 	// books charge every planned frame's executions against the budget.
@@ -213,6 +216,7 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	index := c.frameIndex[f.Camera]
 	c.frameIndex[f.Camera] = index + 1
+	c.steps.observe(f.Camera, f.Seq)
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
 	if c.cfg.Policy == "standalone" {
 		return c.planStandalone(plan, now)
@@ -509,8 +513,9 @@ func (c *Controller) recordAgreement(ev SetEvidence) {
 		return
 	}
 	var measured map[string]float64
-	if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
-		measured = hybridEvaluate(c.cfg.Models, rotationPeriods(sel.Exact, sel.Every), ev, reuse, c.cfg.Hybrid).Accuracy
+	if _, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
+		sev := c.streamEvidence(ev)
+		measured = hybridEvaluate(c.cfg.Models, rotationPeriods(sel.Exact, sel.Every), sev, sev, c.cfg.Hybrid).Accuracy
 	}
 	for _, m := range c.cfg.Models {
 		if slices.Contains(sel.Exact, m) {
@@ -523,6 +528,13 @@ func (c *Controller) recordAgreement(ev SetEvidence) {
 		c.stats.agreeSum.Add(uint64(acc * 1e6))
 		c.stats.agreeN.Add(1)
 	}
+}
+
+// streamEvidence asks ev at ages in frames of the streams the controller
+// plans (the hybrid's rotation ages), converted to the seqs the evidence
+// was measured in at the streams' measured step.
+func (c *Controller) streamEvidence(ev SetEvidence) StrideEvidence {
+	return AtStride(ev, c.steps.step())
 }
 
 func (c *Controller) reselect(now time.Time, reason string) {
@@ -566,10 +578,11 @@ func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) 
 			sel.Accuracy[m] = PredictedAccuracy(m, sel.Exact, ev)
 		}
 		sel.Expected = ExpectedAccuracy(c.cfg.Models, sel.Exact, ev)
-		if reuse, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
+		if _, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
 			// The hybrid may choose to run nothing between profiling
 			// frames (every model reused) when the budget is spent.
-			h := SelectHybrid(c.cfg.Models, costs, budget, ev, reuse, c.cfg.Hybrid)
+			sev := c.streamEvidence(ev)
+			h := SelectHybrid(c.cfg.Models, costs, budget, sev, sev, c.cfg.Hybrid)
 			sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
 			sel.Temporal, sel.Absent = h.Temporal, h.Absent
 			sel.Accuracy, sel.Expected = h.Accuracy, h.Expected

@@ -8,6 +8,8 @@ import (
 
 // ReuseEvidence knows how well a model's last exact output, reused age
 // frames later, agrees with its exact output (measured on profiled frames).
+// The selection's ages are frames of the stream it plans; evidence
+// measured in seqs is asked through AtStride at the stream's step.
 type ReuseEvidence interface {
 	ReuseAccuracy(target string, age int) float64
 }

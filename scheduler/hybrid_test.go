@@ -242,8 +242,9 @@ func TestReuseAccuracyInterpolates(t *testing.T) {
 		{Target: "m", Baseline: "reuse", Age: 5, Score: links.Score{Accuracy: 0.5}},
 		{Target: "m", Baseline: "constant", Score: links.Score{Accuracy: 0.1}},
 	}}}
-	// Far beyond the oldest measured age: no better than the constant guess.
-	for age, want := range map[int]float64{1: 0.9, 3: 0.7, 5: 0.5, 40: 0.5, 0: 0.9, 1000: 0.1} {
+	// Beyond the oldest measured age (5) falling to the constant guess by
+	// twice that age (TestAtAgeBeyondTheOldestMeasuredAge).
+	for age, want := range map[int]float64{1: 0.9, 3: 0.7, 5: 0.5, 40: 0.1, 0: 0.9, 1000: 0.1} {
 		if got := ev.ReuseAccuracy("m", age); math.Abs(got-want) > 1e-9 {
 			t.Errorf("age %d: %v, want %v", age, got, want)
 		}

@@ -72,10 +72,10 @@ func (e LinkEvidence) SetAccuracy(target string, executed []string) (float64, bo
 }
 
 // ReuseAccuracy implements ReuseEvidence from the reuse baselines measured
-// at a few ages: linear between measured ages, the nearest measured age
-// outside them (0 when none was measured). Far beyond the oldest measured
-// age (a model only run on profiling frames, minutes ago) an old output is
-// worth no more than a constant guess: the lower of the two.
+// at a few ages (seq differences; AtStride asks in frames of a sampled
+// stream): linear between measured ages, the youngest's value below them,
+// and beyond the oldest falling to the constant guess (atAge; 0 when no
+// age was measured).
 func (e LinkEvidence) ReuseAccuracy(target string, age int) float64 {
 	c := e.curves()
 	pts := c.reuse[target]
@@ -86,10 +86,10 @@ func (e LinkEvidence) ReuseAccuracy(target string, age int) float64 {
 }
 
 // TemporalAccuracy implements TemporalEvidence from the temporal ensembles
-// measured at a few ages (interpolated like ReuseAccuracy; far beyond the
-// oldest age, no better than a constant guess). ok is false when the
-// links have no temporal ensembles (trained without them) or none for
-// exactly these sources.
+// measured at a few ages (interpolated and extrapolated like
+// ReuseAccuracy: beyond the oldest age, falling to the constant guess). ok
+// is false when the links have no temporal ensembles (trained without
+// them) or none for exactly these sources.
 func (e LinkEvidence) TemporalAccuracy(target string, executed []string, age int) (float64, bool) {
 	c := e.curves()
 	var srcs []string
@@ -154,22 +154,29 @@ func temporalKey(target string, sources []string) string {
 }
 
 // atAge interpolates pts (sorted, not empty) linearly between measured
-// ages, takes the nearest measured age outside them, and far beyond the
-// oldest caps the value at the target's constant guess.
+// ages and takes the youngest's value below them. Beyond the oldest
+// measured age A nothing was measured, and an older output is worth less:
+// the value falls linearly from A's to the target's constant-guess
+// accuracy at 2A and stays there (0 when no constant was measured). It is
+// never above A's value: where the constant guess measured better than the
+// output A seqs old, nothing says an older one does better, so A's value
+// holds. A model only run on profiling frames (neverAge) is thus worth the
+// lower of the two, never more than the constant.
 func (c *ageCurves) atAge(target string, pts []agePoint, age int) float64 {
 	i, _ := slices.BinarySearchFunc(pts, age, func(p agePoint, a int) int { return p.age - a })
-	var acc float64
 	switch {
 	case i == len(pts):
-		acc = pts[len(pts)-1].acc
+		last := pts[len(pts)-1]
+		floor := c.constant[target]
+		if last.acc <= floor {
+			return last.acc
+		}
+		over := float64(age-last.age) / float64(max(last.age, 1))
+		return last.acc + min(over, 1)*(floor-last.acc)
 	case pts[i].age == age || i == 0:
-		acc = pts[i].acc
+		return pts[i].acc
 	default:
 		lo, hi := pts[i-1], pts[i]
-		acc = lo.acc + float64(age-lo.age)/float64(hi.age-lo.age)*(hi.acc-lo.acc)
+		return lo.acc + float64(age-lo.age)/float64(hi.age-lo.age)*(hi.acc-lo.acc)
 	}
-	if constant, ok := c.constant[target]; ok && age > 10*pts[len(pts)-1].age {
-		acc = min(acc, constant)
-	}
-	return acc
 }
