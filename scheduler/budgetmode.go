@@ -68,21 +68,20 @@ func (l *costLedger) debt() float64 { return math.Max(0, l.spent-l.allowed) }
 
 // meanSelectionBudget is the time per frame left for a policy's choice on
 // the frames it does not profile, so that the whole run's mean stays within
-// b: the profiling it expects (profileShare of frames at the full cost of
-// every model) is reserved, and its debt is repaid over the next horizon
-// frames. It is b itself for a memory-only or capped budget.
-func meanSelectionBudget(b Budget, full, profileShare, debt, horizon float64) Budget {
+// b: its debt (what it overspent: profiling frames, a cost probe) is repaid
+// over the next horizon frames. It is b itself for a memory-only or capped
+// budget.
+func meanSelectionBudget(b Budget, debt, horizon float64) Budget {
 	if b.MS <= 0 || b.Capped() {
 		return b
 	}
-	share := math.Min(math.Max(profileShare, 0), 0.9)
-	ms := b.MS - share*full
+	ms := b.MS
 	if horizon > 0 {
 		ms -= debt / horizon
 	}
 	out := b
 	// A budget too small to run anything still limits: nothing fits.
-	out.MS = math.Max(ms/(1-share), 1e-6)
+	out.MS = math.Max(ms, 1e-6)
 	return out
 }
 
@@ -193,12 +192,9 @@ func (b *budgetBooks) debtAndHorizon(period time.Duration, now time.Time) (debt,
 	return b.ledger.debt(), horizon
 }
 
-// meanCost is the mean executed cost per frame booked so far.
-func (b *budgetBooks) meanCost() float64 {
+// balanced: what was spent is within what the budget allowed so far.
+func (b *budgetBooks) balanced() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ledger.frames == 0 {
-		return 0
-	}
-	return b.ledger.spent / float64(b.ledger.frames)
+	return b.ledger.debt() <= 1e-9
 }

@@ -235,7 +235,18 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 		plan.Reused = minus(c.cfg.Models, plan.Exact)
 		return plan
 	}
+	// Under a mean time budget the evidence is paid at the budget's pace:
+	// a frame is profiled only while the books balance; the frames between
+	// run nothing and reuse the fresh exact outputs (the cold start then
+	// looks like frame skipping, and no debt is left to starve later
+	// frames). A camera's first frame is always profiled: it has nothing
+	// to reuse.
+	affordable := !c.pacesEvidence() || c.books.balanced() || !c.profiledCam[f.Camera]
 	if sel == nil || inWindow {
+		if !affordable {
+			plan.Reused = c.cfg.Models
+			return plan
+		}
 		plan.Exact, plan.Profiling = c.cfg.Models, true
 		c.profiledCam[f.Camera] = true
 		return plan
@@ -248,7 +259,7 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 		c.profiledCam[f.Camera] = true
 		return plan
 	}
-	if c.takeSample(f.Camera) {
+	if affordable && c.takeSample(f.Camera) {
 		plan.Exact, plan.Profiling, plan.Sampled = c.cfg.Models, true, true
 		return plan
 	}
@@ -271,6 +282,12 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 		}
 	}
 	return plan
+}
+
+// pacesEvidence: under a mean time budget, profiling frames are paid for
+// as they come (see plan).
+func (c *Controller) pacesEvidence() bool {
+	return c.cfg.Budget.MS > 0 && !c.cfg.Budget.Capped()
 }
 
 // profiling decides whether a frame at now falls in the profiling window at
@@ -542,21 +559,17 @@ func (c *Controller) reselect(now time.Time, reason string) {
 }
 
 // selectionBudget is the budget the selection plans the unprofiled frames
-// with: under a mean time budget, what is left once the expected profiling
-// is reserved and past overspending (bootstrap, windows, the cost probe) is
-// repaid over the next period.
-func (c *Controller) selectionBudget(costs map[string]Cost, now time.Time) Budget {
-	share := 0.0
-	if c.cfg.Policy != "standalone" {
-		share = c.cfg.ProfileShare + c.cfg.ActiveShare
-	}
+// with: under a mean time budget, what is left once past overspending (a
+// profiling frame's, the cost probe's) is repaid over the next period.
+// Profiling needs no reserve: it is paid at the budget's pace (see plan).
+func (c *Controller) selectionBudget(now time.Time) Budget {
 	debt, horizon := c.books.debtAndHorizon(c.cfg.Period, now)
-	return meanSelectionBudget(c.cfg.Budget, sum(costs, c.cfg.Models).MS, share, debt, horizon)
+	return meanSelectionBudget(c.cfg.Budget, debt, horizon)
 }
 
 func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) {
 	costs := c.costs.Costs()
-	budget := c.selectionBudget(costs, now)
+	budget := c.selectionBudget(now)
 	sel := &Selection{At: now, Reason: reason, Accuracy: map[string]float64{}, Budget: budget}
 	switch c.cfg.Policy {
 	case "standalone":

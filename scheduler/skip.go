@@ -146,7 +146,7 @@ func (p *SkipPolicy) costsKnown() bool {
 func (p *SkipPolicy) reselect(now time.Time) {
 	costs := p.costs.Costs()
 	debt, horizon := p.books.debtAndHorizon(p.cfg.Period, now)
-	b := meanSelectionBudget(p.cfg.Budget, sum(costs, p.cfg.Models).MS, 0, debt, horizon)
+	b := meanSelectionBudget(p.cfg.Budget, debt, horizon)
 	var every map[string]int
 	if p.cfg.PerModel {
 		every = SkipPerModelIntervals(p.cfg.Models, costs, b)
