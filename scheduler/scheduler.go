@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Scheduler subscribes every camera's frames, asks the policy for each
@@ -155,7 +156,7 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	// The policy's profiling frames always run: links learn from them.
 	filtered := !send && !plan.Profiling
 	if filtered {
-		reuseAll(&plan)
+		assemble.ReuseAll(&plan)
 	}
 	data, err := pipeline.Marshal(&plan)
 	if err != nil {
