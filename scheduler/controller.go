@@ -241,6 +241,7 @@ func (c *Controller) Plan(f FrameInfo) pipeline.Plan {
 	if len(sel.Every) > 0 {
 		// Rotating models run on their turn and are predicted or reused
 		// on the frames between.
+		plan.Sources = plan.Exact // links predict from what the selection measured: the always-run models
 		plan.Predicted = slices.Clone(plan.Predicted)
 		plan.Reused = slices.Clone(plan.Reused)
 		plan.Temporal = slices.Clone(plan.Temporal)
