@@ -212,6 +212,14 @@ type SchedulerConfig struct {
 	// they measure best. Off by default: they roughly double training time
 	// and did not beat plain reuse on vtest.
 	TemporalLinks bool `yaml:"temporal_links"`
+	// InLineTraining trains links, and observes every result, on the
+	// scheduler's routing goroutine: each frame is planned knowing every
+	// result that came before it, as mlink bench replays a trace, so a run
+	// whose frames are paced by their results is reproducible and matches
+	// its replay. Routing pauses while links train (frames wait, a live
+	// camera drops stale ones). Off by default: training runs beside
+	// routing. Needs training: local.
+	InLineTraining bool `yaml:"in_line_training"`
 }
 
 // Training modes of the link policies.
@@ -609,6 +617,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheduler.Training != TrainingLocal && c.Scheduler.Training != TrainingRemote {
 		p.add("scheduler.training: %q is not one of local, remote", c.Scheduler.Training)
+	}
+	if c.Scheduler.InLineTraining && c.Scheduler.Training == TrainingRemote {
+		p.add("scheduler.in_line_training: links trained remotely arrive when they arrive; it needs training: local")
 	}
 	if c.Scheduler.HoldOut <= 0 || c.Scheduler.HoldOut >= 1 {
 		p.add("scheduler.hold_out: must be within (0,1), got %g", c.Scheduler.HoldOut)

@@ -5,6 +5,9 @@
 package pipeline
 
 import (
+	"errors"
+	"fmt"
+	"math"
 	"time"
 )
 
@@ -122,6 +125,22 @@ func (o *Output) Count() (float64, bool) {
 	return o.Value[0], true
 }
 
+// CheckFinite reports a non-finite value or extra: JSON cannot carry one,
+// and no consumer of an output expects one.
+func (o *Output) CheckFinite() error {
+	for _, v := range o.Value {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return errors.New("output has a non-finite value")
+		}
+	}
+	for k, v := range o.Extra {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("output extra %q is not finite", k)
+		}
+	}
+	return nil
+}
+
 // Frame is one captured image of one camera.
 type Frame struct {
 	Camera     string
@@ -155,6 +174,11 @@ type Plan struct {
 	// Temporal lists the predicted models whose prediction also takes their
 	// own last exact output (temporal links; mlink-hybrid).
 	Temporal []string `json:"temporal,omitempty"`
+	// Sources lists the executed models whose outputs link predictions may
+	// use; empty: every executed model. mlink-hybrid measures its links'
+	// ensembles over the always-run models, so on a frame where a rotating
+	// model also runs its output is not among them.
+	Sources []string `json:"sources,omitempty"`
 }
 
 // Models returns every model named by the plan.

@@ -192,9 +192,13 @@ func (b *budgetBooks) debtAndHorizon(period time.Duration, now time.Time) (debt,
 	return b.ledger.debt(), horizon
 }
 
-// balanced: what was spent is within what the budget allowed so far.
-func (b *budgetBooks) balanced() bool {
+// affords reports whether a frame costing ms can run now and leave the
+// books balanced: what was spent, with it, within what the budget allowed
+// (this frame's share included). Under a mean budget discretionary work —
+// profiling frames, rotating models' turns — runs only when it affords
+// it, so a run's mean never ends over the budget.
+func (b *budgetBooks) affords(ms, budgetMS float64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.ledger.debt() <= 1e-9
+	return b.ledger.spent+ms <= b.ledger.allowed+budgetMS+1e-9
 }

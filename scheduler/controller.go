@@ -236,12 +236,14 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 		return plan
 	}
 	// Under a mean time budget the evidence is paid at the budget's pace:
-	// a frame is profiled only while the books balance; the frames between
-	// run nothing and reuse the fresh exact outputs (the cold start then
-	// looks like frame skipping, and no debt is left to starve later
+	// a frame is profiled only when the books afford it; the frames
+	// between run nothing and reuse the fresh exact outputs (the cold start
+	// then looks like frame skipping, and no debt is left to starve later
 	// frames). A camera's first frame is always profiled: it has nothing
 	// to reuse.
-	affordable := !c.pacesEvidence() || c.books.balanced() || !c.profiledCam[f.Camera]
+	costs := c.costs.Costs()
+	paced := c.pacesEvidence()
+	affordable := !paced || c.books.affords(sum(costs, c.cfg.Models).MS, c.cfg.Budget.MS) || !c.profiledCam[f.Camera]
 	if sel == nil || inWindow {
 		if !affordable {
 			plan.Reused = c.cfg.Models
@@ -268,17 +270,26 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	if len(sel.Every) > 0 {
 		// Rotating models run on their turn and are predicted or reused
 		// on the frames between.
+		plan.Sources = plan.Exact // links predict from what the selection measured: the always-run models
 		plan.Predicted = slices.Clone(plan.Predicted)
 		plan.Reused = slices.Clone(plan.Reused)
 		plan.Temporal = slices.Clone(plan.Temporal)
+		frameMS := sum(costs, plan.Exact).MS
 		for _, m := range c.cfg.Models {
-			// A rotating model whose workers are gone skips its turns.
-			if k := sel.Every[m]; k > 1 && runsOn(index, k, sel.phases[m]) && c.Healthy(m) {
-				plan.Exact = append(slices.Clone(plan.Exact), m)
-				plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
-				plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })
-				plan.Temporal = slices.DeleteFunc(plan.Temporal, func(s string) bool { return s == m })
+			// A rotating model whose workers are gone skips its turns; so
+			// does one the books cannot afford now (under a mean budget).
+			k := sel.Every[m]
+			if k <= 1 || !runsOn(index, k, sel.phases[m]) || !c.Healthy(m) {
+				continue
 			}
+			if paced && !c.books.affords(frameMS+costs[m].MS, c.cfg.Budget.MS) {
+				continue
+			}
+			frameMS += costs[m].MS
+			plan.Exact = append(slices.Clone(plan.Exact), m)
+			plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
+			plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })
+			plan.Temporal = slices.DeleteFunc(plan.Temporal, func(s string) bool { return s == m })
 		}
 	}
 	return plan

@@ -59,14 +59,3 @@ func (s *Scheduler) sendPast(f *pipeline.Frame) bool {
 	}
 	return true
 }
-
-// reuseAll turns plan into a filtered frame's plan: every model the policy
-// planned, executed or predicted, reuses its last exact output. The
-// policy's slices are not touched (a policy may hand out its own).
-func reuseAll(plan *pipeline.Plan) {
-	reused := make([]string, 0, len(plan.Exact)+len(plan.Predicted)+len(plan.Reused))
-	reused = append(reused, plan.Exact...)
-	reused = append(reused, plan.Predicted...)
-	reused = append(reused, plan.Reused...)
-	plan.Exact, plan.Predicted, plan.Reused = nil, nil, reused
-}

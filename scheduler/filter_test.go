@@ -163,16 +163,3 @@ func TestFilteredFramesReuseEveryModelAndReachNoWorker(t *testing.T) {
 		t.Errorf("executions %d of %d planned, want 9 of 18", st.Executions.Load(), st.Planned.Load())
 	}
 }
-
-func TestReuseAllKeepsThePolicysSlices(t *testing.T) {
-	models := make([]string, 2, 8) // spare capacity an append would write into
-	copy(models, []string{"a", "b"})
-	plan := pipeline.Plan{Exact: models, Predicted: []string{"c"}, Reused: []string{"d"}}
-	reuseAll(&plan)
-	if plan.Exact != nil || plan.Predicted != nil || !slices.Equal(plan.Reused, []string{"a", "b", "c", "d"}) {
-		t.Fatalf("plan %+v", plan)
-	}
-	if !slices.Equal(models[:cap(models)][:3], []string{"a", "b", ""}) {
-		t.Fatalf("the policy's slice was written to: %v", models[:3])
-	}
-}

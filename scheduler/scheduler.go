@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Scheduler subscribes every camera's frames, asks the policy for each
@@ -22,6 +24,7 @@ type Scheduler struct {
 	filter     FrameFilter
 	filterErrs map[string]*filterErrors // per camera; routing goroutine only
 	log        zerolog.Logger
+	inLine     bool // results observed on the routing goroutine
 	in         chan *nats.Msg
 	ready      chan struct{}
 	stats      Stats
@@ -59,6 +62,16 @@ func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
 // Stats returns the scheduler's counters.
 func (s *Scheduler) Stats() *Stats { return &s.stats }
 
+// ObserveInLine makes the policy observe results on the routing goroutine,
+// in the order the bus delivered them among the frames: a frame is planned
+// only once every result that reached the scheduler before it has been
+// observed. With a policy that also trains in line (the controller's
+// Synchronous) each frame is then planned as mlink bench's replay plans it,
+// so a paced run is reproducible and matches its replay. The price: routing
+// pauses while links train, and frames wait meanwhile (a live camera drops
+// stale ones). Call before Run.
+func (s *Scheduler) ObserveInLine() { s.inLine = true }
+
 // Observer is a policy that learns from results and worker heartbeats.
 type Observer interface {
 	ObserveResult(*pipeline.Result)
@@ -72,12 +85,16 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe frames: %w", err)
 	}
 	defer sub.Unsubscribe()
-	if obs, ok := s.policy.(Observer); ok {
-		results, err := s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
-			if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
-				obs.ObserveResult(r)
-			}
-		})
+	obs, observes := s.policy.(Observer)
+	if observes {
+		var results *nats.Subscription
+		if s.inLine {
+			// One channel for frames and results keeps the order in which
+			// the connection received them.
+			results, err = s.nc.ChanSubscribe(pipeline.AllResults, s.in)
+		} else {
+			results, err = s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) { observeResult(obs, m) })
+		}
 		if err != nil {
 			return fmt.Errorf("scheduler: subscribe results: %w", err)
 		}
@@ -91,7 +108,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return fmt.Errorf("scheduler: subscribe heartbeats: %w", err)
 		}
 		defer health.Unsubscribe()
-		for _, sb := range []*nats.Subscription{results, health} {
+		subs := []*nats.Subscription{health}
+		if !s.inLine {
+			subs = append(subs, results) // a channel subscription has the channel's bound
+		}
+		for _, sb := range subs {
 			if err := sb.SetPendingLimits(-1, -1); err != nil {
 				return fmt.Errorf("scheduler: pending limits: %w", err)
 			}
@@ -122,6 +143,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case msg := <-s.in:
+			if observes && s.inLine && strings.HasPrefix(msg.Subject, resultsPrefix) {
+				observeResult(obs, msg)
+				continue
+			}
 			if err := s.route(msg); err != nil {
 				s.stats.Rejected.Add(1)
 				s.log.Warn().Err(err).Str("subject", msg.Subject).Msg("rejecting frame")
@@ -132,7 +157,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 var (
 	jpegStart = []byte{0xFF, 0xD8, 0xFF}
+	// resultsPrefix tells results from frames in the routing queue.
+	resultsPrefix = strings.TrimSuffix(pipeline.AllResults, "*")
 )
+
+func observeResult(obs Observer, m *nats.Msg) {
+	if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
+		obs.ObserveResult(r)
+	}
+}
 
 func (s *Scheduler) route(msg *nats.Msg) error {
 	f, err := pipeline.DecodeFrame(msg)
@@ -155,7 +188,7 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	// The policy's profiling frames always run: links learn from them.
 	filtered := !send && !plan.Profiling
 	if filtered {
-		reuseAll(&plan)
+		assemble.ReuseAll(&plan)
 	}
 	data, err := pipeline.Marshal(&plan)
 	if err != nil {

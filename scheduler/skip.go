@@ -103,10 +103,25 @@ func (p *SkipPolicy) Plan(f FrameInfo) pipeline.Plan {
 		plan.Exact, plan.Profiling = p.cfg.Models, true
 		return plan
 	}
+	// Under a mean budget a turn the books cannot afford now waits for the
+	// model's next one, so the run's mean never ends over the budget.
+	costs := p.costs.Costs()
+	paced := p.cfg.Budget.MS > 0 && !p.cfg.Budget.Capped()
+	frameMS := 0.0
 	for _, m := range p.cfg.Models {
-		if k := p.every[m]; k == 1 || runsOn(index, k, p.phases[m]) {
+		if p.every[m] == 1 {
 			plan.Exact = append(plan.Exact, m)
-		} else {
+			frameMS += costs[m].MS
+		}
+	}
+	for _, m := range p.cfg.Models {
+		k := p.every[m]
+		switch {
+		case k == 1:
+		case runsOn(index, k, p.phases[m]) && (!paced || p.books.affords(frameMS+costs[m].MS, p.cfg.Budget.MS)):
+			plan.Exact = append(plan.Exact, m)
+			frameMS += costs[m].MS
+		default:
 			plan.Reused = append(plan.Reused, m)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Merger joins the outputs of a frame's planned models into one Result per
@@ -43,7 +44,7 @@ type Merger struct {
 	// lastExact is each camera's latest exact output per model: what a
 	// frame whose plan reuses the model gets (frames leave in seq order, so
 	// it is the newest one before the frame).
-	lastExact map[string]map[string]*pipeline.Output
+	lastExact map[string]assemble.Last
 
 	stats MergerStats
 }
@@ -82,7 +83,7 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 		pending:    map[frameKey]*joining{},
 		order:      map[string][]uint64{},
 		emitted:    map[string]uint64{},
-		lastExact:  map[string]map[string]*pipeline.Output{},
+		lastExact:  map[string]assemble.Last{},
 	}
 }
 
@@ -203,29 +204,11 @@ func (m *Merger) entry(k frameKey) *joining {
 // requestPredictions asks the link predictors for a frame's predicted
 // models once every executed model has answered.
 func (m *Merger) requestPredictions(k frameKey, j *joining) {
-	if j.requested || len(j.plan.Predicted) == 0 {
+	if j.requested || len(j.plan.Predicted) == 0 || !assemble.Executed(j.plan, j.outputs) {
 		return
 	}
-	req := &pipeline.PredictRequest{Camera: k.camera, Seq: k.seq, CapturedAt: j.plan.CapturedAt, Targets: j.plan.Predicted, Exact: map[string]*pipeline.Output{}}
-	for _, name := range j.plan.Exact {
-		o, ok := j.outputs[name]
-		if !ok {
-			return
-		}
-		if o.Error == "" {
-			req.Exact[name] = o
-		}
-	}
-	// Temporal targets also take their own last exact output.
-	for _, name := range j.plan.Temporal {
-		if prev := m.lastExact[k.camera][name]; prev != nil {
-			if req.Last == nil {
-				req.Last = map[string]*pipeline.Output{}
-			}
-			req.Last[name] = prev
-		}
-	}
 	j.requested = true
+	req := assemble.Request(j.plan, j.outputs, m.lastExact[k.camera])
 	data, err := pipeline.Marshal(req)
 	if err == nil {
 		err = m.nc.Publish(pipeline.PredictSubject, data)
@@ -347,29 +330,22 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 	}
 	last := m.lastExact[k.camera]
 	if last == nil {
-		last = map[string]*pipeline.Output{}
+		last = assemble.Last{}
 		m.lastExact[k.camera] = last
 	}
+	// The frame's executed and predicted outputs came over the bus; the
+	// reused ones are the camera's last exact outputs before this frame.
 	for _, name := range j.plan.Models() {
 		if o, ok := j.outputs[name]; ok {
 			res.Outputs[name] = o
-			if o.Source == pipeline.SourceExact && o.Error == "" {
-				last[name] = o
-			}
 		} else if !slices.Contains(j.plan.Reused, name) {
 			res.Missing = append(res.Missing, name)
 		}
 	}
-	for _, name := range j.plan.Reused {
-		prev, ok := last[name]
-		if !ok {
-			res.Outputs[name] = &pipeline.Output{Model: name, Source: pipeline.SourceReused, Error: "no earlier exact output to reuse"}
-			continue
-		}
-		o := *prev
-		o.Camera, o.Seq, o.Source, o.FromSeq, o.InferMS = k.camera, k.seq, pipeline.SourceReused, prev.Seq, 0
-		res.Outputs[name] = &o
+	for name, o := range assemble.FillReused(j.plan, last) {
+		res.Outputs[name] = o
 	}
+	assemble.UpdateLast(last, j.plan, res.Outputs)
 	res.LatencyMS = float64(m.now().Sub(j.plan.CapturedAt).Microseconds()) / 1000
 	data, err := pipeline.Marshal(res)
 	if err != nil {

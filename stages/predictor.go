@@ -11,19 +11,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Predictor predicts a model's output from the exact outputs of the models
-// that ran (links.Set implements it).
-type Predictor interface {
-	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
-}
-
-// TemporalPredictor also predicts with temporal links: the target's own
-// last exact output, age frames old, joins the sources.
-type TemporalPredictor interface {
-	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
-}
+// that ran (links.Set implements it; with temporal links too, see
+// assemble.TemporalPredictor).
+type Predictor = assemble.Predictor
 
 // LinkPredictor is a link predictor worker: it takes predict requests from
 // the merger (one queue group: more predictors share the load) and publishes
@@ -105,10 +99,19 @@ func (lp *LinkPredictor) serve(m *nats.Msg) {
 		return
 	}
 	lp.stats.Requests.Add(1)
-	box := lp.links.Load()
+	var p Predictor
+	if box := lp.links.Load(); box != nil {
+		p = box.p
+	}
 	for _, target := range req.Targets {
-		out := lp.predict(box, req, target)
-		out.Camera, out.Seq, out.Model = req.Camera, req.Seq, target
+		start := time.Now()
+		out := assemble.Predict(p, req, target)
+		if out.Error != "" {
+			lp.stats.Errors.Add(1)
+		} else {
+			lp.stats.nanos.Add(int64(time.Since(start)))
+			lp.stats.Predictions.Add(1)
+		}
 		data, err := pipeline.Marshal(out)
 		if err != nil {
 			lp.stats.Errors.Add(1)
@@ -119,41 +122,4 @@ func (lp *LinkPredictor) serve(m *nats.Msg) {
 			lp.log.Error().Err(err).Msg("publish prediction")
 		}
 	}
-}
-
-func (lp *LinkPredictor) predict(box *predictorBox, req *pipeline.PredictRequest, target string) *pipeline.Output {
-	fail := func(msg string) *pipeline.Output {
-		lp.stats.Errors.Add(1)
-		return &pipeline.Output{Source: pipeline.SourcePredicted, Error: msg}
-	}
-	if box == nil {
-		return fail("no links trained yet")
-	}
-	if len(req.Exact) == 0 {
-		return fail("no exact output to predict from")
-	}
-	start := time.Now()
-	out, err := predictOne(box.p, target, req)
-	lp.stats.nanos.Add(int64(time.Since(start)))
-	if err != nil {
-		return fail(fmt.Sprintf("predict %s: %v", target, err))
-	}
-	if err := checkFinite(&out); err != nil {
-		return fail(fmt.Sprintf("predict %s: %v", target, err))
-	}
-	lp.stats.Predictions.Add(1)
-	out.Source = pipeline.SourcePredicted
-	return &out
-}
-
-// predictOne predicts target with its temporal links when the request
-// carries its last exact output (and the links have them), else with its
-// ensemble over the exact outputs.
-func predictOne(p Predictor, target string, req *pipeline.PredictRequest) (pipeline.Output, error) {
-	if last := req.Last[target]; last != nil && last.Seq < req.Seq {
-		if tp, ok := p.(TemporalPredictor); ok {
-			return tp.PredictTemporal(target, req.Exact, last, float64(req.Seq-last.Seq))
-		}
-	}
-	return p.Predict(target, req.Exact)
 }

@@ -5,9 +5,7 @@ package stages
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -216,7 +214,7 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 	if err != nil {
 		return fail("model %s failed: %v", w.spec.Name, err)
 	}
-	if err := checkFinite(&out); err != nil {
+	if err := out.CheckFinite(); err != nil {
 		return fail("model %s: %v", w.spec.Name, err)
 	}
 	out.Camera, out.Seq, out.Model = f.Camera, f.Seq, w.spec.Name
@@ -251,20 +249,6 @@ func safeInfer(b vision.Backend, camera string, img gocv.Mat) (out pipeline.Outp
 		}
 	}()
 	return b.Infer(camera, img)
-}
-
-func checkFinite(o *pipeline.Output) error {
-	for _, v := range o.Value {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return errors.New("output has a non-finite value")
-		}
-	}
-	for k, v := range o.Extra {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("output extra %q is not finite", k)
-		}
-	}
-	return nil
 }
 
 func (w *ModelWorker) observe(d time.Duration) {

@@ -39,13 +39,13 @@ var benchPolicies = []string{"all", "standalone", scheduler.PolicySkip, schedule
 const reductoTarget = 0.9
 
 type benchTraceOptions struct {
-	trace        string
-	budgets      []scheduler.Budget
+	trace   string
+	budgets []scheduler.Budget
 	// shares are budgets given as shares of the trace's total cost (in unit).
 	shares []float64
 	// autoBudgets adds the automatic budget points.
-	autoBudgets bool
-	unit        string
+	autoBudgets  bool
+	unit         string
 	policies     []string
 	samplings    []int // strides: 1 native, 10 = 1 fps on a 10 fps trace
 	modes        []scheduler.TimeMode

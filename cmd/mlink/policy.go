@@ -51,6 +51,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		BootstrapFrames: cfg.Scheduler.BootstrapFrames,
 		HoldOut:         cfg.Scheduler.HoldOut,
 		RemoteTraining:  remote,
+		Synchronous:     cfg.Scheduler.InLineTraining,
 		ActiveShare:     cfg.Scheduler.ActiveShare,
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,

@@ -290,6 +290,9 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.sched = scheduler.New(sc, policy, log)
+		if cfg.Scheduler.InLineTraining {
+			a.sched.ObserveInLine()
+		}
 		if cfg.Reducto.Enabled {
 			if err := a.startReducto(); err != nil {
 				return a, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/scheduler/report"
 )
@@ -68,6 +69,9 @@ type Options struct {
 	Hybrid   scheduler.HybridOptions
 	Sampling string
 	Log      zerolog.Logger
+	// OnResult, if set, sees every frame's result after the policy did
+	// (tests compare the replay with the live pipeline frame by frame).
+	OnResult func(*pipeline.Result)
 }
 
 // Trace is a loaded trace.
@@ -168,69 +172,43 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		types[m.Name] = m.Type
 	}
 	sc := newScorer(models, costs)
-	lastExact := map[string]map[string]*pipeline.Output{}
+	lastExact := map[string]assemble.Last{}
 	for _, fr := range frames {
 		rec := fr.rec
 		plan := policy.Plan(scheduler.FrameInfo{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at})
 		if opts.Send != nil && !plan.Profiling && !opts.Send(rec.Camera, rec.Seq) {
 			// Filtered: nothing runs, every model reuses (as the live
 			// scheduler's frame filter does).
-			plan.Reused = plan.Models()
-			plan.Exact, plan.Predicted = nil, nil
+			assemble.ReuseAll(&plan)
 			sc.filtered++
 		}
-		res := &pipeline.Result{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at, Plan: plan, Outputs: map[string]*pipeline.Output{}}
+		plan.CapturedAt = fr.at
 		last := lastExact[rec.Camera]
 		if last == nil {
-			last = map[string]*pipeline.Output{}
+			last = assemble.Last{}
 			lastExact[rec.Camera] = last
 		}
+		// Executed models answer with their recorded outputs, as a model
+		// worker would send them.
 		exact := map[string]*pipeline.Output{}
-		for _, m := range plan.Exact {
-			o, ok := rec.Outputs[m]
-			if !ok {
-				continue // the model failed on this frame when recorded
-			}
-			cp := *o
-			cp.Source, cp.Seq, cp.Camera, cp.InferMS = pipeline.SourceExact, rec.Seq, rec.Camera, costs[m].MS
-			exact[m] = &cp
-			res.Outputs[m] = &cp
-		}
 		frameMS := 0.0
 		for _, m := range plan.Exact {
+			exact[m] = recordedOutput(rec, m, types[m], costs[m].MS)
 			frameMS += costs[m].MS // a model that failed spent its time too
 		}
 		sc.executions += len(plan.Exact)
-		if p := predictor(); p != nil {
-			tp, temporalOK := p.(temporalPredictor)
-			for _, m := range plan.Predicted {
-				var o pipeline.Output
-				var err error
-				if prev := last[m]; temporalOK && prev != nil && slices.Contains(plan.Temporal, m) {
-					o, err = tp.PredictTemporal(m, exact, prev, float64(rec.Seq-prev.Seq))
-				} else {
-					o, err = p.Predict(m, exact)
-				}
-				if err == nil {
-					o.Source = pipeline.SourcePredicted
-					res.Outputs[m] = &o
-				}
-			}
-		}
-		for _, m := range plan.Reused {
-			if prev := last[m]; prev != nil {
-				cp := *prev
-				cp.Source, cp.FromSeq = pipeline.SourceReused, prev.Seq
-				res.Outputs[m] = &cp
-			}
-		}
-		for m, o := range exact {
-			last[m] = o
-		}
+		// The rest of the frame is what the live merger and link predictors
+		// make of it (package assemble is their one copy of that logic).
+		res := &pipeline.Result{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at, Plan: plan}
+		res.Outputs = assemble.Assemble(predictor(), &plan, exact, last)
+		assemble.UpdateLast(last, &plan, res.Outputs)
 		profiled := plan.Profiling || (opts.FilterProfiles != nil && opts.FilterProfiles(rec.Camera, rec.Seq))
-		sc.score(rec, res, types, frameMS, profiled)
+		sc.score(rec, produced(res), types, frameMS, profiled)
 		if ctrl != nil {
 			ctrl.ObserveResult(res)
+		}
+		if opts.OnResult != nil {
+			opts.OnResult(res)
 		}
 	}
 	row := sc.row(opts, t, costs)
@@ -242,10 +220,36 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 	return row, nil
 }
 
-// temporalPredictor is what the link predictor workers use for
-// Plan.Temporal targets (links.Set).
-type temporalPredictor interface {
-	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
+// recordedOutput is model m's output on rec as its worker would have sent
+// it: the recorded output addressed to the frame, costing the model's
+// recorded time, or an error output where the model failed when recorded.
+func recordedOutput(rec *links.TraceRecord, m string, t pipeline.OutputType, ms float64) *pipeline.Output {
+	o, ok := rec.Outputs[m]
+	if !ok {
+		return &pipeline.Output{Camera: rec.Camera, Seq: rec.Seq, Model: m, Kind: t.Kind(), Type: t,
+			Source: pipeline.SourceExact, Error: NotRecorded}
+	}
+	cp := *o
+	cp.Source, cp.Seq, cp.Camera, cp.InferMS = pipeline.SourceExact, rec.Seq, rec.Camera, ms
+	return &cp
+}
+
+// NotRecorded is the error of a model's output on a frame the trace has no
+// output of the model for.
+const NotRecorded = "no output recorded for this frame"
+
+// produced is res without its error outputs: what a user got. The scorer
+// counts a model without an output as absent, and an error output has
+// nothing to score.
+func produced(res *pipeline.Result) *pipeline.Result {
+	out := *res
+	out.Outputs = make(map[string]*pipeline.Output, len(res.Outputs))
+	for m, o := range res.Outputs {
+		if o.Error == "" {
+			out.Outputs[m] = o
+		}
+	}
+	return &out
 }
 
 // learningPolicy is a policy that learns from each frame's result and has

@@ -1,0 +1,197 @@
+// Package assemble turns a frame's plan and the outputs of its executed
+// models into the frame's complete result: which exact outputs link
+// predictions take as sources, how each predicted model is predicted
+// (temporal or ensemble links), how reused models take their last exact
+// output, and how a camera's last exact outputs advance after the frame.
+//
+// It is the one copy of that logic. The live pipeline runs it split across
+// stages — the merger builds the predict request (Request) and fills reused
+// models (FillReused, UpdateLast), the link predictors answer the request
+// (Predict) — and scheduler/replay runs all of it in process (Assemble), so
+// the bench scores what the live pipeline would publish. It needs nothing
+// but pipeline's types: no cgo, no links (the predictor is an interface).
+package assemble
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// Predictor predicts a model's output from exact outputs of other models
+// (links.Set implements it).
+type Predictor interface {
+	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
+}
+
+// TemporalPredictor also predicts with temporal links: the target's own
+// last exact output, age frames old, joins the sources (links.Set).
+type TemporalPredictor interface {
+	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
+}
+
+// Last is one camera's latest exact output per model, as of the frames
+// assembled so far (frames of a camera are assembled in seq order).
+type Last map[string]*pipeline.Output
+
+// Assemble returns the frame's complete outputs, every model of the plan
+// by name: the executed models' outputs as given (a failed one stays an
+// error output; one not given is left out, the caller decides whether
+// that makes the frame partial), the predicted models predicted by p from
+// the plan's sources (an error output when that fails), and the reused
+// models' last exact outputs. last is read, not changed: call UpdateLast
+// after the frame.
+func Assemble(p Predictor, plan *pipeline.Plan, exact map[string]*pipeline.Output, last Last) map[string]*pipeline.Output {
+	out := make(map[string]*pipeline.Output, len(plan.Exact)+len(plan.Predicted)+len(plan.Reused))
+	for _, m := range plan.Exact {
+		if o := exact[m]; o != nil {
+			out[m] = o
+		}
+	}
+	if req := Request(plan, exact, last); req != nil {
+		for _, target := range req.Targets {
+			out[target] = Predict(p, req, target)
+		}
+	}
+	for m, o := range FillReused(plan, last) {
+		out[m] = o
+	}
+	return out
+}
+
+// Executed reports whether every executed model of the plan has an output
+// in outputs (a failure counts): the frame's predictions can be asked for.
+func Executed(plan *pipeline.Plan, outputs map[string]*pipeline.Output) bool {
+	for _, m := range plan.Exact {
+		if outputs[m] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Sources returns the exact outputs link predictions may take: those of
+// the plan's Sources (every executed model when the plan names none) that
+// ran and did not fail. The selection measured each predicted model's
+// ensemble over a set of sources; predicting from another set (e.g. with a
+// rotating model's output on its turn) is predicting with links whose
+// accuracy nobody measured.
+func Sources(plan *pipeline.Plan, exact map[string]*pipeline.Output) map[string]*pipeline.Output {
+	out := make(map[string]*pipeline.Output, len(plan.Exact))
+	for _, m := range plan.Exact {
+		if len(plan.Sources) > 0 && !slices.Contains(plan.Sources, m) {
+			continue
+		}
+		if o := exact[m]; o != nil && o.Error == "" {
+			out[m] = o
+		}
+	}
+	return out
+}
+
+// Request is what a link predictor needs to predict the plan's predicted
+// models: the sources' exact outputs and, for temporal targets, their own
+// last exact output (its Seq gives its age). nil when the plan predicts
+// nothing. The live merger sends it on pipeline.PredictSubject.
+func Request(plan *pipeline.Plan, exact map[string]*pipeline.Output, last Last) *pipeline.PredictRequest {
+	if len(plan.Predicted) == 0 {
+		return nil
+	}
+	req := &pipeline.PredictRequest{Camera: plan.Camera, Seq: plan.Seq, CapturedAt: plan.CapturedAt,
+		Targets: plan.Predicted, Exact: Sources(plan, exact)}
+	for _, m := range plan.Temporal {
+		if prev := last[m]; prev != nil {
+			if req.Last == nil {
+				req.Last = map[string]*pipeline.Output{}
+			}
+			req.Last[m] = prev
+		}
+	}
+	return req
+}
+
+// Predict predicts one target of req with p: with the temporal links when
+// req carries the target's last exact output from an earlier frame (and p
+// has temporal links), else with its ensemble over req.Exact. The result
+// is never nil: a prediction that cannot be made or fails is an error
+// output, so the frame still completes.
+func Predict(p Predictor, req *pipeline.PredictRequest, target string) *pipeline.Output {
+	out, err := predict(p, req, target)
+	if err != nil {
+		out = pipeline.Output{Error: err.Error()}
+	}
+	out.Camera, out.Seq, out.Model, out.Source = req.Camera, req.Seq, target, pipeline.SourcePredicted
+	return &out
+}
+
+func predict(p Predictor, req *pipeline.PredictRequest, target string) (pipeline.Output, error) {
+	if p == nil {
+		return pipeline.Output{}, errors.New("no links trained yet")
+	}
+	var out pipeline.Output
+	var err error
+	last := req.Last[target]
+	tp, temporal := p.(TemporalPredictor)
+	switch {
+	case temporal && last != nil && last.Seq < req.Seq:
+		// Temporal links may predict from last alone when no source ran.
+		out, err = tp.PredictTemporal(target, req.Exact, last, float64(req.Seq-last.Seq))
+	case len(req.Exact) == 0:
+		return pipeline.Output{}, errors.New("no exact output to predict from")
+	default:
+		out, err = p.Predict(target, req.Exact)
+	}
+	if err == nil {
+		err = out.CheckFinite()
+	}
+	if err != nil {
+		return pipeline.Output{}, fmt.Errorf("predict %s: %w", target, err)
+	}
+	return out, nil
+}
+
+// FillReused returns the reused models' outputs: each model's last exact
+// output, re-addressed to this frame (Source reused, FromSeq the frame it
+// was computed on, no execution time: nothing ran), or an error output
+// when the camera has none yet.
+func FillReused(plan *pipeline.Plan, last Last) map[string]*pipeline.Output {
+	out := make(map[string]*pipeline.Output, len(plan.Reused))
+	for _, m := range plan.Reused {
+		prev := last[m]
+		if prev == nil {
+			out[m] = &pipeline.Output{Camera: plan.Camera, Seq: plan.Seq, Model: m, Source: pipeline.SourceReused,
+				Error: "no earlier exact output to reuse"}
+			continue
+		}
+		o := *prev
+		o.Camera, o.Seq, o.Source, o.FromSeq, o.InferMS = plan.Camera, plan.Seq, pipeline.SourceReused, prev.Seq, 0
+		out[m] = &o
+	}
+	return out
+}
+
+// UpdateLast records the frame's successful exact outputs in the camera's
+// last table, after the frame was assembled: later frames reuse them and
+// predict temporal targets from them. Failed outputs leave the previous
+// one in place.
+func UpdateLast(last Last, plan *pipeline.Plan, outputs map[string]*pipeline.Output) {
+	for _, m := range plan.Exact {
+		if o := outputs[m]; o != nil && o.Source == pipeline.SourceExact && o.Error == "" {
+			last[m] = o
+		}
+	}
+}
+
+// ReuseAll turns plan into a filtered frame's plan (a frame filter kept it
+// from the models): every model the policy planned, executed or predicted,
+// reuses its last exact output. The policy's slices are not touched (a
+// policy may hand out its own).
+func ReuseAll(plan *pipeline.Plan) {
+	reused := make([]string, 0, len(plan.Exact)+len(plan.Predicted)+len(plan.Reused))
+	reused = append(reused, plan.Exact...)
+	reused = append(reused, plan.Predicted...)
+	reused = append(reused, plan.Reused...)
+	plan.Exact, plan.Predicted, plan.Reused = nil, nil, reused
+}
