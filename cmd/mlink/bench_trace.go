@@ -235,9 +235,50 @@ func writeBenchTrace(o benchTraceOptions, rows []report.Row) error {
 		if err := os.WriteFile(filepath.Join(o.out, "table.md"), []byte(md.String()), 0o644); err != nil {
 			return fmt.Errorf("bench: write table.md: %w", err)
 		}
-		fmt.Fprintf(os.Stderr, "wrote results.json, table.md and %d plots to %s\n", len(paths), o.out)
+		// Each budget's costs under the one cost rule, per sampling.
+		var costs strings.Builder
+		for _, sampling := range rowSamplings(rows) {
+			var of []report.Row
+			for _, r := range rows {
+				if r.Sampling == sampling && !r.IsNone() {
+					of = append(of, r)
+				}
+			}
+			for _, budget := range rowBudgets(of) {
+				fmt.Fprintf(&costs, "\n**%s, %s**\n\n", sampling, budget)
+				if err := report.WriteCostMarkdown(&costs, of, budget); err != nil {
+					return err
+				}
+			}
+		}
+		if err := os.WriteFile(filepath.Join(o.out, "costs.md"), []byte(costs.String()), 0o644); err != nil {
+			return fmt.Errorf("bench: write costs.md: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote results.json, table.md, costs.md and %d plots to %s\n", len(paths), o.out)
 	}
 	return nil
+}
+
+// rowSamplings and rowBudgets list the rows' samplings and budgets in order
+// of first appearance.
+func rowSamplings(rows []report.Row) []string {
+	var out []string
+	for _, r := range rows {
+		if !slices.Contains(out, r.Sampling) {
+			out = append(out, r.Sampling)
+		}
+	}
+	return out
+}
+
+func rowBudgets(rows []report.Row) []string {
+	var out []string
+	for _, r := range rows {
+		if !slices.Contains(out, r.Budget) {
+			out = append(out, r.Budget)
+		}
+	}
+	return out
 }
 
 func splitList(s string) []string {
