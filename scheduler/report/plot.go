@@ -62,18 +62,19 @@ func Plot(dir string, rows []Row) ([]string, error) {
 	for _, s := range samplings {
 		// Files: accuracy_vs_budget.svg for the native sampling under a
 		// mean budget, _1fps for another sampling, _cap for capped budgets.
-		first := bySampling[s][0]
+		group := bySampling[s]
 		suffix := ""
-		if first.samplingLabel() != "native" {
-			suffix = "_" + fileSafe(first.samplingLabel())
+		if sampling := group[0].samplingLabel(); sampling != "native" {
+			suffix = "_" + fileSafe(sampling)
 		}
-		if first.BudgetMode == "cap" {
+		if group[len(group)-1].BudgetMode == "cap" { // the last row has a budget if any has
 			suffix += "_cap"
 		}
-		// Only rows that meet their budget are plotted under it.
+		// Only rows that meet their budget are plotted under it; ablations
+		// (policy/ablation) are in the tables only.
 		var fitting []Row
 		for _, r := range bySampling[s] {
-			if r.Fits || r.IsNone() {
+			if (r.Fits || r.IsNone()) && !strings.Contains(r.Policy, "/") {
 				fitting = append(fitting, r)
 			}
 		}
@@ -101,7 +102,7 @@ func Plot(dir string, rows []Row) ([]string, error) {
 // budgetChart plots accuracy against the budget's share of the models' total cost. Rows without
 // a budget ran every model they wanted, so they stand at 100%.
 func budgetChart(rows []Row, sampling string, styles map[string]int) *plot.Plot {
-	p := newChart(fmt.Sprintf("Accuracy vs. budget (%s sampling)", sampling),
+	p := newChart(fmt.Sprintf("Accuracy vs. budget (%s)", sampling),
 		"budget (% of the total cost of all models)")
 	addPolicyLines(p, rows, styles, func(r Row) float64 {
 		if r.IsNone() {
@@ -114,7 +115,7 @@ func budgetChart(rows []Row, sampling string, styles map[string]int) *plot.Plot 
 
 // savedChart plots accuracy against the share of model executions saved.
 func savedChart(rows []Row, sampling string, styles map[string]int) *plot.Plot {
-	p := newChart(fmt.Sprintf("Accuracy vs. executions saved (%s sampling)", sampling),
+	p := newChart(fmt.Sprintf("Accuracy vs. executions saved (%s)", sampling),
 		"executions saved (%)")
 	addPolicyLines(p, rows, styles, func(r Row) float64 { return r.ExecutionsSaved * 100 })
 	return p
@@ -126,7 +127,7 @@ func newChart(title, xLabel string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xLabel
-	p.Y.Label.Text = "accuracy (%)"
+	p.Y.Label.Text = "accuracy on unprofiled frames (%)"
 	// A little room past 0 and 100 so that markers there (policy all) are not cut by the axes.
 	p.X.Min, p.X.Max = -axisMargin, 100+axisMargin
 	p.Y.Min, p.Y.Max = 0, 100+axisMargin

@@ -123,15 +123,35 @@ func (r Row) group() string {
 }
 
 // groupBySampling splits rows by sampling and budget mode, in order of
-// first appearance.
+// first appearance. Rows without a budget (policy all) belong to every
+// group of their sampling; alone they make a group of their own.
 func groupBySampling(rows []Row) (samplings []string, bySampling map[string][]Row) {
 	bySampling = make(map[string][]Row)
+	hasBudgeted := map[string]bool{}
 	for _, r := range rows {
+		if !r.IsNone() {
+			hasBudgeted[r.samplingLabel()] = true
+		}
+	}
+	for _, r := range rows {
+		if r.IsNone() && hasBudgeted[r.samplingLabel()] {
+			continue
+		}
 		s := r.group()
 		if _, ok := bySampling[s]; !ok {
 			samplings = append(samplings, s)
 		}
 		bySampling[s] = append(bySampling[s], r)
+	}
+	for _, r := range rows {
+		if !r.IsNone() || !hasBudgeted[r.samplingLabel()] {
+			continue
+		}
+		for _, s := range samplings {
+			if g := bySampling[s]; g[0].samplingLabel() == r.samplingLabel() {
+				bySampling[s] = append([]Row{r}, g...)
+			}
+		}
 	}
 	return samplings, bySampling
 }

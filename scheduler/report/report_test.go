@@ -169,7 +169,7 @@ func TestPlot(t *testing.T) {
 			if !bytes.HasPrefix(data, []byte("<?xml")) && !bytes.HasPrefix(data, []byte("<svg")) {
 				t.Errorf("%s does not start like SVG: %.40q", p, data)
 			}
-			for _, text := range []string{"mlink", "accuracy (%)"} {
+			for _, text := range []string{"mlink", "accuracy on unprofiled frames (%)"} {
 				if !bytes.Contains(data, []byte(text)) {
 					t.Errorf("%s has no %q (legend, axis label)", p, text)
 				}
@@ -235,5 +235,38 @@ func TestPolicyStylesStableAndDistinct(t *testing.T) {
 	}
 	if a["mlink"] != knownPolicies["mlink"] {
 		t.Errorf("mlink style %d, want its fixed %d", a["mlink"], knownPolicies["mlink"])
+	}
+}
+
+// Mean and capped budgets get charts of their own, each with the row that
+// has no budget (all) beside the budgeted ones; the table shows all in both.
+func TestPlotAndTableByBudgetMode(t *testing.T) {
+	scores := map[string]ModelScore{"people": {Accuracy: 1, Exact: 10}}
+	rows := []Row{
+		{Policy: "all", Budget: "none", Sampling: "native", Frames: 10, Accuracy: 1, AccuracyUnprofiled: 1, PerModel: scores},
+		{Policy: "skip", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.33, BudgetMode: "mean", Sampling: "native", Frames: 10, AccuracyUnprofiled: 0.8, Fits: true, PerModel: scores},
+		{Policy: "skip", Budget: "460ms", BudgetValue: 460, BudgetUnit: "ms", BudgetShare: 0.33, BudgetMode: "cap", Sampling: "native", Frames: 10, AccuracyUnprofiled: 0.7, Fits: true, PerModel: scores},
+	}
+	dir := t.TempDir()
+	if _, err := Plot(dir, rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"accuracy_vs_budget.svg", "accuracy_vs_budget_cap.svg"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, policy := range []string{">all<", ">skip<"} {
+			if !bytes.Contains(data, []byte(policy)) {
+				t.Errorf("%s has no %s line", name, policy)
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := WriteTable(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(buf.String(), "\nall "); n != 2 {
+		t.Errorf("all in %d tables, want both the mean and the cap one:\n%s", n, buf.String())
 	}
 }
