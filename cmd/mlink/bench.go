@@ -3,11 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,40 +17,42 @@ import (
 	"github.com/mlink-project/mlink/stages/vision"
 )
 
-func cmdBench(args []string) error {
-	if len(args) > 0 && (args[0] == "trace" || strings.HasPrefix(args[0], "-")) {
-		if args[0] == "trace" {
-			args = args[1:]
-		}
-		return cmdBenchTrace(args)
-	}
-	if len(args) > 0 && args[0] == "live" {
-		return cmdBenchLive(args[1:])
-	}
-	if len(args) == 0 || args[0] != "pipeline" {
-		return &exitError{2, errors.New("usage: mlink bench --trace TRACE [--budgets B,...] [--policies P,...] [--sampling native,1fps] [--out DIR]\n       mlink bench pipeline -c FILE [--frames N] [--out FILE]\n       mlink bench live -c FILE [--policy P --budget B] [--seconds N]")}
-	}
+// cmdBench is mlink bench [trace|pipeline|live] (commands.go dispatches).
+func cmdBench(args []string) error { return dispatch(append([]string{"bench"}, args...)) }
+
+// benchPipelineOptions are the flags of mlink bench pipeline besides -c.
+type benchPipelineOptions struct {
+	frames, modelFrames int
+	out                 string
+}
+
+func benchPipelineFlags() (*flag.FlagSet, *configFlags, *benchPipelineOptions) {
 	fs := newFlagSet("bench pipeline")
-	var cf configFlags
+	cf, o := &configFlags{}, &benchPipelineOptions{}
 	cf.register(fs, false)
-	frames := fs.Int("frames", 100, "frames per camera in the end-to-end runs")
-	modelFrames := fs.Int("model-frames", 20, "frames to time each model alone on")
-	out := fs.String("out", "", "also write the report as JSON to this file")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{2, err}
+	fs.IntVar(&o.frames, "frames", 100, "frames per camera in the end-to-end runs")
+	fs.IntVar(&o.modelFrames, "model-frames", 20, "frames to time each model alone on")
+	fs.StringVar(&o.out, "out", "", "also write the report as JSON to this file")
+	return fs, cf, o
+}
+
+func cmdBenchPipeline(args []string) error {
+	fs, cf, o := benchPipelineFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
-	rep, err := benchPipeline(cfg, *frames, *modelFrames)
+	rep, err := benchPipeline(cfg, o.frames, o.modelFrames)
 	if err != nil {
 		return err
 	}
 	rep.print(os.Stdout)
-	if *out != "" {
+	if o.out != "" {
 		data, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(*out, data, 0o644); err != nil {
+		if err := os.WriteFile(o.out, data, 0o644); err != nil {
 			return fmt.Errorf("write report: %w", err)
 		}
 	}
@@ -245,13 +246,18 @@ type liveReport struct {
 	Agreement   float64 `json:"measured_agreement,omitempty"`
 }
 
-func cmdBenchLive(args []string) error {
+func benchLiveFlags() (*flag.FlagSet, *configFlags, *float64) {
 	fs := newFlagSet("bench live")
-	var cf configFlags
+	cf := &configFlags{}
 	cf.register(fs, true)
 	seconds := fs.Float64("seconds", 60, "measuring window, after the policy's first selection")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	return fs, cf, seconds
+}
+
+func cmdBenchLive(args []string) error {
+	fs, cf, seconds := benchLiveFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg, err := cf.load()
 	if err != nil {

@@ -86,6 +86,16 @@ func cmdBenchTrace(args []string) error {
 // parseBenchTrace reads the flags of mlink bench --trace; every problem is
 // reported at once (exit 2).
 func parseBenchTrace(args []string) (benchTraceOptions, error) {
+	fs, options := benchTraceFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return benchTraceOptions{}, err
+	}
+	return options()
+}
+
+// benchTraceFlags builds the flag set of mlink bench --trace, and the
+// function that turns the parsed flags into options.
+func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	fs := newFlagSet("bench")
 	trace := fs.String("trace", "", "trace recorded by 'mlink profile' (required)")
 	budgets := fs.String("budgets", "", "budgets to add to the automatic ones, comma-separated (e.g. 460ms,920ms or 5GB; 5GB+40ms for both; 25% or 1/4 for a share of the total cost in --unit)")
@@ -105,9 +115,7 @@ func parseBenchTrace(args []string) (benchTraceOptions, error) {
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
-	if err := fs.Parse(args); err != nil {
-		return benchTraceOptions{}, &exitError{2, err}
-	}
+	return fs, func() (benchTraceOptions, error) {
 	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
 		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto}
@@ -214,6 +222,7 @@ func parseBenchTrace(args []string) (benchTraceOptions, error) {
 		return o, &exitError{2, errors.Join(problems...)}
 	}
 	return o, nil
+	}
 }
 
 func writeBenchTrace(o benchTraceOptions, rows []report.Row) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,64 +16,53 @@ import (
 	"github.com/mlink-project/mlink/links"
 )
 
-const linksUsage = `Usage:
-  mlink links train --trace TRACE --out DIR [--epochs N] [--seed S] [--train-frac 0.1]
-                    [--decoder set|attention] [--no-temporal] [--no-eval]
-      train every ordered pair of models on the first part of a trace (by
-      time), then one ensemble per target; evaluate on the rest and save.
-  mlink links eval --trace TRACE --links DIR [--train-frac 0.1] [--json]
-      print the pairwise link accuracy matrix, each target's ensemble
-      accuracy by number of sources, the baselines and the temporal links,
-      measured on the part of the trace after the training fraction.
-`
+// cmdLinks is mlink links SUBCOMMAND.
+func cmdLinks(args []string) error { return dispatch(append([]string{"links"}, args...)) }
 
-func cmdLinks(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, linksUsage)
-		return &exitError{2, errors.New("links: give a subcommand (train or eval)")}
-	}
-	switch args[0] {
-	case "train":
-		return cmdLinksTrain(args[1:])
-	case "eval":
-		return cmdLinksEval(args[1:])
-	case "-h", "--help", "help":
-		fmt.Print(linksUsage)
-		return nil
-	}
-	fmt.Fprint(os.Stderr, linksUsage)
-	return &exitError{2, fmt.Errorf("links: unknown subcommand %q", args[0])}
+// linksTrainOptions are the flags of mlink links train.
+type linksTrainOptions struct {
+	trace, out, decoder string
+	epochs              int
+	seed                int64
+	frac                float64
+	noTemporal, noEval  bool
+}
+
+func linksTrainFlags() (*flag.FlagSet, *linksTrainOptions) {
+	fs := newFlagSet("links train")
+	o := &linksTrainOptions{}
+	fs.StringVar(&o.trace, "trace", "", "trace recorded by 'mlink profile'")
+	fs.StringVar(&o.out, "out", "", "directory to write the links to")
+	fs.IntVar(&o.epochs, "epochs", 100, "training epochs")
+	fs.Int64Var(&o.seed, "seed", 1, "random seed (training is deterministic given the seed)")
+	fs.Float64Var(&o.frac, "train-frac", 0.1, "fraction of the trace (first, by time) to train on")
+	fs.StringVar(&o.decoder, "decoder", links.DecoderSet, "decoder for box/line targets: set or attention")
+	fs.BoolVar(&o.noTemporal, "no-temporal", false, "skip temporal links")
+	fs.BoolVar(&o.noEval, "no-eval", false, "do not evaluate on the rest of the trace")
+	return fs, o
 }
 
 func cmdLinksTrain(args []string) error {
-	fs := newFlagSet("links train")
-	tracePath := fs.String("trace", "", "trace recorded by 'mlink profile'")
-	out := fs.String("out", "", "directory to write the links to")
-	epochs := fs.Int("epochs", 100, "training epochs")
-	seed := fs.Int64("seed", 1, "random seed (training is deterministic given the seed)")
-	frac := fs.Float64("train-frac", 0.1, "fraction of the trace (first, by time) to train on")
-	decoder := fs.String("decoder", links.DecoderSet, "decoder for box/line targets: set or attention")
-	noTemporal := fs.Bool("no-temporal", false, "skip temporal links")
-	noEval := fs.Bool("no-eval", false, "do not evaluate on the rest of the trace")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	fs, o := linksTrainFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if *tracePath == "" || *out == "" {
+	if o.trace == "" || o.out == "" {
 		return &exitError{2, errors.New("--trace TRACE and --out DIR are required")}
 	}
-	if !(*frac > 0 && *frac < 1) {
-		return &exitError{2, fmt.Errorf("--train-frac %v: want a fraction in (0, 1)", *frac)}
+	if !(o.frac > 0 && o.frac < 1) {
+		return &exitError{2, fmt.Errorf("--train-frac %v: want a fraction in (0, 1)", o.frac)}
 	}
-	if *epochs < 1 {
-		return &exitError{2, fmt.Errorf("--epochs %d: want ≥ 1", *epochs)}
+	if o.epochs < 1 {
+		return &exitError{2, fmt.Errorf("--epochs %d: want ≥ 1", o.epochs)}
 	}
-	h, recs, err := links.ReadTrace(*tracePath)
+	h, recs, err := links.ReadTrace(o.trace)
 	if err != nil {
 		return err
 	}
-	train, eval := links.SplitByTime(recs, *frac)
+	train, eval := links.SplitByTime(recs, o.frac)
 	bar := newTrainBar(os.Stderr, isatty.IsTerminal(os.Stderr.Fd()))
-	opts := links.TrainOptions{Epochs: *epochs, Seed: *seed, SeqDecoder: *decoder, NoTemporal: *noTemporal, Progress: bar.update}
+	opts := links.TrainOptions{Epochs: o.epochs, Seed: o.seed, SeqDecoder: o.decoder, NoTemporal: o.noTemporal, Progress: bar.update}
 	fmt.Fprintf(os.Stderr, "training links on %d of %d frames (%d models)\n", len(train), len(recs), len(h.Models))
 	set, err := links.Train(h, train, opts)
 	bar.finish()
@@ -80,16 +70,16 @@ func cmdLinksTrain(args []string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "trained %d links, %d temporal links and %d ensembles in %.1fs\n",
-		len(set.Links()), len(set.TemporalLinks()), 2*len(set.Models)-boolInt(*noTemporal)*len(set.Models), set.TrainSeconds)
-	if !*noEval && len(eval) > 0 {
+		len(set.Links()), len(set.TemporalLinks()), 2*len(set.Models)-boolInt(o.noTemporal)*len(set.Models), set.TrainSeconds)
+	if !o.noEval && len(eval) > 0 {
 		start := time.Now()
 		ev := set.Evaluate(eval)
 		fmt.Fprintf(os.Stderr, "evaluated on %d frames in %.1fs\n", ev.Frames, time.Since(start).Seconds())
 	}
-	if err := set.Save(*out); err != nil {
+	if err := set.Save(o.out); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "saved to %s\n", *out)
+	fmt.Fprintf(os.Stderr, "saved to %s\n", o.out)
 	return nil
 }
 
@@ -100,38 +90,51 @@ func boolInt(b bool) int {
 	return 0
 }
 
-func cmdLinksEval(args []string) error {
+// linksEvalOptions are the flags of mlink links eval.
+type linksEvalOptions struct {
+	trace, dir string
+	frac       float64
+	asJSON     bool
+}
+
+func linksEvalFlags() (*flag.FlagSet, *linksEvalOptions) {
 	fs := newFlagSet("links eval")
-	tracePath := fs.String("trace", "", "trace recorded by 'mlink profile'")
-	dir := fs.String("links", "", "links directory written by 'mlink links train'")
-	frac := fs.Float64("train-frac", 0.1, "fraction of the trace the links were trained on (evaluation uses the rest)")
-	asJSON := fs.Bool("json", false, "print the evaluation as JSON")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	o := &linksEvalOptions{}
+	fs.StringVar(&o.trace, "trace", "", "trace recorded by 'mlink profile'")
+	fs.StringVar(&o.dir, "links", "", "links directory written by 'mlink links train'")
+	fs.Float64Var(&o.frac, "train-frac", 0.1, "fraction of the trace the links were trained on (evaluation uses the rest)")
+	fs.BoolVar(&o.asJSON, "json", false, "print the evaluation as JSON")
+	return fs, o
+}
+
+func cmdLinksEval(args []string) error {
+	fs, o := linksEvalFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if *tracePath == "" || *dir == "" {
+	if o.trace == "" || o.dir == "" {
 		return &exitError{2, errors.New("--trace TRACE and --links DIR are required")}
 	}
-	if !(*frac >= 0 && *frac < 1) {
-		return &exitError{2, fmt.Errorf("--train-frac %v: want a fraction in [0, 1)", *frac)}
+	if !(o.frac >= 0 && o.frac < 1) {
+		return &exitError{2, fmt.Errorf("--train-frac %v: want a fraction in [0, 1)", o.frac)}
 	}
-	set, err := links.Load(*dir)
+	set, err := links.Load(o.dir)
 	if err != nil {
 		return err
 	}
-	h, recs, err := links.ReadTrace(*tracePath)
+	h, recs, err := links.ReadTrace(o.trace)
 	if err != nil {
 		return err
 	}
 	if err := set.CheckTrace(h); err != nil {
 		return err
 	}
-	_, eval := links.SplitByTime(recs, *frac)
+	_, eval := links.SplitByTime(recs, o.frac)
 	if len(eval) == 0 {
 		return &exitError{2, errors.New("no frames left to evaluate after the training fraction")}
 	}
 	ev := set.Evaluate(eval)
-	if *asJSON {
+	if o.asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(ev)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -14,20 +15,31 @@ import (
 	"github.com/mlink-project/mlink/stages/backends"
 )
 
-func cmdModels(args []string) error {
+// modelsOptions are the flags of mlink models besides -c.
+type modelsOptions struct {
+	frames int
+	video  string
+}
+
+func modelsFlags() (*flag.FlagSet, *configFlags, *modelsOptions) {
 	fs := newFlagSet("models")
-	var cf configFlags
+	cf, o := &configFlags{}, &modelsOptions{}
 	cf.register(fs, false)
-	frames := fs.Int("frames", 20, "frames to time each model on")
-	video := fs.String("video", "", "video to take the frames from (default: the config's first file camera)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	fs.IntVar(&o.frames, "frames", 20, "frames to time each model on")
+	fs.StringVar(&o.video, "video", "", "video to take the frames from (default: the config's first file camera)")
+	return fs, cf, o
+}
+
+func cmdModels(args []string) error {
+	fs, cf, o := modelsFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
-	imgs, err := sampleFrames(cfg, *video, *frames)
+	imgs, err := sampleFrames(cfg, o.video, o.frames)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -17,16 +18,27 @@ import (
 	"github.com/mlink-project/mlink/pipeline"
 )
 
-func cmdProfile(args []string) error {
+// profileOptions are the flags of mlink profile besides -c.
+type profileOptions struct {
+	out       string
+	maxFrames int
+}
+
+func profileFlags() (*flag.FlagSet, *configFlags, *profileOptions) {
 	fs := newFlagSet("profile")
-	var cf configFlags
+	cf, o := &configFlags{}, &profileOptions{}
 	cf.register(fs, false)
-	out := fs.String("out", "", "trace file to write (gzip JSON lines)")
-	maxFrames := fs.Int("max-frames", 0, "frames per camera (0: each file to its end)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	fs.StringVar(&o.out, "out", "", "trace file to write (gzip JSON lines)")
+	fs.IntVar(&o.maxFrames, "max-frames", 0, "frames per camera (0: each file to its end)")
+	return fs, cf, o
+}
+
+func cmdProfile(args []string) error {
+	fs, cf, o := profileFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if *out == "" {
+	if o.out == "" {
 		return &exitError{2, errors.New("--out TRACE is required")}
 	}
 	cfg, log, ctx, stop, err := cf.start()
@@ -34,11 +46,11 @@ func cmdProfile(args []string) error {
 		return err
 	}
 	defer stop()
-	n, err := profile(ctx, cfg, *out, *maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
+	n, err := profile(ctx, cfg, o.out, o.maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "wrote %d frames to %s\n", n, *out)
+	fmt.Fprintf(os.Stderr, "wrote %d frames to %s\n", n, o.out)
 	return nil
 }
 

@@ -24,12 +24,6 @@ import (
 	"github.com/mlink-project/mlink/stages/reducto"
 )
 
-func newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet("mlink "+name, flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	return fs
-}
-
 // runOptions are the flags of `mlink run` (and of the benchmark, which runs
 // the same pipeline).
 type runOptions struct {
@@ -43,16 +37,22 @@ type runOptions struct {
 	onResult func(*pipeline.Result)
 }
 
-func cmdRun(args []string) error {
+// runFlags builds the flags of mlink run, bound to the options and the
+// config flags they set.
+func runFlags() (*flag.FlagSet, *runOptions, *configFlags) {
 	fs := newFlagSet("run")
-	var o runOptions
-	var cf configFlags
+	o, cf := &runOptions{}, &configFlags{}
 	cf.register(fs, true)
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of "+strings.Join(allRoles, ","))
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	return fs, o, cf
+}
+
+func cmdRun(args []string) error {
+	fs, o, cf := runFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg, log, ctx, stop, err := cf.start()
 	if err != nil {
@@ -60,7 +60,7 @@ func cmdRun(args []string) error {
 	}
 	defer stop()
 
-	a, err := startApp(ctx, cfg, o, log)
+	a, err := startApp(ctx, cfg, *o, log)
 	if err != nil {
 		return err
 	}
@@ -148,10 +148,25 @@ func parseRoles(s string) (map[string]bool, error) {
 	return roles, nil
 }
 
-func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerolog.Logger) (a *app, err error) {
-	roles, err := parseRoles(o.roles)
+// checkRoles parses --role against the config: a trainer role on its own
+// needs links trained remotely. Checked before anything starts, and by
+// the compose test on every service.
+func checkRoles(cfg *pipeline.Config, s string) (map[string]bool, error) {
+	roles, err := parseRoles(s)
 	if err != nil {
 		return nil, &exitError{2, err}
+	}
+	remoteTraining := usesLinks(cfg.Scheduler.Policy) && cfg.Scheduler.Training == pipeline.TrainingRemote
+	if roles["trainer"] && !remoteTraining && !slices.Contains(strings.Split(s, ","), "all") {
+		return nil, &exitError{2, errors.New("--role trainer: links are trained by the scheduler here (set scheduler.training: remote, with policy mlink or mlink-hybrid)")}
+	}
+	return roles, nil
+}
+
+func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerolog.Logger) (a *app, err error) {
+	roles, err := checkRoles(cfg, o.roles)
+	if err != nil {
+		return nil, err
 	}
 	a = &app{cfg: cfg, opts: o, log: log, roles: roles, camerasDone: make(chan struct{}), failedModels: map[string]error{}}
 	defer func() {
@@ -241,9 +256,6 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		}
 	}
 	remoteTraining := usesLinks(cfg.Scheduler.Policy) && cfg.Scheduler.Training == pipeline.TrainingRemote
-	if roles["trainer"] && !remoteTraining && !slices.Contains(strings.Split(o.roles, ","), "all") {
-		return a, &exitError{2, errors.New("--role trainer: links are trained by the scheduler here (set scheduler.training: remote, with policy mlink or mlink-hybrid)")}
-	}
 	if usesLinks(cfg.Scheduler.Policy) && (roles["predictor"] || roles["scheduler"] || roles["trainer"]) {
 		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, log); err != nil {
 			return a, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,24 +18,38 @@ import (
 	"github.com/mlink-project/mlink/pipeline"
 )
 
-func cmdWatch(args []string) error {
+// watchOptions are the flags of mlink watch.
+type watchOptions struct {
+	url, camera string
+	asJSON      bool
+	since       time.Duration
+	count       int
+}
+
+func watchFlags() (*flag.FlagSet, *watchOptions) {
 	fs := newFlagSet("watch")
-	url := fs.String("nats", "nats://"+pipeline.EmbeddedListen, "NATS server URL (default: the embedded server of mlink run)")
-	camera := fs.String("camera", "", "only this camera")
-	asJSON := fs.Bool("json", false, "print each result as one JSON line")
-	since := fs.Duration("since", 0, "first replay the stored results of this long ago (e.g. 5m), then follow live")
-	count := fs.Int("n", 0, "exit after N results (0: run until interrupted)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+	o := &watchOptions{}
+	fs.StringVar(&o.url, "nats", "nats://"+pipeline.EmbeddedListen, "NATS server URL (default: the embedded server of mlink run)")
+	fs.StringVar(&o.camera, "camera", "", "only this camera")
+	fs.BoolVar(&o.asJSON, "json", false, "print each result as one JSON line")
+	fs.DurationVar(&o.since, "since", 0, "first replay the stored results of this long ago (e.g. 5m), then follow live")
+	fs.IntVar(&o.count, "n", 0, "exit after N results (0: run until interrupted)")
+	return fs, o
+}
+
+func cmdWatch(args []string) error {
+	fs, o := watchFlags()
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	subject := pipeline.AllResults
-	if *camera != "" {
-		if err := pipeline.ValidName(*camera); err != nil {
+	if o.camera != "" {
+		if err := pipeline.ValidName(o.camera); err != nil {
 			return &exitError{2, fmt.Errorf("--camera: %w", err)}
 		}
-		subject = pipeline.ResultsSubject(*camera)
+		subject = pipeline.ResultsSubject(o.camera)
 	}
-	nc, err := pipeline.Connect(*url, "mlink-watch", 0)
+	nc, err := pipeline.Connect(o.url, "mlink-watch", 0)
 	if err != nil {
 		return err
 	}
@@ -49,7 +64,7 @@ func cmdWatch(args []string) error {
 		if ctx.Err() != nil {
 			return
 		}
-		if *asJSON {
+		if o.asJSON {
 			os.Stdout.Write(append(append([]byte(nil), data...), '\n'))
 		} else {
 			res, err := pipeline.Unmarshal[pipeline.Result](data)
@@ -60,18 +75,18 @@ func cmdWatch(args []string) error {
 			printResultLine(os.Stdout, res)
 		}
 		seen++
-		if *count > 0 && seen >= *count {
+		if o.count > 0 && seen >= o.count {
 			cancel()
 		}
 	}
 
 	msgs := make(chan []byte, 1024)
-	if *since > 0 {
+	if o.since > 0 {
 		js, err := jetstream.New(nc)
 		if err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}
-		start := time.Now().Add(-*since)
+		start := time.Now().Add(-o.since)
 		cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{subject},
 			DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
@@ -124,9 +139,9 @@ func printResultLine(w io.Writer, res *pipeline.Result) {
 	for _, name := range names {
 		parts = append(parts, name+"="+outputSummary(res.Outputs[name]))
 	}
-	flag := ""
+	partial := ""
 	if res.Partial {
-		flag = " PARTIAL missing=" + strings.Join(res.Missing, ",")
+		partial = " PARTIAL missing=" + strings.Join(res.Missing, ",")
 	}
-	fmt.Fprintf(w, "%s #%d %5.0fms %s%s\n", res.Camera, res.Seq, res.LatencyMS, strings.Join(parts, " "), flag)
+	fmt.Fprintf(w, "%s #%d %5.0fms %s%s\n", res.Camera, res.Seq, res.LatencyMS, strings.Join(parts, " "), partial)
 }
