@@ -358,6 +358,18 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			o.policies = slices.DeleteFunc(slices.Clone(o.policies), func(p string) bool { return p == policyReducto || p == policyReductoMLink })
 		}
 	}
+	if o.unit == "memory" {
+		// Skipping frames saves time, not memory: under a memory budget the
+		// skip policies are not defined (mlink validate says so too).
+		skips := func(p string) bool { return p == scheduler.PolicySkip || p == scheduler.PolicySkipPerModel }
+		if slices.ContainsFunc(o.policies, skips) {
+			if o.policiesGiven {
+				return nil, errors.New("bench: skip and skip-per-model need a time budget (--unit ms): skipping frames saves time, not memory")
+			}
+			fmt.Fprintln(progress, "bench: skipping skip and skip-per-model: under a memory budget they save nothing (skipping frames saves time, not memory)")
+			o.policies = slices.DeleteFunc(slices.Clone(o.policies), skips)
+		}
+	}
 	outputs := videoOutputs(tr)
 	var rows []report.Row
 	for _, stride := range o.samplings {

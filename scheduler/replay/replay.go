@@ -203,7 +203,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		res.Outputs = assemble.Assemble(predictor(), &plan, exact, last)
 		assemble.UpdateLast(last, &plan, res.Outputs)
 		profiled := plan.Profiling || (opts.FilterProfiles != nil && opts.FilterProfiles(rec.Camera, rec.Seq))
-		sc.score(rec, produced(res), types, frameMS, profiled)
+		sc.score(rec, produced(res), types, frameMS, profiled, loaded(models, plan, ctrl))
 		if ctrl != nil {
 			ctrl.ObserveResult(res)
 		}
@@ -218,6 +218,25 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		row.Selected = selected(models, sel)
 	}
 	return row, nil
+}
+
+// loaded lists the models a policy keeps loaded while it plans a frame:
+// those its current selection runs on every frame or on every k-th (a
+// rotating model holds its memory between turns), and those the frame
+// executes. Every model, for a policy without a selection (all).
+func loaded(models []string, plan pipeline.Plan, ctrl learningPolicy) []string {
+	if ctrl == nil {
+		return models
+	}
+	out := slices.Clone(plan.Exact)
+	if sel := ctrl.Selection(); sel != nil {
+		for _, m := range models {
+			if (slices.Contains(sel.Exact, m) || sel.Every[m] > 0) && !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // recordedOutput is model m's output on rec as its worker would have sent

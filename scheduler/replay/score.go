@@ -24,16 +24,10 @@ type scorer struct {
 	// that ran every model as evidence (or a cost probe).
 	frameMS    []float64
 	profiledAt []bool
-	// lastRun is the unprofiled frame each model last ran on: the models
-	// run within loadedWindow frames count as loaded at once.
-	lastRun      map[string]int
+	// memoryLoaded is the most memory the policy's selection kept loaded
+	// on an unprofiled frame: what a memory budget caps.
 	memoryLoaded int64
 }
-
-// loadedWindow is how many frames a model counts as loaded after it ran
-// (the longest rotation period the policies use): what a memory budget
-// caps.
-const loadedWindow = 32
 
 type modelScore struct {
 	strict, graded float64
@@ -45,7 +39,7 @@ type modelScore struct {
 }
 
 func newScorer(models []string, costs map[string]scheduler.Cost) *scorer {
-	s := &scorer{models: models, per: map[string]*modelScore{}, memory: map[string]int64{}, lastRun: map[string]int{}}
+	s := &scorer{models: models, per: map[string]*modelScore{}, memory: map[string]int64{}}
 	for _, m := range models {
 		s.per[m] = &modelScore{}
 		s.memory[m] = costs[m].Memory
@@ -54,10 +48,11 @@ func newScorer(models []string, costs map[string]scheduler.Cost) *scorer {
 }
 
 // score compares every model's output in res with the recorded exact one,
-// and books the frame's cost (its executed models, costMS). profiled: the
-// frame ran every model as the policy's evidence. A model the recording has
-// no output for (it failed) is not scored on that frame.
-func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType, costMS float64, profiled bool) {
+// and books the frame's cost (its executed models, costMS, and the models
+// its policy keeps loaded, loadedModels). profiled: the frame ran every
+// model as the policy's evidence. A model the recording has no output for
+// (it failed) is not scored on that frame.
+func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[string]pipeline.OutputType, costMS float64, profiled bool, loadedModels []string) {
 	s.frames++
 	s.ms += costMS
 	s.frameMS = append(s.frameMS, costMS)
@@ -66,13 +61,8 @@ func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[s
 		s.profiled++
 	} else {
 		var loaded int64
-		for _, m := range res.Plan.Exact {
-			s.lastRun[m] = s.frames
-		}
-		for m, at := range s.lastRun {
-			if s.frames-at < loadedWindow {
-				loaded += s.memory[m]
-			}
+		for _, m := range loadedModels {
+			loaded += s.memory[m]
 		}
 		s.memoryLoaded = max(s.memoryLoaded, loaded)
 	}
