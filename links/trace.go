@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mlink-project/mlink/pipeline"
@@ -33,6 +35,10 @@ type TraceHeader struct {
 	FPS float64 `json:"fps,omitempty"`
 	// Videos maps each camera recorded from a file to the file, so a
 	// replay can look at the frames again (Reducto's difference features).
+	// In a trace file, a video inside the trace's own directory tree is
+	// stored relative to that directory, so that a trace committed next to
+	// its video resolves on any checkout; CreateTrace writes them so and
+	// OpenTrace (ReadTrace) resolves them back to paths that open.
 	Videos map[string]string `json:"videos,omitempty"`
 	// Source describes where the trace came from (config file, videos).
 	Source string `json:"source,omitempty"`
@@ -67,8 +73,11 @@ type TraceWriter struct {
 	n  int
 }
 
-// CreateTrace creates a trace file and writes its header.
+// CreateTrace creates a trace file and writes its header. Videos at or
+// below the trace's directory are recorded relative to it (see
+// TraceHeader.Videos); others as given.
 func CreateTrace(path string, h TraceHeader) (*TraceWriter, error) {
+	h.Videos = relativeVideos(filepath.Dir(path), h.Videos)
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create trace: %w", err)
@@ -142,7 +151,54 @@ func OpenTrace(path string) (*TraceReader, error) {
 		return nil, fmt.Errorf("trace %s: %w", path, err)
 	}
 	r.closer = f
+	r.header.Videos = resolveVideos(filepath.Dir(path), r.header.Videos)
 	return r, nil
+}
+
+// relativeVideos returns videos with each file at or below dir made
+// relative to dir. A video elsewhere (a system sample such as
+// /usr/share/…/vtest.avi, or a sibling tree a clone would not reproduce)
+// keeps its path: a relative path climbing out of dir would only hold for
+// one layout of the file system. videos itself is not modified.
+func relativeVideos(dir string, videos map[string]string) map[string]string {
+	if len(videos) == 0 {
+		return videos
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return videos // no worse than before: the paths as given
+	}
+	out := make(map[string]string, len(videos))
+	for cam, v := range videos {
+		out[cam] = v
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			continue
+		}
+		rel, err := filepath.Rel(absDir, abs)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			continue
+		}
+		// Slashes: the trace may be read on another OS.
+		out[cam] = filepath.ToSlash(rel)
+	}
+	return out
+}
+
+// resolveVideos returns videos with each relative path resolved against
+// dir, the trace's directory; absolute paths are kept unchanged.
+func resolveVideos(dir string, videos map[string]string) map[string]string {
+	if len(videos) == 0 {
+		return videos
+	}
+	out := make(map[string]string, len(videos))
+	for cam, v := range videos {
+		if v != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(dir, filepath.FromSlash(v))
+		}
+		out[cam] = v
+	}
+	return out
 }
 
 // NewTraceReader reads a trace from r and checks its header.

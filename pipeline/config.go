@@ -331,6 +331,14 @@ func ParseConfig(data []byte, dir string, overrides ...func(*Config)) (*Config, 
 		}
 		return nil, &ConfigError{Problems: []string{err.Error()}}
 	}
+	// A camera's video file is opened by ingest, profile and bench, which
+	// know nothing of the config's directory: resolve it here, like the
+	// validation does, so a relative url works from any working directory.
+	for i := range cfg.Cameras {
+		if cfg.Cameras[i].Source == SourceFile {
+			cfg.Cameras[i].URL = cfg.Path(cfg.Cameras[i].URL)
+		}
+	}
 	for _, o := range overrides {
 		o(cfg)
 	}

@@ -140,9 +140,34 @@ func TestShippedConfigsAreValid(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no configs found")
 	}
+	// The configs the committed traces were profiled with.
+	traces, _ := filepath.Glob("../testdata/traces/*.yaml")
+	files = append(files, traces...)
 	for _, f := range files {
 		if _, err := LoadConfig(f); err != nil {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestCameraFilesResolveAgainstTheConfigDir(t *testing.T) {
+	dir, other := t.TempDir(), t.TempDir()
+	writeFile(t, dir, "clip.mp4", "x")
+	abs := writeFile(t, other, "abs.mp4", "x")
+	cfg, err := ParseConfig([]byte(`
+cameras:
+  - {id: rel, source: file, url: clip.mp4}
+  - {id: abs, source: file, url: `+abs+`}
+  - {id: rtsp, source: rtsp, url: "rtsp://127.0.0.1:8554/x"}
+models: [{name: hog, backend: opencv-hog}]
+`), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "clip.mp4"), abs, "rtsp://127.0.0.1:8554/x"}
+	for i, w := range want {
+		if got := cfg.Cameras[i].URL; got != w {
+			t.Errorf("camera %s url %q, want %q", cfg.Cameras[i].ID, got, w)
 		}
 	}
 }
