@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -213,11 +214,14 @@ func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, er
 	if m.Version != LinksVersion {
 		return nil, fmt.Errorf("load links: format version %d is not supported (this mlink reads version %d): retrain the links", m.Version, LinksVersion)
 	}
-	s, err := setFromManifest(&m)
-	if err != nil {
-		return nil, fmt.Errorf("load links %s: %w", where, err)
+	// The weights come first: their size bounds the architecture the
+	// manifest may describe (gob spends at least a byte per weight). They
+	// are always in weights.gob: a manifest naming another file (/dev/zero,
+	// ../x) is not read.
+	if m.Weights.File != weightsFile {
+		return nil, fmt.Errorf("load links: %s names weights file %q, want %q", filepath.Join(where, manifestFile), m.Weights.File, weightsFile)
 	}
-	wb, err := read(m.Weights.File)
+	wb, err := read(weightsFile)
 	if err != nil {
 		return nil, fmt.Errorf("load links: %w", err)
 	}
@@ -225,9 +229,18 @@ func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, er
 	if hex.EncodeToString(sum[:]) != m.Weights.SHA256 {
 		return nil, fmt.Errorf("load links: %s is corrupt (checksum mismatch): re-save or retrain the links", filepath.Join(where, m.Weights.File))
 	}
+	s, err := setFromManifest(&m, len(wb))
+	if err != nil {
+		return nil, fmt.Errorf("load links %s: %w", where, err)
+	}
 	var flat []float64
 	if err := gob.NewDecoder(bytes.NewReader(wb)).Decode(&flat); err != nil {
 		return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(where, m.Weights.File), err)
+	}
+	for i, w := range flat {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return nil, fmt.Errorf("load links: %s is corrupt: weight %d is %v", filepath.Join(where, m.Weights.File), i, w)
+		}
 	}
 	ps := s.orderedParams()
 	need := 0
@@ -252,9 +265,14 @@ func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, er
 	return s, nil
 }
 
+// MaxLinkWeights bounds the weights of a link set that Load accepts: 2^28
+// float64s, 2 GiB.
+const MaxLinkWeights = 1 << 28
+
 // setFromManifest rebuilds the architecture and checks it against the
-// manifest's links and shapes.
-func setFromManifest(m *manifest) (*Set, error) {
+// manifest's links and shapes. weightBytes, the size of the weights file,
+// bounds the architecture: it is sized before it is built.
+func setFromManifest(m *manifest, weightBytes int) (*Set, error) {
 	o := m.Options
 	o.EnsureDefaults()
 	if err := o.Validate(); err != nil {
@@ -262,6 +280,9 @@ func setFromManifest(m *manifest) (*Set, error) {
 	}
 	if len(m.Models) < 2 {
 		return nil, fmt.Errorf("%d models: links need at least two", len(m.Models))
+	}
+	if len(m.Models) > 64 {
+		return nil, fmt.Errorf("%d models: links support at most 64", len(m.Models))
 	}
 	names := map[string]bool{}
 	for _, mi := range m.Models {
@@ -272,6 +293,14 @@ func setFromManifest(m *manifest) (*Set, error) {
 			return nil, fmt.Errorf("model %q listed twice", mi.Name)
 		}
 		names[mi.Name] = true
+	}
+	var size weightCount
+	newSet(m.Models, o).buildWith(alloc{count: &size})
+	switch {
+	case size.bad || size.n > MaxLinkWeights:
+		return nil, fmt.Errorf("the options and models describe more than the limit of %d weights (mismatched architecture)", MaxLinkWeights)
+	case size.n > int64(weightBytes):
+		return nil, fmt.Errorf("the options and models describe %d weights, the weights file has only %d bytes (mismatched architecture)", size.n, weightBytes)
 	}
 	s := newSet(m.Models, o)
 	s.build()
