@@ -440,3 +440,32 @@ func TestArchitectureSizeMatchesBuild(t *testing.T) {
 		}
 	}
 }
+
+// gob makes a map of the size a blob declares before reading an entry: 4
+// KB declaring 192 million files took 11 GB. The count is read first.
+func TestUnmarshalSetRefusesHugeMaps(t *testing.T) {
+	blob, err := fuzzSets(t)[2].MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := UnmarshalSet(blob); err != nil {
+		t.Fatalf("a real blob: %v", err)
+	}
+	// The type definition, then the value: length, type id, delta 0, count.
+	def := int(blob[0]) + 1
+	if blob[def] < 0x80 {
+		t.Fatalf("value length %#x: expected a multi-byte uint", blob[def])
+	}
+	at := def + 1 + (256 - int(blob[def])) + 2 + 1 // type id 65 is two bytes
+	if blob[at] != 2 { // manifest and weights: no evaluation
+		t.Fatalf("entry count %d at %d, want 2", blob[at], at)
+	}
+	huge := append(append(bytes.Clone(blob[:at]), 0xfc, 0x0b, 0x77, 0x65, 0x69), blob[at+1:]...)
+	_, err = UnmarshalSet(huge)
+	wantErr(t, err, "declares 192374121 files, more than the 8 a links blob holds")
+	for _, b := range [][]byte{{0x80}, {0x05, 0xff}, blob[:def+2], {}} {
+		if _, err := UnmarshalSet(b); err == nil {
+			t.Errorf("%x: no error", b)
+		}
+	}
+}

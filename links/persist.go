@@ -129,6 +129,9 @@ func (s *Set) MarshalBinary() ([]byte, error) {
 // UnmarshalSet decodes a blob written by MarshalBinary, with every check
 // Load makes.
 func UnmarshalSet(data []byte) (*Set, error) {
+	if err := checkBlobEntries(data); err != nil {
+		return nil, fmt.Errorf("load links: corrupt links blob: %w", err)
+	}
 	var files map[string][]byte
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&files); err != nil {
 		return nil, fmt.Errorf("load links: corrupt links blob: %w", err)
@@ -140,6 +143,60 @@ func UnmarshalSet(data []byte) (*Set, error) {
 		}
 		return d, nil
 	})
+}
+
+// maxBlobEntries bounds the files of a links blob (MarshalBinary writes
+// at most three).
+const maxBlobEntries = 8
+
+// checkBlobEntries reads the number of files a links blob declares from
+// its gob encoding, without decoding it: gob makes a map of the declared
+// size before it reads an entry, so 4 KB declaring 2^28 entries took 11 GB.
+// A blob is one gob type definition (the map type) and one value: a
+// message length, the type id, a zero field delta, the entry count.
+func checkBlobEntries(data []byte) error {
+	r := data
+	next := func() (uint64, bool) {
+		if len(r) == 0 {
+			return 0, false
+		}
+		b := r[0]
+		if b < 0x80 {
+			r = r[1:]
+			return uint64(b), true
+		}
+		n := 256 - int(b) // gob: a negated byte count, then the bytes
+		if n > 8 || len(r) < 1+n {
+			return 0, false
+		}
+		var u uint64
+		for _, c := range r[1 : 1+n] {
+			u = u<<8 | uint64(c)
+		}
+		r = r[1+n:]
+		return u, true
+	}
+	n, ok := next() // the type definition
+	if !ok || n > uint64(len(r)) {
+		return errors.New("no gob type definition")
+	}
+	r = r[n:]
+	n, ok = next() // the value
+	if !ok || n > uint64(len(r)) {
+		return errors.New("no gob value")
+	}
+	r = r[:n]
+	if id, ok := next(); !ok || id&1 == 1 { // a type id; odd: negative, a definition
+		return errors.New("no gob value after the type definition")
+	}
+	if delta, ok := next(); !ok || delta != 0 {
+		return errors.New("not a gob map value")
+	}
+	count, ok := next()
+	if !ok || count > maxBlobEntries {
+		return fmt.Errorf("declares %d files, more than the %d a links blob holds", count, maxBlobEntries)
+	}
+	return nil
 }
 
 // encodeFiles renders the set as the files of a links directory.
