@@ -59,7 +59,8 @@ test: deps validate-configs test-nocgo
 # corpus found accumulates in go test's own fuzz cache (make test starts
 # from the seeds each time: replaying a grown corpus would eat its time).
 # The cgo packages count gocv Mats (-tags matprofile): an input leaking one
-# fails.
+# fails. A bare "context deadline exceeded" with no input written is Go
+# 1.26's coordinator race at the end of -fuzztime, not a finding.
 FUZZTIME ?= 5s
 TEST_FUZZTIME ?= 4s
 FUZZMINIMIZE ?= 100x
@@ -83,6 +84,8 @@ fuzz:
 		if (cd $$pkg && ../bin/fuzz/$$pkg.test -test.run '^$$' -test.fuzz "^$$name\$$" -test.fuzztime $(FUZZTIME) \
 			-test.fuzzminimizetime $(FUZZMINIMIZE) -test.fuzzcachedir $(FUZZ_CACHE)/$$pkg) >$$log 2>&1; then \
 			echo "$$pkg $$name: $$(grep '^fuzz: elapsed' $$log | tail -n 1 | cut -d' ' -f3-)"; \
+		elif grep -q 'context deadline exceeded' $$log && ! grep -q 'Failing input written' $$log; then \
+			echo "$$pkg $$name: no input found; the failure is Go's fuzztime deadline race (go.dev/issue/75804, fixed in Go 1.27), ignored"; \
 		else cat $$log; echo "$$pkg $$name failed: the input is in $$pkg/testdata/fuzz/$$name/"; exit 1; fi; \
 	done
 

@@ -457,7 +457,7 @@ func TestUnmarshalSetRefusesHugeMaps(t *testing.T) {
 		t.Fatalf("value length %#x: expected a multi-byte uint", blob[def])
 	}
 	at := def + 1 + (256 - int(blob[def])) + 2 + 1 // type id 65 is two bytes
-	if blob[at] != 2 { // manifest and weights: no evaluation
+	if blob[at] != 2 {                             // manifest and weights: no evaluation
 		t.Fatalf("entry count %d at %d, want 2", blob[at], at)
 	}
 	huge := append(append(bytes.Clone(blob[:at]), 0xfc, 0x0b, 0x77, 0x65, 0x69), blob[at+1:]...)
