@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,26 +15,31 @@ import (
 )
 
 // encodeTestJPEG encodes a w×h gradient with OpenCV (params: IMWrite flags).
+// Pixels are set from Go: gocv's SetUCharAt3 indexes a 3-D Mat, not the
+// channels of a 2-D one.
 func encodeTestJPEG(t testing.TB, w, h int, gray bool, params ...int) []byte {
-	typ := gocv.MatTypeCV8UC3
+	typ, ch := gocv.MatTypeCV8UC3, 3
 	if gray {
-		typ = gocv.MatTypeCV8UC1
+		typ, ch = gocv.MatTypeCV8UC1, 1
 	}
-	m := gocv.NewMatWithSize(h, w, typ)
-	defer m.Close()
+	pix := make([]byte, 0, w*h*ch)
 	for y := range h {
 		for x := range w {
 			if gray {
-				m.SetUCharAt(y, x, uint8(x*7+y*3))
+				pix = append(pix, uint8(x*7+y*3))
 			} else {
-				m.SetUCharAt3(y, x, 0, uint8(x*7))
-				m.SetUCharAt3(y, x, 1, uint8(y*5))
-				m.SetUCharAt3(y, x, 2, 200)
+				pix = append(pix, uint8(x*7), uint8(y*5), 200)
 			}
 		}
 	}
+	m, err := gocv.NewMatFromBytes(h, w, typ, pix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
 	// IMEncodeWithParams indexes params[0]: at least the quality.
 	buf, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, m, append([]int{gocv.IMWriteJpegQuality, 90}, params...))
+	runtime.KeepAlive(pix) // the Mat aliases it
 	if err != nil {
 		t.Fatal(err)
 	}
