@@ -62,7 +62,7 @@ test: deps validate-configs test-nocgo
 # fails. A bare "context deadline exceeded" with no input written is Go
 # 1.26's coordinator race at the end of -fuzztime, not a finding.
 FUZZTIME ?= 5s
-TEST_FUZZTIME ?= 4s
+TEST_FUZZTIME ?= 3s
 FUZZMINIMIZE ?= 100x
 FUZZ_NOCGO := pipeline/FuzzDecodeFrame pipeline/FuzzJPEGSize pipeline/FuzzUnmarshalOutput pipeline/FuzzUnmarshalPlan \
 	pipeline/FuzzUnmarshalResult pipeline/FuzzUnmarshalPredictRequest pipeline/FuzzUnmarshalHeartbeat \
