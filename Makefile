@@ -7,7 +7,7 @@ export ONNXRUNTIME_LIB := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Pure-logic packages must build and test without cgo.
 NOCGO_PKGS := ./pipeline/... ./links/... ./scheduler/...
 
-.PHONY: deps build run demo-mlink demo-hybrid demo-skip test test-nocgo validate-configs bench bench-trace clean
+.PHONY: deps build run demo-mlink demo-hybrid demo-skip test test-nocgo test-leaks fuzz validate-configs bench bench-trace clean
 
 deps:
 	@./scripts/deps.sh
@@ -47,6 +47,47 @@ test: deps validate-configs test-nocgo
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) test-leaks
+	rm -rf bin/fuzz/cache
+	$(MAKE) fuzz FUZZTIME=$(TEST_FUZZTIME) FUZZ_CACHE=$(CURDIR)/bin/fuzz/cache
+
+# Every decoder of bytes from the bus or from disk has a fuzz target
+# (package/FuzzName); `go test` replays their seeds and testdata/fuzz/
+# crashers, `make fuzz` fuzzes each for FUZZTIME (make test: TEST_FUZZTIME).
+# Go fuzzes one target per run: each package's instrumented test binary is
+# built once, then run per target from the package's directory. New inputs
+# are minimised by count, not for a minute each, so short runs fuzz. The
+# corpus found accumulates in go test's own fuzz cache (make test starts
+# from the seeds each time: replaying a grown corpus would eat its time).
+# The cgo packages count gocv Mats (-tags matprofile): an input leaking one
+# fails. A bare "context deadline exceeded" with no input written is Go
+# 1.26's coordinator race at the end of -fuzztime, not a finding.
+FUZZTIME ?= 5s
+TEST_FUZZTIME ?= 3s
+FUZZMINIMIZE ?= 100x
+FUZZ_NOCGO := pipeline/FuzzDecodeFrame pipeline/FuzzJPEGSize pipeline/FuzzUnmarshalOutput pipeline/FuzzUnmarshalPlan \
+	pipeline/FuzzUnmarshalResult pipeline/FuzzUnmarshalPredictRequest pipeline/FuzzUnmarshalHeartbeat \
+	pipeline/FuzzParseConfig pipeline/FuzzParseByteSize \
+	links/FuzzTraceReader links/FuzzLoadLinks links/FuzzUnmarshalSet
+FUZZ_CGO := stages/FuzzDecodeFrame ingest/FuzzMJPEG
+# A longer run of a few: make fuzz FUZZ_TARGETS=links/FuzzLoadLinks FUZZTIME=10m
+FUZZ_TARGETS ?= $(FUZZ_NOCGO) $(FUZZ_CGO)
+FUZZ_CACHE ?= $(shell $(GO) env GOCACHE)/fuzz/$(shell $(GO) list -m)
+
+fuzz:
+	@mkdir -p bin/fuzz
+	@set -e; for pkg in $(sort $(foreach t,$(FUZZ_NOCGO),$(dir $(t)))); do \
+		CGO_ENABLED=0 $(GO) test -c -fuzz . -o bin/fuzz/$${pkg%/}.test ./$$pkg; done
+	@set -e; for pkg in $(sort $(foreach t,$(FUZZ_CGO),$(dir $(t)))); do \
+		$(GO) test -c -fuzz . -tags matprofile -o bin/fuzz/$${pkg%/}.test ./$$pkg; done
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%/*}; name=$${t#*/}; log=bin/fuzz/$$pkg-$$name.log; \
+		if (cd $$pkg && ../bin/fuzz/$$pkg.test -test.run '^$$' -test.fuzz "^$$name\$$" -test.fuzztime $(FUZZTIME) \
+			-test.fuzzminimizetime $(FUZZMINIMIZE) -test.fuzzcachedir $(FUZZ_CACHE)/$$pkg) >$$log 2>&1; then \
+			echo "$$pkg $$name: $$(grep '^fuzz: elapsed' $$log | tail -n 1 | cut -d' ' -f3-)"; \
+		elif grep -q 'context deadline exceeded' $$log && ! grep -q 'Failing input written' $$log; then \
+			echo "$$pkg $$name: no input found; the failure is Go's fuzztime deadline race (go.dev/issue/75804, fixed in Go 1.27), ignored"; \
+		else cat $$log; echo "$$pkg $$name failed: the input is in $$pkg/testdata/fuzz/$$name/"; exit 1; fi; \
+	done
 
 # gocv counts live Mats with -tags matprofile: these tests fail on a Mat
 # that is never closed (the whole ingest suite, the leak tests elsewhere).

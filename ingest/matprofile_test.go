@@ -21,3 +21,6 @@ func init() {
 		return nil
 	}
 }
+
+// liveMats counts the Mats not yet closed.
+func liveMats() (n int, ok bool) { return gocv.MatProfile.Count(), true }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"github.com/mlink-project/mlink/pipeline"
 )
 
 // MJPEGOptions tunes an HTTP MJPEG source; zero values take the defaults.
@@ -27,6 +29,9 @@ type MJPEGOptions struct {
 	StallTimeout time.Duration
 	// MaxFrameBytes bounds one JPEG part (default 16 MiB).
 	MaxFrameBytes int64
+	// MaxFramePixels bounds the image a part's JPEG header may declare
+	// (default pipeline.DefaultMaxFramePixels).
+	MaxFramePixels int
 	// Client sends the request (default: a client without overall timeout,
 	// which would cut the endless stream).
 	Client *http.Client
@@ -60,6 +65,9 @@ func NewMJPEGSource(rawURL string, opts MJPEGOptions) (*MJPEGSource, error) {
 	}
 	if opts.MaxFrameBytes <= 0 {
 		opts.MaxFrameBytes = 16 << 20
+	}
+	if opts.MaxFramePixels <= 0 {
+		opts.MaxFramePixels = pipeline.DefaultMaxFramePixels
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{}
@@ -135,6 +143,14 @@ func (s *MJPEGSource) Read(ctx context.Context) (gocv.Mat, time.Time, error) {
 		return gocv.Mat{}, time.Time{}, fmt.Errorf("read %s: %w", s.name, err)
 	}
 	at := time.Now()
+	// The header first: a part claiming a huge image is refused before
+	// the decoder allocates it.
+	if _, _, err := pipeline.CheckJPEG(data, s.opts.MaxFramePixels); err != nil {
+		if errors.Is(err, pipeline.ErrFrameTooLarge) {
+			return gocv.Mat{}, time.Time{}, fmt.Errorf("%s: part of %d bytes refused: %w: %w", s.name, len(data), err, ErrBadFrame)
+		}
+		return gocv.Mat{}, time.Time{}, fmt.Errorf("%s: part of %d bytes is not a decodable JPEG (%v): %w", s.name, len(data), err, ErrBadFrame)
+	}
 	m, err := gocv.IMDecode(data, gocv.IMReadColor)
 	if err != nil || m.Empty() {
 		m.Close()

@@ -26,12 +26,40 @@ type Param struct {
 	g, ms []float64
 }
 
-func newParam(name string, rows, cols int) *Param {
+func newParam(name string, rows, cols int) *Param { return alloc{}.param(name, rows, cols) }
+
+func newBias(name string, n int) *Param { return alloc{}.bias(name, n) }
+
+// alloc creates the weights of an architecture. A counting alloc (count
+// set) allocates none: it sums the weights the architecture needs, so that
+// Load can refuse a file that describes a huge one before building it.
+type alloc struct{ count *weightCount }
+
+// weightCount sums weight tensor sizes; a negative or overflowing size
+// marks it bad.
+type weightCount struct {
+	n   int64
+	bad bool
+}
+
+func (c *weightCount) add(rows, cols int) {
+	if c.bad || rows < 0 || cols < 0 || (cols > 0 && rows > math.MaxInt64/cols) || int64(rows*cols) > math.MaxInt64-c.n {
+		c.bad = true
+		return
+	}
+	c.n += int64(rows * cols)
+}
+
+func (a alloc) param(name string, rows, cols int) *Param {
+	if a.count != nil {
+		a.count.add(rows, cols)
+		return &Param{Name: name, Rows: rows, Cols: cols}
+	}
 	return &Param{Name: name, Rows: rows, Cols: cols, W: make([]float64, rows*cols)}
 }
 
-func newBias(name string, n int) *Param {
-	p := newParam(name, n, 1)
+func (a alloc) bias(name string, n int) *Param {
+	p := a.param(name, n, 1)
 	p.Bias = true
 	return p
 }
@@ -295,12 +323,14 @@ type gruCell struct {
 	H            int
 }
 
-func newGRU(name string, in, h int) *gruCell {
+func newGRU(name string, in, h int) *gruCell { return alloc{}.gru(name, in, h) }
+
+func (a alloc) gru(name string, in, h int) *gruCell {
 	return &gruCell{
-		W:  newParam(name+".W", 3*h, in),
-		U:  newParam(name+".U", 3*h, h),
-		BW: newBias(name+".bW", 3*h),
-		BU: newBias(name+".bU", 3*h),
+		W:  a.param(name+".W", 3*h, in),
+		U:  a.param(name+".U", 3*h, h),
+		BW: a.bias(name+".bW", 3*h),
+		BU: a.bias(name+".bU", 3*h),
 		H:  h,
 	}
 }

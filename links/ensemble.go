@@ -20,12 +20,12 @@ type Ensemble struct {
 	members []*Link
 }
 
-func newEnsemble(target string, temporal bool, srcs []string, members []*Link) *Ensemble {
+func newEnsemble(target string, temporal bool, srcs []string, members []*Link, al alloc) *Ensemble {
 	name := "ens." + target
 	if temporal {
 		name += "@t"
 	}
-	w := newBias(name+".w", len(srcs)) // zero logits: equal weights before training
+	w := al.bias(name+".w", len(srcs)) // zero logits: equal weights before training
 	return &Ensemble{Target: target, Temporal: temporal, Sources: srcs, W: w, members: members}
 }
 

@@ -36,10 +36,12 @@ func Family(src, tgt pipeline.OutputType) string {
 
 type dense struct{ W, B *Param }
 
-func newDense(name string, out, in int, bias bool) dense {
-	d := dense{W: newParam(name+".W", out, in)}
+func newDense(name string, out, in int, bias bool) dense { return alloc{}.dense(name, out, in, bias) }
+
+func (al alloc) dense(name string, out, in int, bias bool) dense {
+	d := dense{W: al.param(name+".W", out, in)}
 	if bias {
-		d.B = newBias(name+".b", out)
+		d.B = al.bias(name+".b", out)
 	}
 	return d
 }
@@ -95,7 +97,7 @@ type Link struct {
 	params []*Param
 }
 
-func newLink(src, tgt *ModelInfo, temporal bool, o *TrainOptions) *Link {
+func newLink(src, tgt *ModelInfo, temporal bool, o *TrainOptions, al alloc) *Link {
 	l := &Link{Target: tgt.Name, Temporal: temporal, src: src, tgt: tgt, maxAge: o.MaxAge}
 	a := &l.a
 	a.out = tgt.Dim
@@ -135,17 +137,17 @@ func newLink(src, tgt *ModelInfo, temporal bool, o *TrainOptions) *Link {
 		}
 	}
 	if a.seqIn {
-		l.proj = newDense(name+".proj", a.enc, ElemDim, true)
-		l.enc = newGRU(name+".enc", a.enc, a.enc)
+		l.proj = al.dense(name+".proj", a.enc, ElemDim, true)
+		l.enc = al.gru(name+".enc", a.enc, a.enc)
 		add(l.proj.W, l.proj.B)
 		add(l.enc.params()...)
 	}
-	l.h1 = newDense(name+".h1", a.hidden, a.summary, true)
-	l.h2 = newDense(name+".h2", a.out, a.hidden, true)
-	l.lp = newDense(name+".lp", 1, a.hidden, true)
+	l.h1 = al.dense(name+".h1", a.hidden, a.summary, true)
+	l.h2 = al.dense(name+".h2", a.out, a.hidden, true)
+	l.lp = al.dense(name+".lp", 1, a.hidden, true)
 	add(l.h1.W, l.h1.B, l.h2.W, l.h2.B)
 	if temporal {
-		l.skip = newBias(name+".skip", tgt.Dim)
+		l.skip = al.bias(name+".skip", tgt.Dim)
 		g := 1.0 // normalised value: prediction = last value
 		if tgt.Type == pipeline.TypeClass {
 			g = 4 // logits: the last class wins unless the head disagrees clearly
@@ -153,7 +155,7 @@ func newLink(src, tgt *ModelInfo, temporal bool, o *TrainOptions) *Link {
 		for i := range l.skip.W {
 			l.skip.W[i] = g
 		}
-		l.skipAge = newBias(name+".skipAge", tgt.Dim)
+		l.skipAge = al.bias(name+".skipAge", tgt.Dim)
 		add(l.skip, l.skipAge)
 	}
 	switch a.decoder {
@@ -163,21 +165,21 @@ func newLink(src, tgt *ModelInfo, temporal bool, o *TrainOptions) *Link {
 		if a.seqIn {
 			a.mem = a.enc
 		}
-		l.memIn = newDense(name+".mem", a.mem, a.summary, true)
-		l.decInit = newDense(name+".init", a.dec, a.summary, true)
-		l.attKey = newDense(name+".key", a.att, a.mem, true)
-		l.attQuery = newDense(name+".query", a.att, a.dec, false)
-		l.attV = newParam(name+".v", a.att, 1)
-		l.dec = newGRU(name+".dec", ElemDim+a.mem, a.dec)
-		l.out = newDense(name+".out", ElemDim, a.dec, true)
+		l.memIn = al.dense(name+".mem", a.mem, a.summary, true)
+		l.decInit = al.dense(name+".init", a.dec, a.summary, true)
+		l.attKey = al.dense(name+".key", a.att, a.mem, true)
+		l.attQuery = al.dense(name+".query", a.att, a.dec, false)
+		l.attV = al.param(name+".v", a.att, 1)
+		l.dec = al.gru(name+".dec", ElemDim+a.mem, a.dec)
+		l.out = al.dense(name+".out", ElemDim, a.dec, true)
 		add(l.memIn.W, l.memIn.B, l.decInit.W, l.decInit.B, l.attKey.W, l.attKey.B, l.attQuery.W, l.attV)
 		add(l.dec.params()...)
 		add(l.out.W, l.out.B)
 	case DecoderSet:
 		a.dec = o.DecoderUnits
 		a.slots = min(tgt.MaxCount, o.MaxSeqLen)
-		l.slot1 = newDense(name+".slot1", a.dec, a.summary, true)
-		l.slot2 = newDense(name+".slot2", a.slots*(ElemDim+1), a.dec, true)
+		l.slot1 = al.dense(name+".slot1", a.dec, a.summary, true)
+		l.slot2 = al.dense(name+".slot2", a.slots*(ElemDim+1), a.dec, true)
 		add(l.slot1.W, l.slot1.B, l.slot2.W, l.slot2.B)
 	}
 	// The loss-prediction head is trained apart (on detached features):

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -128,6 +129,9 @@ func (s *Set) MarshalBinary() ([]byte, error) {
 // UnmarshalSet decodes a blob written by MarshalBinary, with every check
 // Load makes.
 func UnmarshalSet(data []byte) (*Set, error) {
+	if err := checkBlobEntries(data); err != nil {
+		return nil, fmt.Errorf("load links: corrupt links blob: %w", err)
+	}
 	var files map[string][]byte
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&files); err != nil {
 		return nil, fmt.Errorf("load links: corrupt links blob: %w", err)
@@ -139,6 +143,60 @@ func UnmarshalSet(data []byte) (*Set, error) {
 		}
 		return d, nil
 	})
+}
+
+// maxBlobEntries bounds the files of a links blob (MarshalBinary writes
+// at most three).
+const maxBlobEntries = 8
+
+// checkBlobEntries reads the number of files a links blob declares from
+// its gob encoding, without decoding it: gob makes a map of the declared
+// size before it reads an entry, so 4 KB declaring 2^28 entries took 11 GB.
+// A blob is one gob type definition (the map type) and one value: a
+// message length, the type id, a zero field delta, the entry count.
+func checkBlobEntries(data []byte) error {
+	r := data
+	next := func() (uint64, bool) {
+		if len(r) == 0 {
+			return 0, false
+		}
+		b := r[0]
+		if b < 0x80 {
+			r = r[1:]
+			return uint64(b), true
+		}
+		n := 256 - int(b) // gob: a negated byte count, then the bytes
+		if n > 8 || len(r) < 1+n {
+			return 0, false
+		}
+		var u uint64
+		for _, c := range r[1 : 1+n] {
+			u = u<<8 | uint64(c)
+		}
+		r = r[1+n:]
+		return u, true
+	}
+	n, ok := next() // the type definition
+	if !ok || n > uint64(len(r)) {
+		return errors.New("no gob type definition")
+	}
+	r = r[n:]
+	n, ok = next() // the value
+	if !ok || n > uint64(len(r)) {
+		return errors.New("no gob value")
+	}
+	r = r[:n]
+	if id, ok := next(); !ok || id&1 == 1 { // a type id; odd: negative, a definition
+		return errors.New("no gob value after the type definition")
+	}
+	if delta, ok := next(); !ok || delta != 0 {
+		return errors.New("not a gob map value")
+	}
+	count, ok := next()
+	if !ok || count > maxBlobEntries {
+		return fmt.Errorf("declares %d files, more than the %d a links blob holds", count, maxBlobEntries)
+	}
+	return nil
 }
 
 // encodeFiles renders the set as the files of a links directory.
@@ -213,11 +271,14 @@ func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, er
 	if m.Version != LinksVersion {
 		return nil, fmt.Errorf("load links: format version %d is not supported (this mlink reads version %d): retrain the links", m.Version, LinksVersion)
 	}
-	s, err := setFromManifest(&m)
-	if err != nil {
-		return nil, fmt.Errorf("load links %s: %w", where, err)
+	// The weights come first: their size bounds the architecture the
+	// manifest may describe (gob spends at least a byte per weight). They
+	// are always in weights.gob: a manifest naming another file (/dev/zero,
+	// ../x) is not read.
+	if m.Weights.File != weightsFile {
+		return nil, fmt.Errorf("load links: %s names weights file %q, want %q", filepath.Join(where, manifestFile), m.Weights.File, weightsFile)
 	}
-	wb, err := read(m.Weights.File)
+	wb, err := read(weightsFile)
 	if err != nil {
 		return nil, fmt.Errorf("load links: %w", err)
 	}
@@ -225,9 +286,18 @@ func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, er
 	if hex.EncodeToString(sum[:]) != m.Weights.SHA256 {
 		return nil, fmt.Errorf("load links: %s is corrupt (checksum mismatch): re-save or retrain the links", filepath.Join(where, m.Weights.File))
 	}
+	s, err := setFromManifest(&m, len(wb))
+	if err != nil {
+		return nil, fmt.Errorf("load links %s: %w", where, err)
+	}
 	var flat []float64
 	if err := gob.NewDecoder(bytes.NewReader(wb)).Decode(&flat); err != nil {
 		return nil, fmt.Errorf("load links: %s is corrupt: %w", filepath.Join(where, m.Weights.File), err)
+	}
+	for i, w := range flat {
+		if math.IsNaN(w) || math.IsInf(w, 0) {
+			return nil, fmt.Errorf("load links: %s is corrupt: weight %d is %v", filepath.Join(where, m.Weights.File), i, w)
+		}
 	}
 	ps := s.orderedParams()
 	need := 0
@@ -252,9 +322,14 @@ func decodeFiles(where string, read func(name string) ([]byte, error)) (*Set, er
 	return s, nil
 }
 
+// MaxLinkWeights bounds the weights of a link set that Load accepts: 2^28
+// float64s, 2 GiB.
+const MaxLinkWeights = 1 << 28
+
 // setFromManifest rebuilds the architecture and checks it against the
-// manifest's links and shapes.
-func setFromManifest(m *manifest) (*Set, error) {
+// manifest's links and shapes. weightBytes, the size of the weights file,
+// bounds the architecture: it is sized before it is built.
+func setFromManifest(m *manifest, weightBytes int) (*Set, error) {
 	o := m.Options
 	o.EnsureDefaults()
 	if err := o.Validate(); err != nil {
@@ -262,6 +337,9 @@ func setFromManifest(m *manifest) (*Set, error) {
 	}
 	if len(m.Models) < 2 {
 		return nil, fmt.Errorf("%d models: links need at least two", len(m.Models))
+	}
+	if len(m.Models) > 64 {
+		return nil, fmt.Errorf("%d models: links support at most 64", len(m.Models))
 	}
 	names := map[string]bool{}
 	for _, mi := range m.Models {
@@ -272,6 +350,14 @@ func setFromManifest(m *manifest) (*Set, error) {
 			return nil, fmt.Errorf("model %q listed twice", mi.Name)
 		}
 		names[mi.Name] = true
+	}
+	var size weightCount
+	newSet(m.Models, o).buildWith(alloc{count: &size})
+	switch {
+	case size.bad || size.n > MaxLinkWeights:
+		return nil, fmt.Errorf("the options and models describe more than the limit of %d weights (mismatched architecture)", MaxLinkWeights)
+	case size.n > int64(weightBytes):
+		return nil, fmt.Errorf("the options and models describe %d weights, the weights file has only %d bytes (mismatched architecture)", size.n, weightBytes)
 	}
 	s := newSet(m.Models, o)
 	s.build()

@@ -51,7 +51,10 @@ func newSet(models []*ModelInfo, opts TrainOptions) *Set {
 }
 
 // build creates every link and ensemble of the architecture (untrained).
-func (s *Set) build() {
+func (s *Set) build() { s.buildWith(alloc{}) }
+
+// buildWith builds with al: a counting alloc sizes the architecture.
+func (s *Set) buildWith(al alloc) {
 	o := &s.Options
 	for t, tm := range s.Models {
 		var srcs []string
@@ -60,12 +63,12 @@ func (s *Set) build() {
 			if i == t {
 				continue
 			}
-			l := newLink(sm, tm, false, o)
+			l := newLink(sm, tm, false, o, al)
 			s.pure[t][i] = l
 			srcs = append(srcs, sm.Name)
 			members = append(members, l)
 		}
-		s.ens[t] = newEnsemble(tm.Name, false, srcs, members)
+		s.ens[t] = newEnsemble(tm.Name, false, srcs, members, al)
 		if o.NoTemporal {
 			continue
 		}
@@ -74,15 +77,15 @@ func (s *Set) build() {
 		for i, sm := range s.Models {
 			var l *Link
 			if i == t {
-				l = newLink(nil, tm, true, o)
+				l = newLink(nil, tm, true, o, al)
 			} else {
-				l = newLink(sm, tm, true, o)
+				l = newLink(sm, tm, true, o, al)
 			}
 			s.temp[t][i] = l
 			tsrcs = append(tsrcs, l.Source)
 			tmembers = append(tmembers, l)
 		}
-		s.tens[t] = newEnsemble(tm.Name, true, tsrcs, tmembers)
+		s.tens[t] = newEnsemble(tm.Name, true, tsrcs, tmembers, al)
 	}
 }
 

@@ -134,9 +134,35 @@ func (w *TraceWriter) Close() error {
 type TraceReader struct {
 	header TraceHeader
 	gz     *gzip.Reader
+	lim    *lineLimit
 	dec    *json.Decoder
 	closer io.Closer
 	line   int
+}
+
+// MaxTraceLine bounds one line of a trace (the header or a record) as
+// decompressed: a record holds one frame's outputs, kilobytes; a small
+// gzip file may inflate a thousandfold into one line the JSON decoder
+// would buffer whole.
+const MaxTraceLine = 64 << 20
+
+// lineLimit fails reads once more than MaxTraceLine bytes were read since
+// the current line began (the decoder reads ahead a little: the bound is
+// approximate, never exceeded by more than a buffer).
+type lineLimit struct {
+	r        io.Reader
+	n, start int64
+}
+
+var errLineTooLong = fmt.Errorf("longer than the limit of %d MiB", MaxTraceLine>>20)
+
+func (l *lineLimit) Read(p []byte) (int, error) {
+	if l.n-l.start > MaxTraceLine {
+		return 0, errLineTooLong
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	return n, err
 }
 
 // OpenTrace opens a trace file.
@@ -207,7 +233,8 @@ func NewTraceReader(r io.Reader) (*TraceReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not an mlink trace (gzip): %w", err)
 	}
-	tr := &TraceReader{gz: gz, dec: json.NewDecoder(bufio.NewReader(gz))}
+	tr := &TraceReader{gz: gz, lim: &lineLimit{r: bufio.NewReader(gz)}}
+	tr.dec = json.NewDecoder(tr.lim)
 	if err := tr.dec.Decode(&tr.header); err != nil {
 		return nil, fmt.Errorf("not an mlink trace (header): %w", err)
 	}
@@ -230,11 +257,17 @@ func (r *TraceReader) Header() TraceHeader { return r.header }
 // Next returns the next record, or io.EOF at the end.
 func (r *TraceReader) Next() (*TraceRecord, error) {
 	rec := &TraceRecord{}
+	r.lim.start = r.lim.n
 	if err := r.dec.Decode(rec); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
 		}
 		return nil, fmt.Errorf("trace record %d: %w", r.line, err)
+	}
+	for name, o := range rec.Outputs {
+		if o == nil {
+			return nil, fmt.Errorf("trace record %d (%s/%d): output %q is null", r.line, rec.Camera, rec.Seq, name)
+		}
 	}
 	r.line++
 	return rec, nil

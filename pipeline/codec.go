@@ -36,7 +36,9 @@ func FrameMsg(subject string, f *Frame) *nats.Msg {
 }
 
 // DecodeFrame reads a frame from a NATS message. The JPEG bytes alias
-// m.Data. It checks the metadata only; the JPEG is decoded by the consumer.
+// m.Data. It checks the metadata only (a valid camera name, a seq, a
+// capture time, dimensions within 1..MaxFrameDim, a body); the JPEG is
+// decoded by the consumer, which checks it against the dimensions.
 func DecodeFrame(m *nats.Msg) (*Frame, error) {
 	if m.Header == nil {
 		return nil, fmt.Errorf("frame on %s has no headers", m.Subject)
@@ -54,10 +56,10 @@ func DecodeFrame(m *nats.Msg) (*Frame, error) {
 		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderCapturedAt, err)
 	}
 	f.CapturedAt = time.Unix(0, ns)
-	if f.Width, err = strconv.Atoi(m.Header.Get(HeaderWidth)); err != nil {
+	if f.Width, err = frameDim(m.Header.Get(HeaderWidth)); err != nil {
 		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderWidth, err)
 	}
-	if f.Height, err = strconv.Atoi(m.Header.Get(HeaderHeight)); err != nil {
+	if f.Height, err = frameDim(m.Header.Get(HeaderHeight)); err != nil {
 		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderHeight, err)
 	}
 	f.Profiling = m.Header.Get(HeaderProfiling) == "1"
@@ -65,6 +67,21 @@ func DecodeFrame(m *nats.Msg) (*Frame, error) {
 		return nil, fmt.Errorf("frame %s/%d: empty body", f.Camera, f.Seq)
 	}
 	return f, nil
+}
+
+// MaxFrameDim is the largest width or height a frame may declare: a JPEG's
+// dimensions are 16-bit.
+const MaxFrameDim = 65535
+
+func frameDim(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, err
+	}
+	if n < 1 || n > MaxFrameDim {
+		return 0, fmt.Errorf("%d is not within 1..%d", n, MaxFrameDim)
+	}
+	return n, nil
 }
 
 // Marshal encodes a typed message as JSON. Plans, outputs and results are
@@ -78,11 +95,34 @@ func Marshal[T Plan | Output | Result | Heartbeat | PredictRequest](v *T) ([]byt
 	return b, nil
 }
 
-// Unmarshal decodes a JSON message into a typed value.
+// Unmarshal decodes a JSON message into a typed value. A null output in a
+// result's or predict request's map is an error: every consumer may rely on
+// the outputs it finds there.
 func Unmarshal[T Plan | Output | Result | Heartbeat | PredictRequest](data []byte) (*T, error) {
 	v := new(T)
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, fmt.Errorf("decode %T: %w", *v, err)
 	}
+	var err error
+	switch x := any(v).(type) {
+	case *Result:
+		err = noNullOutputs("outputs", x.Outputs)
+	case *PredictRequest:
+		if err = noNullOutputs("exact", x.Exact); err == nil {
+			err = noNullOutputs("last", x.Last)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decode %T: %w", *v, err)
+	}
 	return v, nil
+}
+
+func noNullOutputs(field string, outs map[string]*Output) error {
+	for name, o := range outs {
+		if o == nil {
+			return fmt.Errorf("%s: output %q is null", field, name)
+		}
+	}
+	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -652,6 +654,7 @@ func (c *Config) Validate() error {
 		p.add("merger.max_pending: must be at least 1")
 	}
 	c.Reducto.validate(&p)
+	checkFinite(&p, reflect.ValueOf(c).Elem(), "")
 	return p.err()
 }
 
@@ -820,8 +823,12 @@ func ParseByteSize(s string) (ByteSize, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 {
+	if err != nil || !(f >= 0) || math.IsInf(f, 1) {
 		return 0, fmt.Errorf("size %q: want a number with an optional unit (KB, MB, GB)", s)
+	}
+	// float64(MaxInt64) rounds up to 2^63: anything from there overflows.
+	if f*float64(mult) >= math.MaxInt64 {
+		return 0, fmt.Errorf("size %q: more than the largest size, 2^63-1 bytes", s)
 	}
 	return ByteSize(f * float64(mult)), nil
 }

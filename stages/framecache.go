@@ -76,7 +76,7 @@ func (c *FrameCache) Acquire(f *pipeline.Frame) (gocv.Mat, func(), error) {
 	c.mu.Unlock()
 	if !ok {
 		c.stats.Decodes.Add(1)
-		e.img, e.err = decodeJPEG(f.JPEG)
+		e.img, e.err = decodeFrame(f)
 		close(e.ready)
 	}
 	<-e.ready
@@ -88,6 +88,33 @@ func (c *FrameCache) Acquire(f *pipeline.Frame) (gocv.Mat, func(), error) {
 	return e.img, release, nil
 }
 
+// decodeFrame decodes a frame's JPEG. The JPEG's header is checked first:
+// it must be a JPEG of at most pipeline.DefaultMaxFramePixels pixels whose
+// size is the frame's (its Mlink-Width/Height headers; frames made in
+// process may leave them 0), so that a few bytes claiming a huge image
+// never make the decoder allocate it.
+func decodeFrame(f *pipeline.Frame) (gocv.Mat, error) {
+	w, h, err := pipeline.CheckJPEG(f.JPEG, pipeline.DefaultMaxFramePixels)
+	if err != nil {
+		return gocv.Mat{}, fmt.Errorf("decode JPEG: %w", err)
+	}
+	sized := f.Width > 0 && f.Height > 0
+	// EXIF orientation may swap the decoded width and height.
+	if sized && (w != f.Width || h != f.Height) && (h != f.Width || w != f.Height) {
+		return gocv.Mat{}, fmt.Errorf("decode JPEG: the JPEG is %d×%d, the frame's headers say %d×%d", w, h, f.Width, f.Height)
+	}
+	img, err := decodeJPEG(f.JPEG)
+	if err != nil {
+		return img, err
+	}
+	if sized && (img.Cols() != f.Width || img.Rows() != f.Height) {
+		defer img.Close()
+		return gocv.Mat{}, fmt.Errorf("decode JPEG: it decodes to %d×%d, the frame's headers say %d×%d", img.Cols(), img.Rows(), f.Width, f.Height)
+	}
+	return img, nil
+}
+
+// decodeJPEG decodes data that CheckJPEG accepted.
 func decodeJPEG(data []byte) (gocv.Mat, error) {
 	img, err := gocv.IMDecode(data, gocv.IMReadColor)
 	if err != nil {

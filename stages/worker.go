@@ -233,7 +233,7 @@ func (w *ModelWorker) decode(f *pipeline.Frame) (gocv.Mat, func(), error) {
 	if w.frames != nil {
 		return w.frames.Acquire(f)
 	}
-	img, err := decodeJPEG(f.JPEG)
+	img, err := decodeFrame(f)
 	if err != nil {
 		return img, func() {}, err
 	}

@@ -116,112 +116,112 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
 	return fs, func() (benchTraceOptions, error) {
-	o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
-		profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
-		holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	o.policiesGiven = given["policies"]
-	if *cfgPath != "" {
-		cfg, err := pipeline.LoadConfig(*cfgPath)
-		if err != nil {
-			return o, err
+		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
+			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
+			holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto}
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		o.policiesGiven = given["policies"]
+		if *cfgPath != "" {
+			cfg, err := pipeline.LoadConfig(*cfgPath)
+			if err != nil {
+				return o, err
+			}
+			sc := cfg.Scheduler
+			if !given["period"] {
+				o.period = sc.Period
+			}
+			if !given["profile-share"] {
+				o.profileShare = sc.ProfileShare
+			}
+			if !given["seed"] {
+				o.seed = sc.Seed
+			}
+			if !given["active-share"] {
+				o.activeShare = sc.ActiveShare
+			}
+			if !given["temporal"] {
+				o.temporal = sc.TemporalLinks
+			}
+			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 		}
-		sc := cfg.Scheduler
-		if !given["period"] {
-			o.period = sc.Period
+		var problems []error
+		if o.trace == "" {
+			problems = append(problems, errors.New("--trace TRACE is required"))
 		}
-		if !given["profile-share"] {
-			o.profileShare = sc.ProfileShare
+		if o.unit != "ms" && o.unit != "memory" {
+			problems = append(problems, fmt.Errorf("--unit %q: want ms or memory", o.unit))
 		}
-		if !given["seed"] {
-			o.seed = sc.Seed
-		}
-		if !given["active-share"] {
-			o.activeShare = sc.ActiveShare
-		}
-		if !given["temporal"] {
-			o.temporal = sc.TemporalLinks
-		}
-		o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
-	}
-	var problems []error
-	if o.trace == "" {
-		problems = append(problems, errors.New("--trace TRACE is required"))
-	}
-	if o.unit != "ms" && o.unit != "memory" {
-		problems = append(problems, fmt.Errorf("--unit %q: want ms or memory", o.unit))
-	}
-	for _, b := range splitList(*budgets) {
-		if num, den, ok := strings.Cut(b, "/"); ok {
-			n, err1 := strconv.ParseFloat(num, 64)
-			d, err2 := strconv.ParseFloat(den, 64)
-			if err1 != nil || err2 != nil || n <= 0 || d <= 0 {
-				problems = append(problems, fmt.Errorf("--budgets %q: want a share of the total cost such as 1/3", b))
+		for _, b := range splitList(*budgets) {
+			if num, den, ok := strings.Cut(b, "/"); ok {
+				n, err1 := strconv.ParseFloat(num, 64)
+				d, err2 := strconv.ParseFloat(den, 64)
+				if err1 != nil || err2 != nil || n <= 0 || d <= 0 {
+					problems = append(problems, fmt.Errorf("--budgets %q: want a share of the total cost such as 1/3", b))
+					continue
+				}
+				o.shares = append(o.shares, n/d)
 				continue
 			}
-			o.shares = append(o.shares, n/d)
-			continue
-		}
-		if pct, ok := strings.CutSuffix(b, "%"); ok {
-			v, err := strconv.ParseFloat(pct, 64)
-			if err != nil || v <= 0 {
-				problems = append(problems, fmt.Errorf("--budgets %q: want a positive share such as 33%%", b))
+			if pct, ok := strings.CutSuffix(b, "%"); ok {
+				v, err := strconv.ParseFloat(pct, 64)
+				if err != nil || v <= 0 {
+					problems = append(problems, fmt.Errorf("--budgets %q: want a positive share such as 33%%", b))
+					continue
+				}
+				o.shares = append(o.shares, v/100)
 				continue
 			}
-			o.shares = append(o.shares, v/100)
-			continue
+			parsed, err := scheduler.ParseBudget(strings.ReplaceAll(b, "+", ","))
+			if err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			o.budgets = append(o.budgets, parsed)
 		}
-		parsed, err := scheduler.ParseBudget(strings.ReplaceAll(b, "+", ","))
-		if err != nil {
-			problems = append(problems, err)
-			continue
+		for _, p := range splitList(*policies) {
+			if !slices.Contains(benchPolicies, p) {
+				problems = append(problems, fmt.Errorf("unknown policy %q (known: %s)", p, strings.Join(benchPolicies, ", ")))
+			}
+			o.policies = append(o.policies, p)
 		}
-		o.budgets = append(o.budgets, parsed)
-	}
-	for _, p := range splitList(*policies) {
-		if !slices.Contains(benchPolicies, p) {
-			problems = append(problems, fmt.Errorf("unknown policy %q (known: %s)", p, strings.Join(benchPolicies, ", ")))
+		if len(o.policies) == 0 {
+			problems = append(problems, errors.New("--policies: none given"))
 		}
-		o.policies = append(o.policies, p)
-	}
-	if len(o.policies) == 0 {
-		problems = append(problems, errors.New("--policies: none given"))
-	}
-	for _, m := range splitList(*modes) {
-		mode, err := scheduler.ParseTimeMode(m)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("--budget-mode: %w", err))
-			continue
+		for _, m := range splitList(*modes) {
+			mode, err := scheduler.ParseTimeMode(m)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("--budget-mode: %w", err))
+				continue
+			}
+			if !slices.Contains(o.modes, mode) {
+				o.modes = append(o.modes, mode)
+			}
 		}
-		if !slices.Contains(o.modes, mode) {
-			o.modes = append(o.modes, mode)
+		if len(o.modes) == 0 {
+			problems = append(problems, errors.New("--budget-mode: none given (mean, cap)"))
 		}
-	}
-	if len(o.modes) == 0 {
-		problems = append(problems, errors.New("--budget-mode: none given (mean, cap)"))
-	}
-	for _, s := range splitList(*sampling) {
-		stride, err := parseSampling(s)
-		if err != nil {
-			problems = append(problems, err)
-			continue
+		for _, s := range splitList(*sampling) {
+			stride, err := parseSampling(s)
+			if err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			o.samplings = append(o.samplings, stride)
 		}
-		o.samplings = append(o.samplings, stride)
-	}
-	if o.activeShare < 0 || o.activeShare > 0.5 {
-		problems = append(problems, fmt.Errorf("--active-share %g: want 0 to 0.5", o.activeShare))
-	}
-	if o.epochs <= 0 {
-		problems = append(problems, fmt.Errorf("--epochs %d: want at least 1", o.epochs))
-	}
-	if o.period < time.Second || o.profileShare <= 0 || o.profileShare > 1 || o.trainShare <= 0 || o.trainShare >= 1 {
-		problems = append(problems, errors.New("--period must be ≥ 1s, --profile-share in (0,1], --train-share in (0,1)"))
-	}
-	if len(problems) > 0 {
-		return o, &exitError{2, errors.Join(problems...)}
-	}
-	return o, nil
+		if o.activeShare < 0 || o.activeShare > 0.5 {
+			problems = append(problems, fmt.Errorf("--active-share %g: want 0 to 0.5", o.activeShare))
+		}
+		if o.epochs <= 0 {
+			problems = append(problems, fmt.Errorf("--epochs %d: want at least 1", o.epochs))
+		}
+		if o.period < time.Second || o.profileShare <= 0 || o.profileShare > 1 || o.trainShare <= 0 || o.trainShare >= 1 {
+			problems = append(problems, errors.New("--period must be ≥ 1s, --profile-share in (0,1], --train-share in (0,1)"))
+		}
+		if len(problems) > 0 {
+			return o, &exitError{2, errors.Join(problems...)}
+		}
+		return o, nil
 	}
 }
 

@@ -52,6 +52,11 @@ func ConfigOptions(c pipeline.ReductoConfig) FilterOptions {
 // Filter says whether frame f goes to the models. A frame that does not
 // decode is an error (the scheduler sends it: the workers report it).
 func (s *FrameFilter) Filter(f *pipeline.Frame) (bool, error) {
+	// The header first: a few bytes claiming a huge image are refused
+	// before the decoder allocates it.
+	if _, _, err := pipeline.CheckJPEG(f.JPEG, pipeline.DefaultMaxFramePixels); err != nil {
+		return true, fmt.Errorf("reducto: frame %s/%d: %w", f.Camera, f.Seq, err)
+	}
 	img, err := gocv.IMDecode(f.JPEG, gocv.IMReadColor)
 	if err != nil {
 		return true, fmt.Errorf("reducto: decode frame %s/%d: %w", f.Camera, f.Seq, err)
