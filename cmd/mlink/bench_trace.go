@@ -246,14 +246,14 @@ func writeBenchTrace(o benchTraceOptions, rows []report.Row) error {
 		}
 		// Each budget's costs under the one cost rule, per sampling.
 		var costs strings.Builder
-		for _, sampling := range rowSamplings(rows) {
+		for _, sampling := range distinct(rows, func(r report.Row) string { return r.Sampling }) {
 			var of []report.Row
 			for _, r := range rows {
 				if r.Sampling == sampling && !r.IsNone() {
 					of = append(of, r)
 				}
 			}
-			for _, budget := range rowBudgets(of) {
+			for _, budget := range distinct(of, func(r report.Row) string { return r.Budget }) {
 				fmt.Fprintf(&costs, "\n**%s, %s**\n\n", sampling, budget)
 				if err := report.WriteCostMarkdown(&costs, of, budget); err != nil {
 					return err
@@ -268,23 +268,13 @@ func writeBenchTrace(o benchTraceOptions, rows []report.Row) error {
 	return nil
 }
 
-// rowSamplings and rowBudgets list the rows' samplings and budgets in order
-// of first appearance.
-func rowSamplings(rows []report.Row) []string {
+// distinct lists the values key gives the rows, in order of first
+// appearance (the rows' samplings, budgets).
+func distinct(rows []report.Row, key func(report.Row) string) []string {
 	var out []string
 	for _, r := range rows {
-		if !slices.Contains(out, r.Sampling) {
-			out = append(out, r.Sampling)
-		}
-	}
-	return out
-}
-
-func rowBudgets(rows []report.Row) []string {
-	var out []string
-	for _, r := range rows {
-		if !slices.Contains(out, r.Budget) {
-			out = append(out, r.Budget)
+		if k := key(r); !slices.Contains(out, k) {
+			out = append(out, k)
 		}
 	}
 	return out
