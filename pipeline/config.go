@@ -704,8 +704,8 @@ func (c *Config) validateModel(p *problems, where string, m *ModelSpec) {
 	switch m.Backend {
 	case BackendHOG:
 	case BackendMOG2:
-		if m.Output != TypeClass {
-			p.add("%s.output: opencv-mog2 produces class outputs", where)
+		if m.Output != TypeClass && m.Output != TypeCount {
+			p.add("%s.output: opencv-mog2 produces class outputs (the motion level) or counts (the foreground blobs)", where)
 		}
 	case BackendCascade:
 		needFile = true

@@ -66,6 +66,9 @@ const (
 	SourcePredicted Source = "predicted"
 	// SourceReused: the frame was filtered; the model's last result is reused.
 	SourceReused Source = "reused"
+	// SourceTracked: a detector's last exact boxes carried along their
+	// recent motion to this frame (the tracker; Plan.Tracked).
+	SourceTracked Source = "tracked"
 )
 
 // Box is one detection or one line segment. Coordinates are normalised to
@@ -179,6 +182,21 @@ type Plan struct {
 	// ensembles over the always-run models, so on a frame where a rotating
 	// model also runs its output is not among them.
 	Sources []string `json:"sources,omitempty"`
+	// Tracked lists the reused detectors whose last exact boxes are carried
+	// along their recent motion (assemble.Track) rather than reused as
+	// they are: the policy measured tracking to beat plain reuse for them.
+	Tracked []string `json:"tracked,omitempty"`
+	// Follow maps reused detectors to the delta link that moves their last
+	// exact boxes along a cheaper detector's motion since that frame
+	// (assemble.Follow): the policy measured it to beat reuse and tracking.
+	Follow map[string]FollowLink `json:"follow,omitempty"`
+}
+
+// FollowLink is a delta link of Plan.Follow: the executed detector whose
+// boxes' motion a reused detector's boxes follow, and the gain on it.
+type FollowLink struct {
+	Source string  `json:"source"`
+	Gain   float64 `json:"gain"`
 }
 
 // Models returns every model named by the plan.

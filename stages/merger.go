@@ -44,7 +44,7 @@ type Merger struct {
 	// lastExact is each camera's latest exact output per model: what a
 	// frame whose plan reuses the model gets (frames leave in seq order, so
 	// it is the newest one before the frame).
-	lastExact map[string]assemble.Last
+	lastExact map[string]*assemble.Last
 
 	stats MergerStats
 }
@@ -83,7 +83,7 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 		pending:    map[frameKey]*joining{},
 		order:      map[string][]uint64{},
 		emitted:    map[string]uint64{},
-		lastExact:  map[string]assemble.Last{},
+		lastExact:  map[string]*assemble.Last{},
 	}
 }
 
@@ -330,7 +330,7 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 	}
 	last := m.lastExact[k.camera]
 	if last == nil {
-		last = assemble.Last{}
+		last = assemble.NewLast()
 		m.lastExact[k.camera] = last
 	}
 	// The frame's executed and predicted outputs came over the bus; the
@@ -342,7 +342,7 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 			res.Missing = append(res.Missing, name)
 		}
 	}
-	for name, o := range assemble.FillReused(j.plan, last) {
+	for name, o := range assemble.FillReused(j.plan, j.outputs, last) {
 		res.Outputs[name] = o
 	}
 	assemble.UpdateLast(last, j.plan, res.Outputs)

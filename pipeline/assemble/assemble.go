@@ -33,8 +33,63 @@ type TemporalPredictor interface {
 }
 
 // Last is one camera's latest exact output per model, as of the frames
-// assembled so far (frames of a camera are assembled in seq order).
-type Last map[string]*pipeline.Output
+// assembled so far (frames of a camera are assembled in seq order), and
+// the exact output before it (the motion the tracker carries boxes along).
+// A nil *Last has no outputs. Make one with NewLast.
+type Last struct {
+	latest map[string]*pipeline.Output
+	prior  map[string]*pipeline.Output
+	// frame holds, per model, the exact outputs of every model on the
+	// frame of its latest exact output: where a delta link's sources were
+	// then.
+	frame map[string]map[string]*pipeline.Output
+}
+
+// NewLast returns an empty table.
+func NewLast() *Last {
+	return &Last{latest: map[string]*pipeline.Output{}, prior: map[string]*pipeline.Output{},
+		frame: map[string]map[string]*pipeline.Output{}}
+}
+
+// Get returns model's latest exact output (nil: none yet).
+func (l *Last) Get(model string) *pipeline.Output {
+	if l == nil {
+		return nil
+	}
+	return l.latest[model]
+}
+
+// Prior returns the exact output of model before its latest one (nil:
+// fewer than two so far).
+func (l *Last) Prior(model string) *pipeline.Output {
+	if l == nil {
+		return nil
+	}
+	return l.prior[model]
+}
+
+// Then returns the exact output of model src on the frame of target's
+// latest exact output (nil: src did not run on it, or no such frame).
+func (l *Last) Then(target, src string) *pipeline.Output {
+	if l == nil {
+		return nil
+	}
+	return l.frame[target][src]
+}
+
+// Set records o as model's latest exact output; the one it replaces
+// becomes the prior.
+func (l *Last) Set(model string, o *pipeline.Output) {
+	l.set(model, o, nil)
+}
+
+func (l *Last) set(model string, o *pipeline.Output, frame map[string]*pipeline.Output) {
+	if prev := l.latest[model]; prev != nil && prev != o {
+		l.prior[model] = prev
+	}
+	l.latest[model] = o
+	l.frame[model] = frame
+}
 
 // Assemble returns the frame's complete outputs, every model of the plan
 // by name: the executed models' outputs as given (a failed one stays an
@@ -43,7 +98,7 @@ type Last map[string]*pipeline.Output
 // the plan's sources (an error output when that fails), and the reused
 // models' last exact outputs. last is read, not changed: call UpdateLast
 // after the frame.
-func Assemble(p Predictor, plan *pipeline.Plan, exact map[string]*pipeline.Output, last Last) map[string]*pipeline.Output {
+func Assemble(p Predictor, plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last) map[string]*pipeline.Output {
 	out := make(map[string]*pipeline.Output, len(plan.Exact)+len(plan.Predicted)+len(plan.Reused))
 	for _, m := range plan.Exact {
 		if o := exact[m]; o != nil {
@@ -55,7 +110,7 @@ func Assemble(p Predictor, plan *pipeline.Plan, exact map[string]*pipeline.Outpu
 			out[target] = Predict(p, req, target)
 		}
 	}
-	for m, o := range FillReused(plan, last) {
+	for m, o := range FillReused(plan, exact, last) {
 		out[m] = o
 	}
 	return out
@@ -95,14 +150,14 @@ func Sources(plan *pipeline.Plan, exact map[string]*pipeline.Output) map[string]
 // models: the sources' exact outputs and, for temporal targets, their own
 // last exact output (its Seq gives its age). nil when the plan predicts
 // nothing. The live merger sends it on pipeline.PredictSubject.
-func Request(plan *pipeline.Plan, exact map[string]*pipeline.Output, last Last) *pipeline.PredictRequest {
+func Request(plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last) *pipeline.PredictRequest {
 	if len(plan.Predicted) == 0 {
 		return nil
 	}
 	req := &pipeline.PredictRequest{Camera: plan.Camera, Seq: plan.Seq, CapturedAt: plan.CapturedAt,
 		Targets: plan.Predicted, Exact: Sources(plan, exact)}
 	for _, m := range plan.Temporal {
-		if prev := last[m]; prev != nil {
+		if prev := last.Get(m); prev != nil {
 			if req.Last == nil {
 				req.Last = map[string]*pipeline.Output{}
 			}
@@ -155,11 +210,16 @@ func predict(p Predictor, req *pipeline.PredictRequest, target string) (pipeline
 // FillReused returns the reused models' outputs: each model's last exact
 // output, re-addressed to this frame (Source reused, FromSeq the frame it
 // was computed on, no execution time: nothing ran), or an error output
-// when the camera has none yet.
-func FillReused(plan *pipeline.Plan, last Last) map[string]*pipeline.Output {
+// when the camera has none yet. A model the plan tracks (Plan.Tracked, a
+// detector) has its boxes carried along their recent motion instead
+// (Track; Source tracked); one the plan has follow a source (Plan.Follow,
+// a delta link) has them moved along the source's motion since (Follow;
+// Source predicted, from that source). exact is the frame's executed
+// models' outputs.
+func FillReused(plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last) map[string]*pipeline.Output {
 	out := make(map[string]*pipeline.Output, len(plan.Reused))
 	for _, m := range plan.Reused {
-		prev := last[m]
+		prev := last.Get(m)
 		if prev == nil {
 			out[m] = &pipeline.Output{Camera: plan.Camera, Seq: plan.Seq, Model: m, Source: pipeline.SourceReused,
 				Error: "no earlier exact output to reuse"}
@@ -167,6 +227,19 @@ func FillReused(plan *pipeline.Plan, last Last) map[string]*pipeline.Output {
 		}
 		o := *prev
 		o.Camera, o.Seq, o.Source, o.FromSeq, o.InferMS = plan.Camera, plan.Seq, pipeline.SourceReused, prev.Seq, 0
+		if !Trackable(prev.Type) || plan.Seq <= prev.Seq {
+			out[m] = &o
+			continue
+		}
+		if f, ok := plan.Follow[m]; ok && usableExact(exact[f.Source]) && last.Then(m, f.Source) != nil {
+			o.Boxes = Follow(prev, last.Then(m, f.Source), exact[f.Source], f.Gain)
+			o.Value = []float64{float64(len(o.Boxes))}
+			o.Source, o.Sources = pipeline.SourcePredicted, []string{f.Source}
+		} else if slices.Contains(plan.Tracked, m) {
+			o.Boxes = Track(prev, last.Prior(m), float64(plan.Seq-prev.Seq))
+			o.Value = []float64{float64(len(o.Boxes))}
+			o.Source = pipeline.SourceTracked
+		}
 		out[m] = &o
 	}
 	return out
@@ -176,11 +249,15 @@ func FillReused(plan *pipeline.Plan, last Last) map[string]*pipeline.Output {
 // last table, after the frame was assembled: later frames reuse them and
 // predict temporal targets from them. Failed outputs leave the previous
 // one in place.
-func UpdateLast(last Last, plan *pipeline.Plan, outputs map[string]*pipeline.Output) {
+func UpdateLast(last *Last, plan *pipeline.Plan, outputs map[string]*pipeline.Output) {
+	frame := make(map[string]*pipeline.Output, len(plan.Exact))
 	for _, m := range plan.Exact {
-		if o := outputs[m]; o != nil && o.Source == pipeline.SourceExact && o.Error == "" {
-			last[m] = o
+		if o := outputs[m]; usableExact(o) {
+			frame[m] = o
 		}
+	}
+	for m, o := range frame {
+		last.set(m, o, frame)
 	}
 }
 
@@ -194,4 +271,9 @@ func ReuseAll(plan *pipeline.Plan) {
 	reused = append(reused, plan.Predicted...)
 	reused = append(reused, plan.Reused...)
 	plan.Exact, plan.Predicted, plan.Reused = nil, nil, reused
+}
+
+// usableExact reports whether o is a successful exact output.
+func usableExact(o *pipeline.Output) bool {
+	return o != nil && o.Source == pipeline.SourceExact && o.Error == ""
 }

@@ -72,7 +72,7 @@ func TestAssembleAFrame(t *testing.T) {
 		Predicted: []string{"p", "tmp", "bad", "nan"}, Temporal: []string{"tmp"}, Reused: []string{"r", "never"}}
 	exact := map[string]*pipeline.Output{"a": exactOut(7, "a", 1), "rot": exactOut(7, "rot", 100),
 		"b": {Camera: "cam", Seq: 7, Model: "b", Source: pipeline.SourceExact, Error: "corrupt frame"}}
-	last := Last{"r": exactOut(4, "r", 9), "tmp": exactOut(5, "tmp", 10), "a": exactOut(6, "a", 50)}
+	last := lastOf(exactOut(4, "r", 9), exactOut(5, "tmp", 10), exactOut(6, "a", 50))
 	p := temporalSum{sum{fail: map[string]error{"bad": errors.New("boom")}}}
 	out := Assemble(p, plan, exact, last)
 
@@ -99,22 +99,22 @@ func TestAssembleAFrame(t *testing.T) {
 	if o := out["r"]; o.Source != pipeline.SourceReused || o.FromSeq != 4 || o.Seq != 7 || o.InferMS != 0 || o.Value[0] != 9 {
 		t.Errorf("r: %+v, want reused from #4", o)
 	}
-	if last["r"].Source != pipeline.SourceExact || last["r"].Seq != 4 {
-		t.Errorf("reuse changed the last table: %+v", last["r"])
+	if last.Get("r").Source != pipeline.SourceExact || last.Get("r").Seq != 4 {
+		t.Errorf("reuse changed the last table: %+v", last.Get("r"))
 	}
 	if o := out["never"]; o.Source != pipeline.SourceReused || o.Error == "" {
 		t.Errorf("never: %+v, want a reused error output", o)
 	}
 
 	UpdateLast(last, plan, out)
-	if last["a"] != exact["a"] || last["rot"] != exact["rot"] {
-		t.Errorf("last a %+v rot %+v: the frame's exact outputs", last["a"], last["rot"])
+	if last.Get("a") != exact["a"] || last.Get("rot") != exact["rot"] {
+		t.Errorf("last a %+v rot %+v: the frame's exact outputs", last.Get("a"), last.Get("rot"))
 	}
-	if _, ok := last["b"]; ok {
+	if last.Get("b") != nil {
 		t.Error("a failed output became the last exact one")
 	}
-	if last["tmp"].Seq != 5 || last["p"] != nil {
-		t.Errorf("predicted outputs are not exact: tmp %+v p %+v", last["tmp"], last["p"])
+	if last.Get("tmp").Seq != 5 || last.Get("p") != nil {
+		t.Errorf("predicted outputs are not exact: tmp %+v p %+v", last.Get("tmp"), last.Get("p"))
 	}
 }
 
@@ -151,13 +151,13 @@ func TestRequest(t *testing.T) {
 	if !Executed(plan, outs) {
 		t.Error("every executed model answered")
 	}
-	last := Last{"x": exactOut(2, "x", 1), "y": exactOut(3, "y", 1)}
+	last := lastOf(exactOut(2, "x", 1), exactOut(3, "y", 1))
 	r := Request(plan, outs, last)
 	if r.Camera != "cam" || r.Seq != 9 || !slices.Equal(r.Targets, []string{"x", "y"}) || len(r.Exact) != 2 {
 		t.Errorf("request %+v", r)
 	}
 	// Only temporal targets carry their last output.
-	if len(r.Last) != 1 || r.Last["y"] != last["y"] {
+	if len(r.Last) != 1 || r.Last["y"] != last.Get("y") {
 		t.Errorf("last %+v, want y's only", r.Last)
 	}
 }
@@ -173,4 +173,13 @@ func TestReuseAllKeepsThePolicysSlices(t *testing.T) {
 	if !slices.Equal(models[:cap(models)][:3], []string{"a", "b", ""}) {
 		t.Fatalf("the policy's slice was written to: %v", models[:3])
 	}
+}
+
+// lastOf is a table holding outs as the latest exact outputs.
+func lastOf(outs ...*pipeline.Output) *Last {
+	l := NewLast()
+	for _, o := range outs {
+		l.Set(o.Model, o)
+	}
+	return l
 }

@@ -46,7 +46,8 @@
 // over MotionLevels (none, low, medium, high) with one-hot Value and Label;
 // Extra["foreground"] is the foreground share of the frame in [0,1] and
 // Extra["blobs"] the number of connected foreground regions larger than
-// min_blob_area.
+// min_blob_area. With output: count it reports the blob count as a count
+// instead (Value = [blobs]): a people-activity signal as cheap as the level.
 //
 //   - process_width (320): width the frame is resized to, 0 = no resize.
 //   - history (500): frames the background model remembers.

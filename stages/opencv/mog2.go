@@ -18,6 +18,7 @@ var MotionLevels = []string{"none", "low", "medium", "high"}
 type MOG2 struct {
 	subs         map[string]*gocv.BackgroundSubtractorMOG2
 	kernel       gocv.Mat
+	typ          pipeline.OutputType // class (the level) or count (the blobs)
 	processWidth int
 	history      int
 	varThreshold float64
@@ -30,8 +31,14 @@ type MOG2 struct {
 // NewMOG2 creates the backend with the spec's params (see the package
 // documentation). Background models are created on each camera's first frame.
 func NewMOG2(spec *pipeline.ModelSpec) (*MOG2, error) {
-	if spec.Output != "" && spec.Output != pipeline.TypeClass {
-		return nil, fmt.Errorf("%s: output %q: it produces class outputs", pipeline.BackendMOG2, spec.Output)
+	typ := pipeline.TypeClass
+	switch spec.Output {
+	case "", pipeline.TypeClass:
+	case pipeline.TypeCount:
+		typ = pipeline.TypeCount
+	default:
+		return nil, fmt.Errorf("%s: output %q: it produces class outputs (the motion level) or counts (output: count, the foreground blobs)",
+			pipeline.BackendMOG2, spec.Output)
 	}
 	if len(spec.Classes) > 0 && !slices.Equal(spec.Classes, MotionLevels) {
 		return nil, fmt.Errorf("%s: classes %v: its classes are %v (leave classes unset)",
@@ -39,6 +46,7 @@ func NewMOG2(spec *pipeline.ModelSpec) (*MOG2, error) {
 	}
 	p := newParams(pipeline.BackendMOG2, spec)
 	m := &MOG2{
+		typ:          typ,
 		processWidth: p.int("process_width", 320, 0, maxWidth),
 		history:      p.int("history", 500, 1, 100000),
 		varThreshold: p.float("var_threshold", 16, 0.1, 10000),
@@ -107,6 +115,11 @@ func (m *MOG2) Infer(camera string, img gocv.Mat) (pipeline.Output, error) {
 		return pipeline.Output{}, err
 	}
 
+	extra := map[string]float64{"foreground": share, "blobs": float64(blobs)}
+	if m.typ == pipeline.TypeCount {
+		return pipeline.Output{Kind: pipeline.TypeCount.Kind(), Type: pipeline.TypeCount,
+			Value: []float64{float64(blobs)}, Extra: extra}, nil
+	}
 	level := m.level(share)
 	value := make([]float64, len(MotionLevels))
 	value[level] = 1
@@ -115,7 +128,7 @@ func (m *MOG2) Infer(camera string, img gocv.Mat) (pipeline.Output, error) {
 		Type:  pipeline.TypeClass,
 		Value: value,
 		Label: MotionLevels[level],
-		Extra: map[string]float64{"foreground": share, "blobs": float64(blobs)},
+		Extra: extra,
 	}, nil
 }
 

@@ -1,0 +1,175 @@
+package assemble
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// The tracker is the fair upgrade of reuse for detections: between two
+// exact outputs of a detector, a person keeps walking, and the boxes of
+// its last output drift off them frame by frame. DeepStream's tracker
+// carries each box along between the frames its `interval` skips; Track
+// does the same with the simplest motion model that works on a fixed
+// camera: each box of the latest exact output moves on at the velocity of
+// its centre since the output before it. Box sizes are kept (a walker's
+// box barely changes over a few frames, and extrapolated sizes explode).
+
+// TrackMinIoU is the overlap a box needs with a box of the earlier output
+// to be the same object. Boxes of walkers 4 frames apart at 10 fps overlap
+// by 0.4–0.8; 0.1 keeps fast walkers and still rejects a neighbour.
+const TrackMinIoU = 0.1
+
+// Track predicts a detector's boxes age seqs after its latest exact output
+// cur, from the motion since the exact output before it, prior (nil or
+// not older than cur: no motion, cur's boxes as they are). The result is
+// a copy; cur and prior are not changed. Boxes are matched greedily by IoU
+// within a class; an unmatched box (it just appeared) stays where it is.
+// Moved boxes are clipped to the frame; one that leaves the frame entirely
+// is dropped, as the detector would no longer see it.
+func Track(cur, prior *pipeline.Output, age float64) []pipeline.Box {
+	out := slices.Clone(cur.Boxes)
+	if prior == nil || prior.Seq >= cur.Seq || age <= 0 || len(out) == 0 {
+		return out
+	}
+	gap := float64(cur.Seq - prior.Seq)
+	type pair struct {
+		i, j int
+		iou  float64
+	}
+	var pairs []pair
+	for i, b := range cur.Boxes {
+		for j, p := range prior.Boxes {
+			if b.Class != p.Class {
+				continue
+			}
+			if v := boxIoU(b, p); v >= TrackMinIoU {
+				pairs = append(pairs, pair{i, j, v})
+			}
+		}
+	}
+	slices.SortStableFunc(pairs, func(a, b pair) int { return cmp.Compare(b.iou, a.iou) })
+	usedCur := make([]bool, len(cur.Boxes))
+	usedPrior := make([]bool, len(prior.Boxes))
+	for _, p := range pairs {
+		if usedCur[p.i] || usedPrior[p.j] {
+			continue
+		}
+		usedCur[p.i], usedPrior[p.j] = true, true
+		b, q := cur.Boxes[p.i], prior.Boxes[p.j]
+		scale := float32(age / gap)
+		dx := ((b.X1 + b.X2) - (q.X1 + q.X2)) / 2 * scale
+		dy := ((b.Y1 + b.Y2) - (q.Y1 + q.Y2)) / 2 * scale
+		out[p.i].X1, out[p.i].X2 = b.X1+dx, b.X2+dx
+		out[p.i].Y1, out[p.i].Y2 = b.Y1+dy, b.Y2+dy
+	}
+	kept := out[:0]
+	for _, b := range out {
+		if c, ok := clipBox(b); ok {
+			kept = append(kept, c)
+		}
+	}
+	return kept
+}
+
+// clipBox clips b to the unit frame; ok is false when nothing is left.
+func clipBox(b pipeline.Box) (pipeline.Box, bool) {
+	b.X1, b.Y1 = max(b.X1, 0), max(b.Y1, 0)
+	b.X2, b.Y2 = min(b.X2, 1), min(b.Y2, 1)
+	return b, b.X2 > b.X1 && b.Y2 > b.Y1
+}
+
+func boxIoU(a, b pipeline.Box) float64 {
+	ix := float64(min(a.X2, b.X2) - max(a.X1, b.X1))
+	iy := float64(min(a.Y2, b.Y2) - max(a.Y1, b.Y1))
+	if ix <= 0 || iy <= 0 {
+		return 0
+	}
+	inter := ix * iy
+	union := float64((a.X2-a.X1)*(a.Y2-a.Y1)+(b.X2-b.X1)*(b.Y2-b.Y1)) - inter
+	if union <= 0 {
+		return 0
+	}
+	return inter / union
+}
+
+// Trackable reports whether outputs of type t can be tracked: boxes.
+// Line segments of a fixed camera do not move, and counts, classes and
+// scalars have no positions.
+func Trackable(t pipeline.OutputType) bool { return t == pipeline.TypeBoxes }
+
+// Follow is the delta link of a detector: its boxes age seqs after its
+// latest exact output then, predicted from how a cheaper detector's boxes
+// moved since that frame (srcThen, the source's exact output on the same
+// frame as then, to srcNow, the source's output on this frame). Each box
+// of then follows the source box it overlaps most on that frame, by that
+// box's displacement to its match on this frame, scaled by gain (0: plain
+// reuse; 1: the source's motion as it is; a fitted gain shrinks a noisy
+// source's motion toward reuse). A box with no moving source box stays.
+// The source sees the same people now — a measurement, where Track only
+// extrapolates.
+func Follow(then, srcThen, srcNow *pipeline.Output, gain float64) []pipeline.Box {
+	out := slices.Clone(then.Boxes)
+	if srcThen == nil || srcNow == nil || gain == 0 || len(out) == 0 {
+		return out
+	}
+	// The source's own motion: its boxes then matched to its boxes now.
+	moves := make([][2]float32, len(srcThen.Boxes))
+	moved := make([]bool, len(srcThen.Boxes))
+	for _, p := range matchBoxes(srcThen.Boxes, srcNow.Boxes, TrackMinIoU) {
+		a, b := srcThen.Boxes[p[0]], srcNow.Boxes[p[1]]
+		moves[p[0]] = [2]float32{((b.X1 + b.X2) - (a.X1 + a.X2)) / 2, ((b.Y1 + b.Y2) - (a.Y1 + a.Y2)) / 2}
+		moved[p[0]] = true
+	}
+	g := float32(gain)
+	for i, b := range then.Boxes {
+		best, bestIoU := -1, TrackMinIoU
+		for j, s := range srcThen.Boxes {
+			if v := boxIoU(b, s); moved[j] && v >= bestIoU {
+				best, bestIoU = j, v
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		dx, dy := moves[best][0]*g, moves[best][1]*g
+		out[i].X1, out[i].X2 = b.X1+dx, b.X2+dx
+		out[i].Y1, out[i].Y2 = b.Y1+dy, b.Y2+dy
+	}
+	kept := out[:0]
+	for _, b := range out {
+		if c, ok := clipBox(b); ok {
+			kept = append(kept, c)
+		}
+	}
+	return kept
+}
+
+// matchBoxes matches a to b greedily by IoU (at least minIoU, any class),
+// highest first; each pair is [index in a, index in b].
+func matchBoxes(a, b []pipeline.Box, minIoU float64) [][2]int {
+	type pair struct {
+		i, j int
+		iou  float64
+	}
+	var pairs []pair
+	for i := range a {
+		for j := range b {
+			if v := boxIoU(a[i], b[j]); v >= minIoU {
+				pairs = append(pairs, pair{i, j, v})
+			}
+		}
+	}
+	slices.SortStableFunc(pairs, func(x, y pair) int { return cmp.Compare(y.iou, x.iou) })
+	usedA, usedB := make([]bool, len(a)), make([]bool, len(b))
+	var out [][2]int
+	for _, p := range pairs {
+		if usedA[p.i] || usedB[p.j] {
+			continue
+		}
+		usedA[p.i], usedB[p.j] = true, true
+		out = append(out, [2]int{p.i, p.j})
+	}
+	return out
+}
