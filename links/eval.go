@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Score is the agreement of predicted outputs with the exact ones over a
@@ -65,15 +66,33 @@ type SizeAccuracy struct {
 	CountMean *float64 `json:"count_mean,omitempty"`
 }
 
-// BaselineAccuracy is a prediction without links: "constant" (the
-// training data's majority class / most frequent count / mean) or "reuse"
-// (the target's own exact output Age seqs earlier).
+// BaselineAccuracy is a prediction without learned links: "constant" (the
+// training data's majority class / most frequent count / mean), "reuse"
+// (the target's own exact output Age seqs earlier), and for detectors
+// "track" (that output's boxes carried along their motion since the exact
+// output Age seqs before it: assemble.Track) and "follow" (a delta link:
+// its boxes moved along Source's boxes' motion over those Age seqs, by
+// Gain: assemble.Follow).
 type BaselineAccuracy struct {
-	Target   string `json:"target"`
-	Baseline string `json:"baseline"`
-	Age      int    `json:"age,omitempty"`
+	Target   string  `json:"target"`
+	Baseline string  `json:"baseline"`
+	Age      int     `json:"age,omitempty"`
+	Source   string  `json:"source,omitempty"`
+	Gain     float64 `json:"gain,omitempty"`
 	Score
 }
+
+// The baselines of BaselineAccuracy.
+const (
+	BaselineConstant = "constant"
+	BaselineReuse    = "reuse"
+	BaselineTrack    = "track"
+	BaselineFollow   = "follow"
+)
+
+// FollowGains are the gains a delta link is measured at: half the source's
+// motion (a noisy source) and all of it. Gain 0 is reuse, measured anyway.
+var FollowGains = []float64{0.5, 1}
 
 // TemporalAccuracy is the accuracy of a temporal link (Source empty: the
 // self-temporal link) given the target's output Age seqs earlier.
@@ -451,6 +470,77 @@ func seqStep(recs []*TraceRecord) int {
 	return int(diffs[(len(diffs)-1)/2])
 }
 
+// motionBaselines measures a detector's tracker and its delta links from
+// every other detector at each age: the predictions of assemble.Track and
+// assemble.Follow, as production makes them, scored against the exact
+// output. The tracker's motion is measured over the age itself (the
+// exact outputs age and 2·age seqs earlier): a rotating model's exact
+// outputs are one period apart, and it is reused at ages below that.
+func (s *Set) motionBaselines(ds *dataset, ti int, ages []int, prevOf func(r, age int) int) []BaselineAccuracy {
+	tm := s.Models[ti]
+	var out []BaselineAccuracy
+	exact := func(r int, m string) *pipeline.Output {
+		if o := ds.recs[r].Outputs[m]; usable(o) {
+			return o
+		}
+		return nil
+	}
+	withSeq := func(o *pipeline.Output, seq uint64) *pipeline.Output {
+		c := *o
+		c.Seq = seq
+		return &c
+	}
+	for _, age := range ages {
+		var acc scoreAcc
+		for r := range ds.recs {
+			p := prevOf(r, age)
+			if p < 0 || !ds.f[ti][r].ok {
+				continue
+			}
+			pp := prevOf(p, age)
+			if pp < 0 {
+				continue
+			}
+			cur, prior, want := exact(p, tm.Name), exact(pp, tm.Name), exact(r, tm.Name)
+			got := &pipeline.Output{Type: tm.Type, Boxes: assemble.Track(withSeq(cur, ds.recs[p].Seq),
+				withSeq(prior, ds.recs[pp].Seq), float64(age))}
+			got.Value = []float64{float64(len(got.Boxes))}
+			acc.add(Accuracy(tm.Type, got, want), got.Value[0], ds.f[ti][r].raw[0])
+		}
+		if acc.n > 0 {
+			out = append(out, BaselineAccuracy{Target: tm.Name, Baseline: BaselineTrack, Age: age, Score: acc.score(true)})
+		}
+	}
+	for _, src := range s.Models {
+		if src.Name == tm.Name || !assemble.Trackable(src.Type) {
+			continue
+		}
+		for _, gain := range FollowGains {
+			for _, age := range ages {
+				var acc scoreAcc
+				for r := range ds.recs {
+					p := prevOf(r, age)
+					if p < 0 || !ds.f[ti][r].ok {
+						continue
+					}
+					then, srcThen, srcNow := exact(p, tm.Name), exact(p, src.Name), exact(r, src.Name)
+					if srcThen == nil || srcNow == nil {
+						continue
+					}
+					got := &pipeline.Output{Type: tm.Type, Boxes: assemble.Follow(then, srcThen, srcNow, gain)}
+					got.Value = []float64{float64(len(got.Boxes))}
+					acc.add(Accuracy(tm.Type, got, exact(r, tm.Name)), got.Value[0], ds.f[ti][r].raw[0])
+				}
+				if acc.n > 0 {
+					out = append(out, BaselineAccuracy{Target: tm.Name, Baseline: BaselineFollow, Age: age,
+						Source: src.Name, Gain: gain, Score: acc.score(true)})
+				}
+			}
+		}
+	}
+	return out
+}
+
 // boxKey memoises the strict accuracy of decoded boxes.
 type boxKey struct{ m, r, n, age int }
 
@@ -611,7 +701,7 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int, ages []int) 
 		// Without a frame to score on there is no measurement (an accuracy
 		// of 0 would read as a measured worthless guess).
 		if acc.n > 0 {
-			res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: "constant", Score: acc.score(count)})
+			res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: BaselineConstant, Score: acc.score(count)})
 		}
 	}
 	prevOf := func(r, age int) int {
@@ -638,7 +728,10 @@ func (s *Set) evalTarget(ds *dataset, bySeq map[camSeq]int, ti int, ages []int) 
 		if acc.n == 0 {
 			continue
 		}
-		res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: "reuse", Age: age, Score: acc.score(count)})
+		res.base = append(res.base, BaselineAccuracy{Target: tm.Name, Baseline: BaselineReuse, Age: age, Score: acc.score(count)})
+	}
+	if assemble.Trackable(tm.Type) {
+		res.base = append(res.base, s.motionBaselines(ds, ti, ages, prevOf)...)
 	}
 
 	// Temporal links and ensembles.

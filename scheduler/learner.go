@@ -105,6 +105,29 @@ func (e LinkEvidence) TemporalAccuracy(target string, executed []string, age int
 	return c.atAge(target, pts, age), true
 }
 
+// TrackAccuracy implements MotionEvidence: the tracker's accuracy at age
+// (interpolated like ReuseAccuracy); ok false when it was not measured
+// (not a detector, or too few consecutive profiled frames).
+func (e LinkEvidence) TrackAccuracy(target string, age int) (float64, bool) {
+	c := e.curves()
+	pts := c.track[target]
+	if len(pts) == 0 {
+		return 0, false
+	}
+	return c.atAge(target, pts, age), true
+}
+
+// FollowAccuracy implements MotionEvidence: the accuracy at age of
+// target's delta link from source at gain; ok false when not measured.
+func (e LinkEvidence) FollowAccuracy(target, source string, gain float64, age int) (float64, bool) {
+	c := e.curves()
+	pts := c.follow[followKey{target, source, gain}]
+	if len(pts) == 0 {
+		return 0, false
+	}
+	return c.atAge(target, pts, age), true
+}
+
 func (e LinkEvidence) curves() *ageCurves {
 	if e.ages != nil {
 		return e.ages
@@ -124,17 +147,39 @@ type ageCurves struct {
 	reuse    map[string][]agePoint
 	temporal map[string][]agePoint
 	constant map[string]float64
+	// track per target; follow per target, source and gain (followKey).
+	track  map[string][]agePoint
+	follow map[followKey][]agePoint
+}
+
+type followKey struct {
+	target, source string
+	gain           float64
 }
 
 func indexAges(ev *links.Evaluation) *ageCurves {
-	c := &ageCurves{reuse: map[string][]agePoint{}, temporal: map[string][]agePoint{}, constant: map[string]float64{}}
+	c := &ageCurves{reuse: map[string][]agePoint{}, temporal: map[string][]agePoint{}, constant: map[string]float64{},
+		track: map[string][]agePoint{}, follow: map[followKey][]agePoint{}}
 	for _, b := range ev.Baselines {
 		switch b.Baseline {
-		case "reuse":
+		case links.BaselineReuse:
 			c.reuse[b.Target] = append(c.reuse[b.Target], agePoint{b.Age, b.Accuracy})
-		case "constant":
+		case links.BaselineConstant:
 			c.constant[b.Target] = b.Accuracy
+		case links.BaselineTrack:
+			c.track[b.Target] = append(c.track[b.Target], agePoint{b.Age, b.Accuracy})
+		case links.BaselineFollow:
+			k := followKey{b.Target, b.Source, b.Gain}
+			c.follow[k] = append(c.follow[k], agePoint{b.Age, b.Accuracy})
 		}
+	}
+	for _, m := range []map[string][]agePoint{c.track} {
+		for _, pts := range m {
+			slices.SortFunc(pts, func(a, b agePoint) int { return a.age - b.age })
+		}
+	}
+	for _, pts := range c.follow {
+		slices.SortFunc(pts, func(a, b agePoint) int { return a.age - b.age })
 	}
 	for _, t := range ev.TemporalEnsembles {
 		k := temporalKey(t.Target, t.Sources)

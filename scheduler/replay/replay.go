@@ -172,7 +172,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		types[m.Name] = m.Type
 	}
 	sc := newScorer(models, costs)
-	lastExact := map[string]assemble.Last{}
+	lastExact := map[string]*assemble.Last{}
 	for _, fr := range frames {
 		rec := fr.rec
 		plan := policy.Plan(scheduler.FrameInfo{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at})
@@ -185,7 +185,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		plan.CapturedAt = fr.at
 		last := lastExact[rec.Camera]
 		if last == nil {
-			last = assemble.Last{}
+			last = assemble.NewLast()
 			lastExact[rec.Camera] = last
 		}
 		// Executed models answer with their recorded outputs, as a model
