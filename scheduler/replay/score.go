@@ -120,9 +120,6 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 	name := opts.Name
 	if name == "" {
 		name = opts.Policy
-		if a := opts.Hybrid.Ablation(); a != "" {
-			name += "/" + a
-		}
 	}
 	row := report.Row{
 		Policy:   name,
