@@ -222,6 +222,11 @@ type SchedulerConfig struct {
 	// camera drops stale ones). Off by default: training runs beside
 	// routing. Needs training: local.
 	InLineTraining bool `yaml:"in_line_training"`
+	// Importance weighs outputs for policy dcta: "camera/model" for one
+	// camera's model, "camera" or "model" for all of a camera's or a
+	// model's outputs; an output's weight is its own key's, else its
+	// camera's times its model's, each 1 when not given.
+	Importance map[string]float64 `yaml:"importance"`
 }
 
 // Training modes of the link policies.
@@ -626,6 +631,7 @@ func (c *Config) Validate() error {
 	if c.Budget.TimeMode != TimeModeMean && c.Budget.TimeMode != TimeModeCap {
 		p.add("budget.time_mode: %q is not one of mean, cap", c.Budget.TimeMode)
 	}
+	c.validateImportance(&p)
 	switch policy.Needs {
 	case NeedsTimeBudget:
 		if c.Budget.MSPerFrame == 0 {
@@ -780,6 +786,34 @@ func (c *Config) ModelNames() []string {
 		out[i] = m.Name
 	}
 	return out
+}
+
+// validateImportance: every key names a camera, a model, or a camera's
+// model, and every weight is a number ≥ 0.
+func (c *Config) validateImportance(p *problems) {
+	cams, models := map[string]bool{}, map[string]bool{}
+	for _, cam := range c.Cameras {
+		cams[cam.ID] = true
+	}
+	for _, m := range c.Models {
+		models[m.Name] = true
+	}
+	keys := make([]string, 0, len(c.Scheduler.Importance))
+	for k := range c.Scheduler.Importance {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w := c.Scheduler.Importance[k]
+		cam, model, pair := strings.Cut(k, "/")
+		known := cams[k] || models[k] || (pair && cams[cam] && models[model])
+		if !known {
+			p.add("scheduler.importance: %q is not a camera id, a model name or camera/model of this config", k)
+		}
+		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+			p.add("scheduler.importance.%s: must be a number ≥ 0, got %g", k, w)
+		}
+	}
 }
 
 type problems []string

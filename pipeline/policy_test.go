@@ -48,3 +48,22 @@ func TestRegisterPolicyRefusesDuplicatesAndBadNames(t *testing.T) {
 		}()
 	}
 }
+
+func TestImportanceNamesCamerasAndModels(t *testing.T) {
+	yml := "cameras: [{id: door, source: rtsp, url: \"rtsp://127.0.0.1:8554/x\"}]\nmodels: [{name: m, backend: opencv-mog2}]\n" +
+		"scheduler: {importance: {door: 3, m: 2, door/m: 5, yard: 1, door/x: 1, m/door: 1}}\n"
+	_, err := ParseConfig([]byte(yml), t.TempDir())
+	if err == nil {
+		t.Fatal("want errors for yard, door/x and m/door")
+	}
+	for _, bad := range []string{`"yard"`, `"door/x"`, `"m/door"`} {
+		if !strings.Contains(err.Error(), bad) {
+			t.Errorf("error %v does not name %s", err, bad)
+		}
+	}
+	for _, good := range []string{`"door"`, `"m"`, `"door/m"`} {
+		if strings.Contains(err.Error(), good+" is not") {
+			t.Errorf("error %v refuses %s", err, good)
+		}
+	}
+}

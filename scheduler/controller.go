@@ -61,6 +61,9 @@ type ControllerConfig struct {
 	// TuneFrames: profiled frames pooled before a fine-tuning (see
 	// TrainerConfig.MinTuneFrames).
 	TuneFrames int
+	// Importance weighs each camera's and model's outputs (dcta; see
+	// Importance.Of). nil: all weigh 1.
+	Importance Importance
 }
 
 // Selection is the controller's current decision.
@@ -87,8 +90,14 @@ type Selection struct {
 	// less (under a mean time budget) the profiling reserved and the
 	// overspending being repaid.
 	Budget Budget
+	// PerCamera (dcta) is what runs on each camera's frames; Exact is then
+	// every model run on some camera.
+	PerCamera map[string][]string
 
 	phases map[string]int
+	// solvedMS are the costs the selection was solved with (dcta re-solves
+	// when they drift).
+	solvedMS map[string]float64
 }
 
 // Controller runs a policy: its Scheme decides; the controller keeps what
@@ -692,6 +701,14 @@ func (s *Selection) String() string {
 	}
 	if len(s.Absent) > 0 {
 		out += fmt.Sprintf(" absent [%s]", strings.Join(s.Absent, " "))
+	}
+	if len(s.PerCamera) > 0 {
+		var cams []string
+		for cam, ms := range s.PerCamera {
+			cams = append(cams, fmt.Sprintf("%s: [%s]", cam, strings.Join(ms, " ")))
+		}
+		sort.Strings(cams)
+		out += " per camera {" + strings.Join(cams, ", ") + "}"
 	}
 	return out + fmt.Sprintf(" expected accuracy %.2f", s.Expected)
 }

@@ -70,6 +70,8 @@ type benchTraceOptions struct {
 	policiesGiven bool
 	holdOut       float64
 	video         string
+	// importance weighs outputs for dcta (the config's scheduler.importance).
+	importance map[string]float64
 }
 
 func cmdBenchTrace(args []string) error {
@@ -119,7 +121,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
-	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
+	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance from this config's scheduler section (flags given override it)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
@@ -149,6 +151,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 				o.temporal = sc.TemporalLinks
 			}
 			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
+			o.importance = sc.Importance
 		}
 		var problems []error
 		if o.trace == "" {
@@ -402,7 +405,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log}
+			Sampling: sampling, Log: log, Importance: o.importance}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {

@@ -52,6 +52,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ActiveShare:     cfg.Scheduler.ActiveShare,
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,
+		Importance:      cfg.Scheduler.Importance,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

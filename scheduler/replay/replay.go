@@ -65,9 +65,11 @@ type Options struct {
 	// whole to learn from): they are scored as profiled frames.
 	FilterProfiles func(camera string, seq uint64) bool
 	// Name overrides the policy's name in the row (e.g. "reducto+mlink").
-	Name     string
-	Sampling string
-	Log      zerolog.Logger
+	Name string
+	// Importance weighs outputs (policy dcta).
+	Importance scheduler.Importance
+	Sampling   string
+	Log        zerolog.Logger
 	// OnResult, if set, sees every frame's result after the policy did
 	// (tests compare the replay with the live pipeline frame by frame).
 	OnResult func(*pipeline.Result)
@@ -310,6 +312,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		ActiveShare:     opts.ActiveShare,
 		ActiveBatch:     opts.ActiveBatch,
 		TuneFrames:      opts.TuneFrames,
+		Importance:      opts.Importance,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, err
