@@ -32,7 +32,8 @@ type Learner interface {
 	FineTune(p Predictor, samples []*links.TraceRecord) (Predictor, error)
 }
 
-// ControllerConfig configures the budget-aware policies.
+// ControllerConfig configures a policy (the settings it does not use are
+// ignored).
 type ControllerConfig struct {
 	Policy          PolicyName
 	Models          []string
@@ -113,7 +114,7 @@ type Controller struct {
 	costs  *CostModel
 	log    zerolog.Logger
 	// trainer learns links from profiled results in this process (nil with
-	// RemoteTraining and for standalone).
+	// RemoteTraining and for the policies without links).
 	trainer *Trainer
 
 	// Routing-goroutine state (Plan).
