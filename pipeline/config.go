@@ -178,8 +178,8 @@ type ONNXConfig struct {
 
 // SchedulerConfig selects the scheduling policy and its settings.
 type SchedulerConfig struct {
-	// Policy is one of Policies.
-	Policy string `yaml:"policy"`
+	// Policy is one of the registered policies (Policies).
+	Policy PolicyName `yaml:"policy"`
 	// Period is how often the mlink policies re-profile and re-select
 	// (the paper: 1 hour); ProfileShare the share of each period, at its
 	// start, on which every model runs (the paper: 1%).
@@ -222,6 +222,11 @@ type SchedulerConfig struct {
 	// camera drops stale ones). Off by default: training runs beside
 	// routing. Needs training: local.
 	InLineTraining bool `yaml:"in_line_training"`
+	// Importance weighs outputs for policy dcta: "camera/model" for one
+	// camera's model, "camera" or "model" for all of a camera's or a
+	// model's outputs; an output's weight is its own key's, else its
+	// camera's times its model's, each 1 when not given.
+	Importance map[string]float64 `yaml:"importance"`
 }
 
 // Training modes of the link policies.
@@ -294,17 +299,6 @@ type ReductoConfig struct {
 
 // ReductoFeatures are Reducto's difference features.
 var ReductoFeatures = []string{"pixel", "area", "edge", "corner"}
-
-// Policies known to the scheduler: run everything; Standalone (the cheapest
-// models that fit, the rest absent); MLink (the paper's selection, the rest
-// predicted by link ensembles); mlink-hybrid (beyond the paper: models may
-// run on every k-th frame, and each model not run is served by its link
-// ensemble or its own reused last output, whichever measured better).
-//
-// skip and skip-per-model are frame skipping, what camera users run today:
-// every model on every k-th frame, or each model its own interval by the
-// square-root rule, the last output reused in between.
-var Policies = []string{"all", "standalone", "skip", "skip-per-model", "mlink", "mlink-hybrid"}
 
 // LoadConfig reads, defaults and validates a config file. The error lists
 // every problem found.
@@ -600,12 +594,9 @@ func (c *Config) Validate() error {
 		seen[m.Name] = true
 		c.validateModel(&p, where, &m)
 	}
-	known := false
-	for _, pol := range Policies {
-		known = known || pol == c.Scheduler.Policy
-	}
+	policy, known := LookupPolicy(c.Scheduler.Policy)
 	if !known {
-		p.add("scheduler.policy: %q is not one of %s", c.Scheduler.Policy, strings.Join(Policies, ", "))
+		p.add("scheduler.policy: %q is not one of %s", c.Scheduler.Policy, strings.Join(PolicyNames(), ", "))
 	}
 	if c.Scheduler.Period < time.Second {
 		p.add("scheduler.period: %s is too short (at least 1s)", c.Scheduler.Period)
@@ -640,12 +631,16 @@ func (c *Config) Validate() error {
 	if c.Budget.TimeMode != TimeModeMean && c.Budget.TimeMode != TimeModeCap {
 		p.add("budget.time_mode: %q is not one of mean, cap", c.Budget.TimeMode)
 	}
-	if (c.Scheduler.Policy == "skip" || c.Scheduler.Policy == "skip-per-model") && c.Budget.MSPerFrame == 0 {
-		p.add("budget: policy %s needs a time budget (budget.ms_per_frame, or --budget 400ms): skipping frames saves time, not memory", c.Scheduler.Policy)
-	}
-	if (c.Scheduler.Policy == "standalone" || c.Scheduler.Policy == "mlink") &&
-		c.Budget.GPUMemory == 0 && c.Budget.MSPerFrame == 0 {
-		p.add("budget: policy %s needs a budget (budget.gpu_memory and/or budget.ms_per_frame, or --budget)", c.Scheduler.Policy)
+	c.validateImportance(&p)
+	switch policy.Needs {
+	case NeedsTimeBudget:
+		if c.Budget.MSPerFrame == 0 {
+			p.add("budget: policy %s needs a time budget (budget.ms_per_frame, or --budget 400ms)%s", c.Scheduler.Policy, policy.NeedsWhy)
+		}
+	case NeedsBudget:
+		if c.Budget.GPUMemory == 0 && c.Budget.MSPerFrame == 0 {
+			p.add("budget: policy %s needs a budget (budget.gpu_memory and/or budget.ms_per_frame, or --budget)%s", c.Scheduler.Policy, policy.NeedsWhy)
+		}
 	}
 	if c.Merger.Deadline < 10*time.Millisecond {
 		p.add("merger.deadline: %s is too short (at least 10ms)", c.Merger.Deadline)
@@ -791,6 +786,34 @@ func (c *Config) ModelNames() []string {
 		out[i] = m.Name
 	}
 	return out
+}
+
+// validateImportance: every key names a camera, a model, or a camera's
+// model, and every weight is a number ≥ 0.
+func (c *Config) validateImportance(p *problems) {
+	cams, models := map[string]bool{}, map[string]bool{}
+	for _, cam := range c.Cameras {
+		cams[cam.ID] = true
+	}
+	for _, m := range c.Models {
+		models[m.Name] = true
+	}
+	keys := make([]string, 0, len(c.Scheduler.Importance))
+	for k := range c.Scheduler.Importance {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w := c.Scheduler.Importance[k]
+		cam, model, pair := strings.Cut(k, "/")
+		known := cams[k] || models[k] || (pair && cams[cam] && models[model])
+		if !known {
+			p.add("scheduler.importance: %q is not a camera id, a model name or camera/model of this config", k)
+		}
+		if w < 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+			p.add("scheduler.importance.%s: must be a number ≥ 0, got %g", k, w)
+		}
+	}
 }
 
 type problems []string

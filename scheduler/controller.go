@@ -32,9 +32,10 @@ type Learner interface {
 	FineTune(p Predictor, samples []*links.TraceRecord) (Predictor, error)
 }
 
-// ControllerConfig configures the budget-aware policies.
+// ControllerConfig configures a policy (the settings it does not use are
+// ignored).
 type ControllerConfig struct {
-	Policy          string
+	Policy          PolicyName
 	Models          []string
 	Budget          Budget
 	Period          time.Duration
@@ -61,8 +62,9 @@ type ControllerConfig struct {
 	// TuneFrames: profiled frames pooled before a fine-tuning (see
 	// TrainerConfig.MinTuneFrames).
 	TuneFrames int
-	// Hybrid turns mlink-hybrid's mechanisms off for ablations.
-	Hybrid HybridOptions
+	// Importance weighs each camera's and model's outputs (dcta; see
+	// Importance.Of). nil: all weigh 1.
+	Importance Importance
 }
 
 // Selection is the controller's current decision.
@@ -89,20 +91,30 @@ type Selection struct {
 	// less (under a mean time budget) the profiling reserved and the
 	// overspending being repaid.
 	Budget Budget
+	// PerCamera (dcta) is what runs on each camera's frames; Exact is then
+	// every model run on some camera.
+	PerCamera map[string][]string
 
 	phases map[string]int
+	// solvedMS are the costs the selection was solved with (dcta re-solves
+	// when they drift).
+	solvedMS map[string]float64
 }
 
-// Controller is the budget-aware policy: it plans each frame (profiling
-// frames run every model, other frames run the selected set and predict the
-// rest), learns from the results of profiling frames, re-selects every
-// period and re-plans at once when a model's workers die.
+// Controller runs a policy: its Scheme decides; the controller keeps what
+// every policy shares — the profiling clock and per-camera frame counts, the
+// measured costs and the budget's books, worker health, and for the link
+// policies the links, their training and active sampling. It re-selects
+// when the scheme's evidence changes and re-plans at once when a model's
+// workers die.
 type Controller struct {
-	cfg   ControllerConfig
-	costs *CostModel
-	log   zerolog.Logger
+	cfg    ControllerConfig
+	spec   PolicySpec
+	scheme Scheme
+	costs  *CostModel
+	log    zerolog.Logger
 	// trainer learns links from profiled results in this process (nil with
-	// RemoteTraining and for standalone).
+	// RemoteTraining and for the policies without links).
 	trainer *Trainer
 
 	// Routing-goroutine state (Plan).
@@ -159,36 +171,52 @@ type modelHealth struct {
 
 const maxHistory = 2000
 
-// NewController creates the policy. learner trains links in this process;
-// it is nil for standalone, and for the link policies with RemoteTraining.
+// NewController creates the registered policy cfg.Policy. learner trains
+// links in this process: the link policies need one, unless RemoteTraining;
+// the others take nil. costs may be nil (costs are then measured from an
+// empty model).
 func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log zerolog.Logger) (*Controller, error) {
-	switch cfg.Policy {
-	case "standalone", "mlink", "mlink-hybrid":
-	default:
-		return nil, fmt.Errorf("controller: unknown policy %q", cfg.Policy)
+	spec, ok := LookupPolicy(cfg.Policy)
+	if !ok {
+		return nil, fmt.Errorf("controller: %w", unknownPolicy(cfg.Policy))
 	}
-	if cfg.Policy != "standalone" && learner == nil && !cfg.RemoteTraining {
+	if spec.Links && learner == nil && !cfg.RemoteTraining {
 		return nil, fmt.Errorf("policy %s needs a link learner", cfg.Policy)
 	}
 	if cfg.HealthTimeout == 0 {
 		cfg.HealthTimeout = 3 * time.Second
 	}
-	c := &Controller{cfg: cfg, costs: costs, log: pipeline.Component(log, "controller"),
+	if cfg.Period <= 0 {
+		cfg.Period = time.Hour // the paper's; a zero period would never end
+	}
+	if costs == nil {
+		costs = NewCostModel(nil)
+	}
+	c := &Controller{cfg: cfg, spec: spec, scheme: spec.New(cfg), costs: costs, log: pipeline.Component(log, "controller"),
 		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{},
 		profiledCam: map[string]bool{}}
-	if cfg.Policy != "standalone" && cfg.ActiveShare > 0 {
+	if spec.Links && cfg.ActiveShare > 0 {
 		c.sampler = NewActiveSampler(cfg.ActiveShare)
 	}
-	if cfg.Policy != "standalone" && !cfg.RemoteTraining {
+	if spec.Links && !cfg.RemoteTraining {
 		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous, ActiveBatch: cfg.ActiveBatch,
 			MinTuneFrames: cfg.TuneFrames},
 			learner, c.InstallLinks, log)
 	}
+	if _, ok := c.scheme.(selectsAtStart); ok {
+		c.reselect(time.Time{}, "needs no evidence")
+	}
 	return c, nil
 }
 
+// selectsAtStart is a scheme whose selection needs nothing measured (all).
+type selectsAtStart interface{ selectsAtStart() }
+
 // Name implements Policy.
-func (c *Controller) Name() string { return c.cfg.Policy }
+func (c *Controller) Name() string { return string(c.cfg.Policy) }
+
+// Policy is the registered policy the controller runs.
+func (c *Controller) Policy() PolicySpec { return c.spec }
 
 // Stats returns the controller's counters.
 func (c *Controller) Stats() *ControllerStats { return &c.stats }
@@ -217,10 +245,15 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	index := c.frameIndex[f.Camera]
 	c.frameIndex[f.Camera] = index + 1
 	c.steps.observe(f.Camera, f.Seq)
-	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: c.cfg.Policy}
-	if c.cfg.Policy == "standalone" {
-		return c.planStandalone(plan, now)
-	}
+	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: string(c.cfg.Policy)}
+	return c.scheme.Plan(c, f, index, now, plan)
+}
+
+// planWithLinks is the link policies' plan: profiling frames (the cold
+// start, the periodic windows, a camera's first frame, active samples) run
+// every model; the others run the selection and predict or reuse the rest,
+// rotating models on their turns.
+func (c *Controller) planWithLinks(f FrameInfo, index int64, now time.Time, plan pipeline.Plan) pipeline.Plan {
 	sel := c.selection.Load()
 	// Periods count from the first frame, cold start included.
 	inWindow := c.profiling(now)
@@ -268,30 +301,62 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	plan.Exact, plan.Predicted = c.healthyPlan(sel)
 	plan.Reused, plan.Temporal = sel.Reused, sel.Temporal
 	if len(sel.Every) > 0 {
-		// Rotating models run on their turn and are predicted or reused
-		// on the frames between.
 		plan.Sources = plan.Exact // links predict from what the selection measured: the always-run models
-		plan.Predicted = slices.Clone(plan.Predicted)
-		plan.Reused = slices.Clone(plan.Reused)
-		plan.Temporal = slices.Clone(plan.Temporal)
-		frameMS := sum(costs, plan.Exact).MS
-		for _, m := range c.cfg.Models {
-			// A rotating model whose workers are gone skips its turns; so
-			// does one the books cannot afford now (under a mean budget).
-			k := sel.Every[m]
-			if k <= 1 || !runsOn(index, k, sel.phases[m]) || !c.Healthy(m) {
-				continue
-			}
-			if paced && !c.books.affords(frameMS+costs[m].MS, c.cfg.Budget.MS) {
-				continue
-			}
-			frameMS += costs[m].MS
-			plan.Exact = append(slices.Clone(plan.Exact), m)
-			plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
-			plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })
-			plan.Temporal = slices.DeleteFunc(plan.Temporal, func(s string) bool { return s == m })
-		}
+		c.takeTurns(&plan, index, sel, costs)
 	}
+	return plan
+}
+
+// takeTurns adds the rotating models (sel.Every) whose turn the camera's
+// index-th frame is to the executed ones, and out of the predicted, reused
+// and temporal ones. A model whose workers are gone skips its turns; so
+// does one the books cannot afford now under a mean budget, so that the
+// run's mean never ends over the budget. plan's slices are copied first:
+// they may be the selection's.
+func (c *Controller) takeTurns(plan *pipeline.Plan, index int64, sel *Selection, costs map[string]Cost) {
+	plan.Exact = slices.Clone(plan.Exact)
+	plan.Predicted = slices.Clone(plan.Predicted)
+	plan.Reused = slices.Clone(plan.Reused)
+	plan.Temporal = slices.Clone(plan.Temporal)
+	paced := c.pacesEvidence()
+	frameMS := sum(costs, plan.Exact).MS
+	for _, m := range c.cfg.Models {
+		k := sel.Every[m]
+		if k <= 1 || !runsOn(index, k, sel.phases[m]) || !c.Healthy(m) {
+			continue
+		}
+		if paced && !c.books.affords(frameMS+costs[m].MS, c.cfg.Budget.MS) {
+			continue
+		}
+		frameMS += costs[m].MS
+		plan.Exact = append(plan.Exact, m)
+		plan.Predicted = slices.DeleteFunc(plan.Predicted, func(s string) bool { return s == m })
+		plan.Reused = slices.DeleteFunc(plan.Reused, func(s string) bool { return s == m })
+		plan.Temporal = slices.DeleteFunc(plan.Temporal, func(s string) bool { return s == m })
+	}
+}
+
+// periodicSelection is the selection of a policy that chooses on measured
+// costs alone: made again every period. Until the costs that matter (ms,
+// memory) are measured there is none, and probe says so: the frame is to
+// be the cost probe.
+func (c *Controller) periodicSelection(now time.Time, ms, memory bool) (sel *Selection, probe bool) {
+	sel = c.selection.Load()
+	if sel == nil || now.Sub(sel.At) >= c.cfg.Period {
+		if !c.costsKnown(ms, memory) {
+			return nil, true
+		}
+		c.reselect(now, "costs measured")
+		sel = c.selection.Load()
+	}
+	return sel, false
+}
+
+// costProbe is the frame that measures the costs: every model runs once.
+// It is paid from the budget like any execution, and is the one exception
+// to a capped budget, like a profiling frame.
+func (c *Controller) costProbe(plan pipeline.Plan) pipeline.Plan {
+	plan.Exact, plan.Profiling = c.cfg.Models, true
 	return plan
 }
 
@@ -355,33 +420,13 @@ func (c *Controller) healthyLocked(model string) bool {
 	return true
 }
 
-// planStandalone runs the cheapest models that fit. Costs are measured, not
-// assumed: until every model's cost that the budget limits is known, every
-// model runs (and is measured); the selection is redone every period.
-func (c *Controller) planStandalone(plan pipeline.Plan, now time.Time) pipeline.Plan {
-	sel := c.selection.Load()
-	if sel == nil || now.Sub(sel.At) >= c.cfg.Period {
-		if !c.costsKnown() {
-			// The cost probe: every model runs once to be measured. It is
-			// paid from the budget like any execution, and is the one
-			// exception to a capped budget, like a profiling frame.
-			plan.Exact, plan.Profiling = c.cfg.Models, true
-			return plan
-		}
-		c.reselect(now, "costs measured")
-		sel = c.selection.Load()
-	}
-	plan.Exact = sel.Exact
-	return plan
-}
-
-// costsKnown reports whether every model's cost in each budgeted resource
-// has been measured.
-func (c *Controller) costsKnown() bool {
+// costsKnown reports whether every model's cost has been measured in time
+// (ms) and/or memory.
+func (c *Controller) costsKnown(ms, memory bool) bool {
 	costs := c.costs.Costs()
 	for _, m := range c.cfg.Models {
 		cost := costs[m]
-		if (c.cfg.Budget.MS > 0 && cost.MS <= 0) || (c.cfg.Budget.Memory > 0 && cost.Memory <= 0) {
+		if (ms && cost.MS <= 0) || (memory && cost.Memory <= 0) {
 			return false
 		}
 	}
@@ -441,9 +486,13 @@ func (c *Controller) ObserveResult(r *pipeline.Result) {
 		}
 	}
 	c.books.charge(r.CapturedAt, spent, c.cfg.Budget.MS)
-	if c.cfg.Policy == "standalone" {
-		return
-	}
+	c.scheme.Observe(c, r)
+}
+
+// observeLinks is the link policies' observation: profiled frames train
+// the links (through the trainer), and frames served with links are scored
+// for active sampling.
+func (c *Controller) observeLinks(r *pipeline.Result) {
 	if r.Plan.Profiling {
 		c.stats.Profiled.Add(1)
 	} else if c.sampler != nil && len(r.Plan.Predicted) > 0 {
@@ -535,15 +584,21 @@ func (c *Controller) InstallLinks(l Links) {
 	c.reselectWith(l.Evidence, at, l.Reason)
 }
 
+// agreementMeasurer is a scheme that measures the accuracy of the models
+// its selection does not run on every frame itself; by default each one's
+// link ensemble over the executed models is what serves it.
+type agreementMeasurer interface {
+	measuredAccuracy(c *Controller, sel *Selection, ev SetEvidence) map[string]float64
+}
+
 func (c *Controller) recordAgreement(ev SetEvidence) {
 	sel := c.selection.Load()
 	if sel == nil {
 		return
 	}
 	var measured map[string]float64
-	if _, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
-		sev := c.streamEvidence(ev)
-		measured = hybridEvaluate(c.cfg.Models, rotationPeriods(sel.Exact, sel.Every), sev, sev, c.cfg.Hybrid).Accuracy
+	if m, ok := c.scheme.(agreementMeasurer); ok {
+		measured = m.measuredAccuracy(c, sel, ev)
 	}
 	for _, m := range c.cfg.Models {
 		if slices.Contains(sel.Exact, m) {
@@ -581,37 +636,13 @@ func (c *Controller) selectionBudget(now time.Time) Budget {
 func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) {
 	costs := c.costs.Costs()
 	budget := c.selectionBudget(now)
-	sel := &Selection{At: now, Reason: reason, Accuracy: map[string]float64{}, Budget: budget}
-	switch c.cfg.Policy {
-	case "standalone":
-		sel.Exact = SelectStandalone(c.cfg.Models, costs, budget)
-		sel.Absent = minus(c.cfg.Models, sel.Exact)
-		sel.Expected = float64(len(sel.Exact)) / float64(len(c.cfg.Models))
-	default:
-		if ev == nil {
-			return
-		}
-		sel.Exact = SelectMLink(c.cfg.Models, costs, budget, ev)
-		if len(sel.Exact) == 0 && c.cfg.Policy != "mlink-hybrid" {
-			// Nothing fits: run the cheapest model anyway, links need a source.
-			sel.Exact = SelectStandalone(c.cfg.Models, costs, Budget{})[:1]
-			sel.Reason += " (no model fits the budget: running the cheapest)"
-		}
-		sel.Predicted = minus(c.cfg.Models, sel.Exact)
-		for _, m := range sel.Predicted {
-			sel.Accuracy[m] = PredictedAccuracy(m, sel.Exact, ev)
-		}
-		sel.Expected = ExpectedAccuracy(c.cfg.Models, sel.Exact, ev)
-		if _, ok := ev.(ReuseEvidence); ok && c.cfg.Policy == "mlink-hybrid" {
-			// The hybrid may choose to run nothing between profiling
-			// frames (every model reused) when the budget is spent.
-			sev := c.streamEvidence(ev)
-			h := SelectHybrid(c.cfg.Models, costs, budget, sev, sev, c.cfg.Hybrid)
-			sel.Exact, sel.Predicted, sel.Reused, sel.Every = h.Always, h.Predicted, h.Reused, h.Every
-			sel.Temporal, sel.Absent = h.Temporal, h.Absent
-			sel.Accuracy, sel.Expected = h.Accuracy, h.Expected
-			sel.phases, _ = staggerPhases(c.cfg.Models, h.Every, costs)
-		}
+	sel := c.scheme.Select(c, ev, costs, budget)
+	if sel == nil {
+		return
+	}
+	sel.At, sel.Reason, sel.Budget = now, reason+sel.Reason, budget
+	if sel.Accuracy == nil {
+		sel.Accuracy = map[string]float64{}
 	}
 	c.selection.Store(sel)
 	c.stats.Selections.Add(1)
@@ -671,6 +702,14 @@ func (s *Selection) String() string {
 	}
 	if len(s.Absent) > 0 {
 		out += fmt.Sprintf(" absent [%s]", strings.Join(s.Absent, " "))
+	}
+	if len(s.PerCamera) > 0 {
+		var cams []string
+		for cam, ms := range s.PerCamera {
+			cams = append(cams, fmt.Sprintf("%s: [%s]", cam, strings.Join(ms, " ")))
+		}
+		sort.Strings(cams)
+		out += " per camera {" + strings.Join(cams, ", ") + "}"
 	}
 	return out + fmt.Sprintf(" expected accuracy %.2f", s.Expected)
 }

@@ -48,7 +48,7 @@ func (m setMatrix) SetAccuracy(target string, executed []string) (float64, bool)
 
 var threeModels = []string{"person", "action", "object"}
 
-func testController(t *testing.T, policy string, learner Learner) *Controller {
+func testController(t *testing.T, policy PolicyName, learner Learner) *Controller {
 	t.Helper()
 	c, err := NewController(ControllerConfig{
 		Policy: policy, Models: threeModels, Budget: Budget{Memory: 5 * gb},

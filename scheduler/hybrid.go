@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"fmt"
 	"math"
 	"slices"
 )
@@ -58,8 +57,8 @@ type HybridOptions struct {
 	NoRotation bool
 }
 
-// Ablation names the options as the bench's row suffix ("" for the full
-// policy).
+// Ablation names the options as the ablation policy's suffix
+// (mlink-hybrid/no-links; "" for the full policy).
 func (o HybridOptions) Ablation() string {
 	switch {
 	case o.NoLinks:
@@ -70,16 +69,6 @@ func (o HybridOptions) Ablation() string {
 		return "no-rotation"
 	}
 	return ""
-}
-
-// ParseHybridAblation reads an ablation name (see Ablation).
-func ParseHybridAblation(name string) (HybridOptions, error) {
-	for _, o := range []HybridOptions{{}, {NoLinks: true}, {NoReuse: true}, {NoRotation: true}} {
-		if o.Ablation() == name {
-			return o, nil
-		}
-	}
-	return HybridOptions{}, fmt.Errorf("unknown mlink-hybrid ablation %q (known: no-links, no-reuse, no-rotation)", name)
 }
 
 // periods are the rotation periods the options and budget allow.

@@ -5,6 +5,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mlink-project/mlink/pipeline"
@@ -19,30 +20,89 @@ type FrameInfo struct {
 
 // Policy decides the plan of each frame. Plan is called from the
 // scheduler's one routing goroutine, so a policy may keep state unguarded.
+// Every registered policy runs as a Controller over its Scheme.
 type Policy interface {
 	Name() string
 	Plan(f FrameInfo) pipeline.Plan
 }
 
-// NewPolicy builds the named policy over the configured models.
-func NewPolicy(name string, models []string) (Policy, error) {
-	switch name {
-	case "all":
-		return &AllPolicy{models: append([]string(nil), models...)}, nil
+// PolicyName names a policy; the configuration's type, so that a name read
+// from a config file or a flag is the name registered here.
+type PolicyName = pipeline.PolicyName
+
+// The registered policies' names.
+const (
+	PolicyAll        PolicyName = "all"
+	PolicyStandalone PolicyName = "standalone"
+	PolicyMLink      PolicyName = "mlink"
+	PolicyHybrid     PolicyName = "mlink-hybrid"
+	// PolicySkip runs every model on every k-th frame, k the smallest that
+	// fits, and reuses the last exact output in between: DeepStream's
+	// nvinfer interval for all models, Frigate's detect fps.
+	PolicySkip PolicyName = "skip"
+	// PolicySkipPerModel runs model i every kᵢ = max(1, ⌈λ·√cᵢ⌉) frames, λ
+	// the smallest that fits (the square root minimises total staleness for
+	// the cost): DeepStream's per-model interval set by a rule a user could
+	// apply by hand, with no learning.
+	PolicySkipPerModel PolicyName = "skip-per-model"
+)
+
+// Scheme is what makes one policy what it is. The Controller it runs in
+// keeps what every policy shares — the profiling clock, the per-camera frame
+// counts, the cost model and budget books, worker health, links and their
+// training — and asks the scheme for the decisions. The scheme gets the
+// controller to use those (they are one package's parts; a scheme keeps no
+// state of its own that the controller also keeps).
+type Scheme interface {
+	// Select chooses what runs from the measured costs within budget and,
+	// for a link policy, the profiled evidence (nil before links exist).
+	// nil keeps the current selection. The controller stamps the time,
+	// reason and budget; a scheme's Reason is added as a note.
+	Select(c *Controller, ev SetEvidence, costs map[string]Cost, budget Budget) *Selection
+	// Plan plans frame f, the camera's index-th frame (from 0). plan comes
+	// with the camera, seq and policy filled in.
+	Plan(c *Controller, f FrameInfo, index int64, now time.Time, plan pipeline.Plan) pipeline.Plan
+	// Observe sees every result after the controller booked its costs.
+	Observe(c *Controller, r *pipeline.Result)
+}
+
+// PolicySpec registers a policy: what the configuration knows of it and how
+// its scheme is made.
+type PolicySpec struct {
+	pipeline.PolicyInfo
+	// New makes the scheme for one controller.
+	New func(cfg ControllerConfig) Scheme
+}
+
+var registry = map[PolicyName]PolicySpec{}
+
+// register makes a policy known to the scheduler and to the configuration
+// (validation, --policy, the usage text, the bench). Each policy's file
+// calls it from init.
+func register(spec PolicySpec) {
+	if spec.New == nil {
+		panic(fmt.Sprintf("register policy %q: no scheme", spec.Name))
 	}
-	return nil, fmt.Errorf("unknown scheduler policy %q", name)
+	pipeline.RegisterPolicy(spec.PolicyInfo) // panics on a duplicate
+	registry[spec.Name] = spec
 }
 
-// AllPolicy runs every model on every frame: the reference every other
-// policy is measured against, and what profiling frames do.
-type AllPolicy struct {
-	models []string
+// LookupPolicy returns a registered policy's spec.
+func LookupPolicy(name PolicyName) (PolicySpec, bool) {
+	spec, ok := registry[name]
+	return spec, ok
 }
 
-// Name implements Policy.
-func (p *AllPolicy) Name() string { return "all" }
+// Policies lists the registered policies' names in the configuration's
+// order (the reference first, then the baselines, then the link policies).
+func Policies() []PolicyName {
+	var out []PolicyName
+	for _, p := range pipeline.Policies() {
+		out = append(out, p.Name)
+	}
+	return out
+}
 
-// Plan implements Policy.
-func (p *AllPolicy) Plan(f FrameInfo) pipeline.Plan {
-	return pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: "all", Exact: p.models}
+func unknownPolicy(name PolicyName) error {
+	return fmt.Errorf("unknown scheduler policy %q (known: %s)", name, strings.Join(pipeline.PolicyNames(), ", "))
 }

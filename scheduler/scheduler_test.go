@@ -17,7 +17,7 @@ func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
 	srv := startBus(t)
 	nc := connect(t, srv)
 	models := []string{"hog", "face", "motion"}
-	policy, err := NewPolicy("all", models)
+	policy, err := NewController(ControllerConfig{Policy: PolicyAll, Models: models}, nil, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
 }
 
 func TestUnknownPolicy(t *testing.T) {
-	if _, err := NewPolicy("nope", []string{"a"}); err == nil {
+	if _, err := NewController(ControllerConfig{Policy: "nope", Models: []string{"a"}}, nil, nil, zerolog.Nop()); err == nil {
 		t.Fatal("want an error")
 	}
 }

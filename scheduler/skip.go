@@ -6,170 +6,45 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"sync/atomic"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
 )
 
-// Frame-skipping policies: what camera users run today, and the baseline
-// every claim of links is measured against.
-const (
-	// PolicySkip runs every model on every k-th frame, k the smallest that
-	// fits, and reuses the last exact output in between: DeepStream's
-	// nvinfer interval for all models, Frigate's detect fps.
-	PolicySkip = "skip"
-	// PolicySkipPerModel runs model i every kᵢ = max(1, ⌈λ·√cᵢ⌉) frames, λ
-	// the smallest that fits (the square root minimises total staleness for
-	// the cost): DeepStream's per-model interval set by a rule a user could
-	// apply by hand, with no learning.
-	PolicySkipPerModel = "skip-per-model"
-)
+func init() {
+	register(PolicySpec{
+		PolicyInfo: pipeline.PolicyInfo{Name: PolicySkip, Rank: 20, Needs: pipeline.NeedsTimeBudget, NeedsWhy: skipNeedsWhy,
+			Summary: "frame skipping: every model on every k-th frame, k the smallest that fits; the last output reused in between"},
+		New: func(ControllerConfig) Scheme { return skipScheme{intervals: SkipIntervals} },
+	})
+	register(PolicySpec{
+		PolicyInfo: pipeline.PolicyInfo{Name: PolicySkipPerModel, Rank: 21, Needs: pipeline.NeedsTimeBudget, NeedsWhy: skipNeedsWhy,
+			Summary: "frame skipping per model: model i every max(1, ⌈λ·√cᵢ⌉) frames, λ the smallest that fits; the last output reused in between"},
+		New: func(ControllerConfig) Scheme { return skipScheme{intervals: SkipPerModelIntervals} },
+	})
+}
+
+const skipNeedsWhy = ": skipping frames saves time, not memory"
 
 // maxSkip bounds a skipping interval: a model run less often than this is
 // in effect never run.
 const maxSkip = 1 << 12
 
-// SkipConfig configures a frame-skipping policy.
-type SkipConfig struct {
-	// PerModel: each model its own interval by the square-root rule.
-	PerModel bool
-	Models   []string
-	Budget   Budget
-	// Period is how often the intervals are recomputed from the measured
-	// costs (and past overspending repaid).
-	Period time.Duration
+// skipScheme is frame skipping, what camera users run today and the
+// baseline every claim of links is measured against: each model runs on
+// its turns (every k-th frame) and reuses its last exact output between.
+// Costs are measured as every policy measures them: the first frame runs
+// every model (the cost probe, paid from the budget); then the intervals
+// follow the measured costs, recomputed every period (and past
+// overspending repaid). The two policies differ in their intervals only.
+type skipScheme struct {
+	intervals func(models []string, costs map[string]Cost, b Budget) map[string]int
 }
 
-// SkipPolicy implements both frame-skipping baselines. Costs are measured
-// as every policy measures them: the first frame runs every model (the cost
-// probe, paid from the budget); then intervals follow the measured costs.
-type SkipPolicy struct {
-	cfg   SkipConfig
-	costs *CostModel
-	log   zerolog.Logger
-	books budgetBooks
-
-	// Routing-goroutine state.
-	frameIndex map[string]int64
-	every      map[string]int // each model's interval (0: never)
-	phases     map[string]int
-	// sel is read by status lines from other goroutines.
-	sel atomic.Pointer[Selection]
-}
-
-// NewSkipPolicy creates a frame-skipping policy over costs (memory may be
-// known at load; times are measured as frames run).
-func NewSkipPolicy(cfg SkipConfig, costs *CostModel, log zerolog.Logger) *SkipPolicy {
-	if cfg.Period <= 0 {
-		cfg.Period = time.Hour
-	}
-	return &SkipPolicy{cfg: cfg, costs: costs, log: pipeline.Component(log, "skip"), frameIndex: map[string]int64{}}
-}
-
-// Name implements Policy.
-func (p *SkipPolicy) Name() string {
-	if p.cfg.PerModel {
-		return PolicySkipPerModel
-	}
-	return PolicySkip
-}
-
-// Selection is the current intervals (nil before costs are measured).
-func (p *SkipPolicy) Selection() *Selection { return p.sel.Load() }
-
-// Plan implements Policy.
-func (p *SkipPolicy) Plan(f FrameInfo) pipeline.Plan {
-	now := f.CapturedAt
-	if now.IsZero() {
-		now = time.Now()
-	}
-	index := p.frameIndex[f.Camera]
-	p.frameIndex[f.Camera] = index + 1
-	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: p.Name()}
-	if sel := p.sel.Load(); sel == nil || now.Sub(sel.At) >= p.cfg.Period {
-		if !p.costsKnown() {
-			// The cost probe, the one exception to a capped budget.
-			plan.Exact, plan.Profiling = p.cfg.Models, true
-			return plan
-		}
-		p.reselect(now)
-	}
-	if index == 0 {
-		// A camera's first frame: every model, so each has an output to
-		// reuse (a late-joining camera; on the first camera, the probe).
-		plan.Exact, plan.Profiling = p.cfg.Models, true
-		return plan
-	}
-	// Under a mean budget a turn the books cannot afford now waits for the
-	// model's next one, so the run's mean never ends over the budget.
-	costs := p.costs.Costs()
-	paced := p.cfg.Budget.MS > 0 && !p.cfg.Budget.Capped()
-	frameMS := 0.0
-	for _, m := range p.cfg.Models {
-		if p.every[m] == 1 {
-			plan.Exact = append(plan.Exact, m)
-			frameMS += costs[m].MS
-		}
-	}
-	for _, m := range p.cfg.Models {
-		k := p.every[m]
-		switch {
-		case k == 1:
-		case runsOn(index, k, p.phases[m]) && (!paced || p.books.affords(frameMS+costs[m].MS, p.cfg.Budget.MS)):
-			plan.Exact = append(plan.Exact, m)
-			frameMS += costs[m].MS
-		default:
-			plan.Reused = append(plan.Reused, m)
-		}
-	}
-	return plan
-}
-
-// ObserveResult implements Observer: execution times feed the costs and
-// the budget's ledger.
-func (p *SkipPolicy) ObserveResult(r *pipeline.Result) {
-	spent := 0.0
-	for name, o := range r.Outputs {
-		if o.Source == pipeline.SourceExact && o.Error == "" {
-			p.costs.ObserveMS(name, o.InferMS)
-			spent += o.InferMS
-		}
-	}
-	p.books.charge(r.CapturedAt, spent, p.cfg.Budget.MS)
-}
-
-// ObserveHeartbeat implements Observer (memory measured by workers).
-func (p *SkipPolicy) ObserveHeartbeat(hb *pipeline.Heartbeat) {
-	if hb.MemoryBytes > 0 {
-		p.costs.SetMemory(hb.Model, hb.MemoryBytes)
-	}
-}
-
-func (p *SkipPolicy) costsKnown() bool {
-	costs := p.costs.Costs()
-	for _, m := range p.cfg.Models {
-		if costs[m].MS <= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-func (p *SkipPolicy) reselect(now time.Time) {
-	costs := p.costs.Costs()
-	debt, horizon := p.books.debtAndHorizon(p.cfg.Period, now)
-	b := meanSelectionBudget(p.cfg.Budget, debt, horizon)
-	var every map[string]int
-	if p.cfg.PerModel {
-		every = SkipPerModelIntervals(p.cfg.Models, costs, b)
-	} else {
-		every = SkipIntervals(p.cfg.Models, costs, b)
-	}
-	sel := &Selection{At: now, Reason: "costs measured", Every: map[string]int{}, Budget: b}
-	for _, m := range p.cfg.Models {
+func (s skipScheme) Select(c *Controller, _ SetEvidence, costs map[string]Cost, b Budget) *Selection {
+	every := s.intervals(c.cfg.Models, costs, b)
+	sel := &Selection{Every: map[string]int{}}
+	for _, m := range c.cfg.Models {
 		switch k := every[m]; k {
 		case 1:
 			sel.Exact = append(sel.Exact, m)
@@ -180,12 +55,23 @@ func (p *SkipPolicy) reselect(now time.Time) {
 			sel.Reused = append(sel.Reused, m)
 		}
 	}
-	sel.phases, _ = staggerPhases(p.cfg.Models, every, costs)
-	p.every, p.phases = every, sel.phases
-	p.sel.Store(sel)
-	p.log.Info().Str("budget", p.cfg.Budget.String()).Str("selection_budget", b.String()).Str("intervals", sel.rotating()).
-		Strs("every_frame", sel.Exact).Msg("skipping intervals set")
+	sel.phases, _ = staggerPhases(c.cfg.Models, every, costs)
+	return sel
 }
+
+func (skipScheme) Plan(c *Controller, _ FrameInfo, index int64, now time.Time, plan pipeline.Plan) pipeline.Plan {
+	sel, probe := c.periodicSelection(now, true, false)
+	if probe || index == 0 {
+		// The cost probe; or a camera's first frame: every model, so each
+		// has an output to reuse (a late-joining camera).
+		return c.costProbe(plan)
+	}
+	plan.Exact, plan.Reused = sel.Exact, sel.Reused
+	c.takeTurns(&plan, index, sel, c.costs.Costs())
+	return plan
+}
+
+func (skipScheme) Observe(*Controller, *pipeline.Result) {}
 
 // SkipIntervals is the skip policy's choice: one interval k for every model,
 // the smallest that fits the budget. Under a mean budget the models cost

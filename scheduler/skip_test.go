@@ -103,8 +103,15 @@ func TestSkipPolicyPlansAndPaysItsProbe(t *testing.T) {
 	for _, perModel := range []bool{false, true} {
 		for _, b := range []Budget{{MS: 150, Mode: TimeMean}, {MS: 310, Mode: TimeCap}} {
 			mode := b.Mode
-			p := NewSkipPolicy(SkipConfig{PerModel: perModel, Models: models, Budget: b, Period: 10 * time.Second},
-				NewCostModel(nil), zerolog.Nop())
+			policy := PolicySkip
+			if perModel {
+				policy = PolicySkipPerModel
+			}
+			p, err := NewController(ControllerConfig{Policy: policy, Models: models, Budget: b, Period: 10 * time.Second},
+				nil, NewCostModel(nil), zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
 			t0 := time.Unix(1000, 0)
 			spent, maxUnprofiled := 0.0, 0.0
 			const frames = 400

@@ -155,7 +155,7 @@ func runLive(t *testing.T, tr *replay.Trace, opts replay.Options) ([]*pipeline.R
 	// The controller as replay (and mlink run with scheduler.in_line_training)
 	// configures it.
 	ctrl, err := scheduler.NewController(scheduler.ControllerConfig{
-		Policy:          opts.Policy,
+		Policy:          scheduler.PolicyName(opts.Policy),
 		Models:          tr.Models(),
 		Budget:          opts.Budget,
 		Period:          opts.Period,

@@ -304,7 +304,7 @@ func cmdBenchLive(args []string) error {
 	time.Sleep(time.Duration(*seconds * float64(time.Second)))
 	c1, p1, e1, pl1 := snap()
 	el := time.Since(t0).Seconds()
-	rep := liveReport{Policy: cfg.Scheduler.Policy, Budget: schedulerBudget(cfg).String(), Seconds: el,
+	rep := liveReport{Policy: string(cfg.Scheduler.Policy), Budget: schedulerBudget(cfg).String(), Seconds: el,
 		Captured: c1 - c0, Processed: p1 - p0, FPS: float64(p1-p0) / el}
 	if rep.Captured > 0 {
 		rep.DroppedFrac = 1 - float64(rep.Processed)/float64(rep.Captured)

@@ -21,16 +21,21 @@ import (
 	"github.com/mlink-project/mlink/stages/reducto"
 )
 
-// Bench policies: the scheduler's own (frame skipping among them),
-// mlink-hybrid's ablations, Reducto's frame filter at its published target,
-// and Reducto's filter in front of mlink.
+// Reducto's frame filter composes with any policy: the bench has it alone
+// (in front of all) at its published target, and in front of mlink.
 const (
 	policyReducto      = "reducto"
 	policyReductoMLink = "reducto+mlink"
 )
 
-var benchPolicies = []string{"all", "standalone", scheduler.PolicySkip, scheduler.PolicySkipPerModel, "mlink", "mlink-hybrid",
-	"mlink-hybrid/no-links", "mlink-hybrid/no-reuse", "mlink-hybrid/no-rotation", policyReducto, policyReductoMLink}
+// benchPolicies are every registered policy (frame skipping and
+// mlink-hybrid's ablations among them), then Reducto's two compositions.
+func benchPolicies() []string {
+	return append(pipeline.PolicyNames(), policyReducto, policyReductoMLink)
+}
+
+// benchAll is the reference row: it ignores budgets.
+const benchAll = string(scheduler.PolicyAll)
 
 // reductoTarget is Reducto's published accuracy target. The bench does not
 // tune it to a budget: choosing it from the whole trace's cost would be an
@@ -65,6 +70,8 @@ type benchTraceOptions struct {
 	policiesGiven bool
 	holdOut       float64
 	video         string
+	// importance weighs outputs for dcta (the config's scheduler.importance).
+	importance map[string]float64
 }
 
 func cmdBenchTrace(args []string) error {
@@ -101,7 +108,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	budgets := fs.String("budgets", "", "budgets to add to the automatic ones, comma-separated (e.g. 460ms,920ms or 5GB; 5GB+40ms for both; 25% or 1/4 for a share of the total cost in --unit)")
 	auto := fs.Bool("auto-budgets", true, "include the automatic budget points (where 1, 2, … of the cheapest models fit; ¼, ⅓, ½, ⅔ of the total cost)")
 	unit := fs.String("unit", "ms", "unit of the automatic budget points: ms or memory")
-	policies := fs.String("policies", strings.Join(benchPolicies, ","), "policies to compare")
+	policies := fs.String("policies", strings.Join(benchPolicies(), ","), "policies to compare")
 	sampling := fs.String("sampling", "native,1fps", "samplings of the trace: native, and/or Nfps")
 	modes := fs.String("budget-mode", "mean,cap", "what a time budget means, one table each: mean (throughput, profiling included) and/or cap (no unprofiled frame over it)")
 	out := fs.String("out", "", "directory for results.json and the plots (default: none)")
@@ -114,7 +121,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
-	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out from this config's scheduler section (flags given override it)")
+	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance from this config's scheduler section (flags given override it)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
@@ -144,6 +151,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 				o.temporal = sc.TemporalLinks
 			}
 			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
+			o.importance = sc.Importance
 		}
 		var problems []error
 		if o.trace == "" {
@@ -180,8 +188,8 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			o.budgets = append(o.budgets, parsed)
 		}
 		for _, p := range splitList(*policies) {
-			if !slices.Contains(benchPolicies, p) {
-				problems = append(problems, fmt.Errorf("unknown policy %q (known: %s)", p, strings.Join(benchPolicies, ", ")))
+			if !slices.Contains(benchPolicies(), p) {
+				problems = append(problems, fmt.Errorf("unknown policy %q (known: %s)", p, strings.Join(benchPolicies(), ", ")))
 			}
 			o.policies = append(o.policies, p)
 		}
@@ -349,15 +357,26 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 	}
 	if o.unit == "memory" {
-		// Skipping frames saves time, not memory: under a memory budget the
-		// skip policies are not defined (mlink validate says so too).
-		skips := func(p string) bool { return p == scheduler.PolicySkip || p == scheduler.PolicySkipPerModel }
-		if slices.ContainsFunc(o.policies, skips) {
-			if o.policiesGiven {
-				return nil, errors.New("bench: skip and skip-per-model need a time budget (--unit ms): skipping frames saves time, not memory")
+		// A policy that needs a time budget (frame skipping saves time, not
+		// memory) is not defined under a memory budget (mlink validate says
+		// so too).
+		timed := func(p string) bool {
+			info, ok := pipeline.LookupPolicy(pipeline.PolicyName(p))
+			return ok && info.Needs == pipeline.NeedsTimeBudget
+		}
+		if slices.ContainsFunc(o.policies, timed) {
+			var names []string
+			for _, p := range o.policies {
+				if timed(p) {
+					names = append(names, p)
+				}
 			}
-			fmt.Fprintln(progress, "bench: skipping skip and skip-per-model: under a memory budget they save nothing (skipping frames saves time, not memory)")
-			o.policies = slices.DeleteFunc(slices.Clone(o.policies), skips)
+			info, _ := pipeline.LookupPolicy(pipeline.PolicyName(names[0]))
+			if o.policiesGiven {
+				return nil, fmt.Errorf("bench: %s need a time budget (--unit ms)%s", strings.Join(names, " and "), info.NeedsWhy)
+			}
+			fmt.Fprintf(progress, "bench: skipping %s: under a memory budget they save nothing%s\n", strings.Join(names, " and "), info.NeedsWhy)
+			o.policies = slices.DeleteFunc(slices.Clone(o.policies), timed)
 		}
 	}
 	outputs := videoOutputs(tr)
@@ -375,9 +394,9 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		// budget (the profiled frames do not depend on the budget).
 		learners := map[bool]scheduler.Learner{}
 		for _, temporal := range []bool{false, true} {
-			policy := "mlink"
+			policy := scheduler.PolicyMLink
 			if temporal {
-				policy = "mlink-hybrid"
+				policy = scheduler.PolicyHybrid
 			}
 			learners[temporal] = replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, learnerOptions(policy, o.temporal, o.seed, o.epochs)))
 		}
@@ -386,7 +405,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log}
+			Sampling: sampling, Log: log, Importance: o.importance}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {
@@ -394,18 +413,18 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		for mi, mode := range modes {
 			for _, policy := range o.policies {
-				if policy == "all" && mi > 0 {
+				if policy == benchAll && mi > 0 {
 					continue // all ignores budgets: one row per sampling
 				}
 				start := time.Now()
 				n := 0
 				for _, b := range budgets {
-					if policy == "all" && n > 0 {
+					if policy == benchAll && n > 0 {
 						break
 					}
 					opts := base
-					opts.Learner = learners[strings.HasPrefix(policy, "mlink-hybrid")]
-					if policy != "all" {
+					opts.Learner = learners[usesTemporalLinks(policy)]
+					if policy != benchAll {
 						opts.Budget = b // all ignores budgets; its row has none
 						if opts.Budget.MS > 0 {
 							opts.Budget.Mode = mode
@@ -419,7 +438,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 					n++
 				}
 				label := sampling
-				if o.unit != "memory" && policy != "all" {
+				if o.unit != "memory" && policy != benchAll {
 					label += ", " + string(mode)
 				}
 				fmt.Fprintf(progress, "bench: %s (%s): %d budgets in %s\n", policy, label, n, time.Since(start).Round(time.Millisecond))
@@ -439,19 +458,13 @@ func benchOne(opts replay.Options, policy string, tr *replay.Trace, sims *reduct
 		if err != nil {
 			return nil, err
 		}
-		opts.Policy, opts.Name, opts.Send, opts.FilterProfiles = "all", policyReducto, send, profiled
+		opts.Policy, opts.Name, opts.Send, opts.FilterProfiles = benchAll, policyReducto, send, profiled
 	case policy == policyReductoMLink:
 		send, profiled, err := sims.send(reductoTarget)
 		if err != nil {
 			return nil, err
 		}
-		opts.Policy, opts.Name, opts.Send, opts.FilterProfiles = "mlink", policyReductoMLink, send, profiled
-	case strings.HasPrefix(policy, "mlink-hybrid/"):
-		ablation, err := scheduler.ParseHybridAblation(strings.TrimPrefix(policy, "mlink-hybrid/"))
-		if err != nil {
-			return nil, err
-		}
-		opts.Policy, opts.Hybrid = "mlink-hybrid", ablation
+		opts.Policy, opts.Name, opts.Send, opts.FilterProfiles = string(scheduler.PolicyMLink), policyReductoMLink, send, profiled
 	default:
 		opts.Policy = policy
 	}
@@ -460,6 +473,13 @@ func benchOne(opts replay.Options, policy string, tr *replay.Trace, sims *reduct
 		return nil, err
 	}
 	return []report.Row{row}, nil
+}
+
+// usesTemporalLinks: the bench row's policy may use temporal links (the
+// learner that trains them too).
+func usesTemporalLinks(policy string) bool {
+	info, _ := pipeline.LookupPolicy(pipeline.PolicyName(policy))
+	return info.TemporalLinks
 }
 
 // reductoUnavailable says why Reducto cannot replay the trace ("" when

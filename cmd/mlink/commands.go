@@ -191,7 +191,7 @@ Roles (--role): all, or a comma list of %s
 
 Run 'mlink COMMAND -h' for a command's flags.
 Exit status: 0 success, 1 runtime failure, 2 invalid input (config, flags).
-`, strings.Join(pipeline.Policies, ", "), strings.Join(allRoles, ","))
+`, strings.Join(pipeline.PolicyNames(), ", "), strings.Join(allRoles, ","))
 	return b.String()
 }
 

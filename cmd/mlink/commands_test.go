@@ -137,8 +137,8 @@ func TestUsageIsGeneratedFromTheCommandTable(t *testing.T) {
 			t.Errorf("usage and command %q (hidden %v) disagree:\n%s", c.name, c.hidden, u)
 		}
 	}
-	if !strings.Contains(u, strings.Join(pipeline.Policies, ", ")) {
-		t.Errorf("usage does not list the policies %v", pipeline.Policies)
+	if !strings.Contains(u, strings.Join(pipeline.PolicyNames(), ", ")) {
+		t.Errorf("usage does not list the policies %v", pipeline.PolicyNames())
 	}
 }
 

@@ -36,7 +36,7 @@ func (c *configFlags) register(fs flagSet, overrides bool) {
 	fs.StringVar(&c.path, "c", "", "config file")
 	if overrides {
 		fs.StringVar(&c.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
-		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): "+strings.Join(pipeline.Policies, ", "))
+		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): "+strings.Join(pipeline.PolicyNames(), ", "))
 		fs.StringVar(&c.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
 		fs.StringVar(&c.budgetMode, "budget-mode", "", "what a time budget means (overrides budget.time_mode): mean (throughput, the default) or cap (no frame over it)")
 		fs.StringVar(&c.training, "training", "", "where links are trained (overrides scheduler.training): local, or remote (by the trainer role)")
@@ -54,7 +54,7 @@ func (c *configFlags) load() (*pipeline.Config, error) {
 			cfg.NATS.URL = c.natsURL
 		}
 		if c.policy != "" {
-			cfg.Scheduler.Policy = c.policy
+			cfg.Scheduler.Policy = pipeline.PolicyName(c.policy)
 		}
 		if c.training != "" {
 			cfg.Scheduler.Training = c.training

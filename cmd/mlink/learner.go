@@ -25,8 +25,9 @@ func newLearner(cfg *pipeline.Config, models []string) (scheduler.Learner, error
 // and only for mlink-hybrid, the policy that can choose them; mlink is the
 // paper's scheme and predicts from executed models only. epochs 0: the
 // default.
-func learnerOptions(policy string, temporal bool, seed int64, epochs int) links.TrainOptions {
-	return links.TrainOptions{Seed: seed, Epochs: epochs, NoTemporal: !temporal || policy != "mlink-hybrid"}
+func learnerOptions(policy pipeline.PolicyName, temporal bool, seed int64, epochs int) links.TrainOptions {
+	info, _ := pipeline.LookupPolicy(policy)
+	return links.TrainOptions{Seed: seed, Epochs: epochs, NoTemporal: !temporal || !info.TemporalLinks}
 }
 
 // traceModel describes a model's output for links.

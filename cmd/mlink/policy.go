@@ -11,14 +11,16 @@ import (
 	"github.com/mlink-project/mlink/stages/gpu"
 )
 
-func usesLinks(policy string) bool { return policy == "mlink" || policy == "mlink-hybrid" }
+// usesLinks: the policy trains and serves model links (the training
+// modes, the trainer role and the link predictors apply).
+func usesLinks(policy pipeline.PolicyName) bool {
+	spec, _ := scheduler.LookupPolicy(policy)
+	return spec.Links
+}
 
 // buildPolicy wires the configured policy over the loaded models.
 func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 	cfg := a.cfg
-	if cfg.Scheduler.Policy == "all" {
-		return scheduler.NewPolicy("all", models)
-	}
 	initial := map[string]scheduler.Cost{}
 	for _, w := range a.workers {
 		initial[w.Spec().Name] = scheduler.Cost{Memory: w.Stats().MemoryBytes.Load()}
@@ -29,11 +31,6 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		}
 	}
 	a.costs = scheduler.NewCostModel(initial)
-	if p := cfg.Scheduler.Policy; p == scheduler.PolicySkip || p == scheduler.PolicySkipPerModel {
-		a.skip = scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: p == scheduler.PolicySkipPerModel,
-			Models: models, Budget: schedulerBudget(cfg), Period: cfg.Scheduler.Period}, a.costs, a.log)
-		return a.skip, nil
-	}
 	var learner scheduler.Learner
 	remote := cfg.Scheduler.Training == pipeline.TrainingRemote
 	if usesLinks(cfg.Scheduler.Policy) && !remote {
@@ -55,6 +52,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ActiveShare:     cfg.Scheduler.ActiveShare,
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,
+		Importance:      cfg.Scheduler.Importance,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

@@ -108,10 +108,8 @@ type app struct {
 	// trainer learns links from the results stream (trainer role, with
 	// scheduler.training remote).
 	trainer *scheduler.Trainer
-	// control is the budget-aware policy (nil for policy all).
+	// control runs the configured policy (nil without the scheduler role).
 	control *scheduler.Controller
-	// skip is the frame-skipping policy (policies skip, skip-per-model).
-	skip    *scheduler.SkipPolicy
 	costs   *scheduler.CostModel
 	results *resultTracker
 	// failedModels are the models that could not be loaded: the pipeline

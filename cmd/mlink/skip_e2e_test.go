@@ -35,11 +35,11 @@ func TestEndToEndSkipPerModel(t *testing.T) {
 	natstest.WaitFor(t, 3*time.Minute, "60 frames after the intervals are set", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return a.skip.Selection() != nil && len(results) >= 62
+		return a.control.Selection() != nil && len(results) >= 62
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	sel := a.skip.Selection()
+	sel := a.control.Selection()
 	t.Logf("selection: %s", sel)
 	if k := sel.Every["fullbody"]; k < 2 {
 		t.Fatalf("fullbody every %d frames under an 80 ms budget", k)

@@ -137,10 +137,10 @@ func (a *app) statusText() string {
 			fmt.Fprintf(&b, "  #%d %4.0fms  %s%s\n", res.Seq, res.LatencyMS, strings.Join(parts, " "), clear)
 		}
 	}
-	if a.skip != nil {
-		fmt.Fprintf(&b, "policy %s, budget %s (%s): %s%s\n", a.cfg.Scheduler.Policy, schedulerBudget(a.cfg), a.cfg.Budget.TimeMode, a.skip.Selection(), clear)
+	if a.control != nil && !a.control.Policy().Links {
+		fmt.Fprintf(&b, "policy %s, budget %s (%s): %s%s\n", a.cfg.Scheduler.Policy, schedulerBudget(a.cfg), a.cfg.Budget.TimeMode, a.control.Selection(), clear)
 	}
-	if a.control != nil {
+	if a.control != nil && a.control.Policy().Links {
 		sel := a.control.Selection()
 		line := fmt.Sprintf("policy %s, budget %s: %s", a.cfg.Scheduler.Policy, schedulerBudget(a.cfg), sel)
 		if acc, ok := a.control.Stats().MeasuredAccuracy(); ok {
@@ -214,9 +214,6 @@ func (a *app) printSummary(w io.Writer) {
 		if n := st.Filtered.Load(); n > 0 {
 			fmt.Fprintf(w, "frames filtered by reducto: %d of %d\n", n, st.Frames.Load())
 		}
-	}
-	if a.skip != nil {
-		fmt.Fprintf(w, "policy %s: %s\n", a.cfg.Scheduler.Policy, a.skip.Selection())
 	}
 	if a.control != nil {
 		fmt.Fprintf(w, "policy %s: %s\n", a.cfg.Scheduler.Policy, a.control.Selection())

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -26,7 +27,8 @@ import (
 
 // Options configure one replay.
 type Options struct {
-	// Policy is one of pipeline.Policies.
+	// Policy names a registered policy (scheduler.Policies), ablations
+	// included (e.g. "mlink-hybrid/no-links"), as the bench's rows do.
 	Policy string
 	Budget scheduler.Budget
 	// FPS places frames on the media clock: frame seq s of a camera is
@@ -64,11 +66,10 @@ type Options struct {
 	FilterProfiles func(camera string, seq uint64) bool
 	// Name overrides the policy's name in the row (e.g. "reducto+mlink").
 	Name string
-	// Hybrid turns mlink-hybrid's mechanisms off (ablation rows, named
-	// e.g. "mlink-hybrid/no-links").
-	Hybrid   scheduler.HybridOptions
-	Sampling string
-	Log      zerolog.Logger
+	// Importance weighs outputs (policy dcta).
+	Importance scheduler.Importance
+	Sampling   string
+	Log        zerolog.Logger
 	// OnResult, if set, sees every frame's result after the policy did
 	// (tests compare the replay with the live pipeline frame by frame).
 	OnResult func(*pipeline.Result)
@@ -163,7 +164,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		return report.Row{}, errors.New("replay: no frames")
 	}
 	costs := t.Costs()
-	policy, ctrl, predictor, err := newPolicy(opts, models, costs, len(frames))
+	ctrl, predictor, err := newPolicy(opts, models, costs, len(frames))
 	if err != nil {
 		return report.Row{}, err
 	}
@@ -175,7 +176,7 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 	lastExact := map[string]*assemble.Last{}
 	for _, fr := range frames {
 		rec := fr.rec
-		plan := policy.Plan(scheduler.FrameInfo{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at})
+		plan := ctrl.Plan(scheduler.FrameInfo{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: fr.at})
 		if opts.Send != nil && !plan.Profiling && !opts.Send(rec.Camera, rec.Seq) {
 			// Filtered: nothing runs, every model reuses (as the live
 			// scheduler's frame filter does).
@@ -204,17 +205,13 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		assemble.UpdateLast(last, &plan, res.Outputs)
 		profiled := plan.Profiling || (opts.FilterProfiles != nil && opts.FilterProfiles(rec.Camera, rec.Seq))
 		sc.score(rec, produced(res), types, frameMS, profiled, loaded(models, plan, ctrl))
-		if ctrl != nil {
-			ctrl.ObserveResult(res)
-		}
+		ctrl.ObserveResult(res)
 		if opts.OnResult != nil {
 			opts.OnResult(res)
 		}
 	}
 	row := sc.row(opts, t, costs)
-	if ctrl == nil {
-		row.Selected = models // all
-	} else if sel := ctrl.Selection(); sel != nil {
+	if sel := ctrl.Selection(); sel != nil {
 		row.Selected = selected(models, sel)
 	}
 	return row, nil
@@ -223,11 +220,8 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 // loaded lists the models a policy keeps loaded while it plans a frame:
 // those its current selection runs on every frame or on every k-th (a
 // rotating model holds its memory between turns), and those the frame
-// executes. Every model, for a policy without a selection (all).
-func loaded(models []string, plan pipeline.Plan, ctrl learningPolicy) []string {
-	if ctrl == nil {
-		return models
-	}
+// executes.
+func loaded(models []string, plan pipeline.Plan, ctrl *scheduler.Controller) []string {
 	out := slices.Clone(plan.Exact)
 	if sel := ctrl.Selection(); sel != nil {
 		for _, m := range models {
@@ -271,20 +265,20 @@ func produced(res *pipeline.Result) *pipeline.Result {
 	return &out
 }
 
-// learningPolicy is a policy that learns from each frame's result and has
-// a current selection (every policy but all).
-type learningPolicy interface {
-	ObserveResult(*pipeline.Result)
-	Selection() *scheduler.Selection
-}
-
 // newPolicy builds the policy as mlink run does, with training done in line
 // so the replay is deterministic.
-func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, frames int) (scheduler.Policy, learningPolicy, func() scheduler.Predictor, error) {
-	none := func() scheduler.Predictor { return nil }
-	if opts.Policy == "all" {
-		p, err := scheduler.NewPolicy("all", models)
-		return p, nil, none, err
+func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, frames int) (*scheduler.Controller, func() scheduler.Predictor, error) {
+	name := scheduler.PolicyName(opts.Policy)
+	spec, ok := scheduler.LookupPolicy(name)
+	if !ok {
+		return nil, nil, fmt.Errorf("replay: unknown policy %q (known: %s)", opts.Policy, strings.Join(pipeline.PolicyNames(), ", "))
+	}
+	var learner scheduler.Learner
+	if spec.Links {
+		if opts.Learner == nil {
+			return nil, nil, fmt.Errorf("replay: policy %s needs a learner", opts.Policy)
+		}
+		learner = opts.Learner
 	}
 	period := opts.Period
 	if period <= 0 {
@@ -297,18 +291,6 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 	for m, c := range costs {
 		measured[m] = scheduler.Cost{Memory: c.Memory}
 	}
-	if opts.Policy == scheduler.PolicySkip || opts.Policy == scheduler.PolicySkipPerModel {
-		p := scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: opts.Policy == scheduler.PolicySkipPerModel,
-			Models: models, Budget: opts.Budget, Period: period}, scheduler.NewCostModel(measured), opts.Log)
-		return p, p, none, nil
-	}
-	var learner scheduler.Learner
-	if opts.Policy != "standalone" {
-		if opts.Learner == nil {
-			return nil, nil, none, fmt.Errorf("replay: policy %s needs a learner", opts.Policy)
-		}
-		learner = opts.Learner
-	}
 	share := opts.ProfileShare
 	if share <= 0 {
 		share = 0.01
@@ -318,7 +300,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		holdOut = 0.3
 	}
 	c, err := scheduler.NewController(scheduler.ControllerConfig{
-		Policy:          opts.Policy,
+		Policy:          name,
 		Models:          models,
 		Budget:          opts.Budget,
 		Period:          period,
@@ -330,14 +312,14 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		ActiveShare:     opts.ActiveShare,
 		ActiveBatch:     opts.ActiveBatch,
 		TuneFrames:      opts.TuneFrames,
-		Hybrid:          opts.Hybrid,
+		Importance:      opts.Importance,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
-		return nil, nil, none, err
+		return nil, nil, err
 	}
 	var current scheduler.Predictor
 	c.OnPredictor(func(p scheduler.Predictor) { current = p })
-	return c, c, func() scheduler.Predictor { return current }, nil
+	return c, func() scheduler.Predictor { return current }, nil
 }
 
 func selected(models []string, sel *scheduler.Selection) []string {

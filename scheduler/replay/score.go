@@ -27,6 +27,9 @@ type scorer struct {
 	// memoryLoaded is the most memory the policy's selection kept loaded
 	// on an unprofiled frame: what a memory budget caps.
 	memoryLoaded int64
+	// camera holds each (camera, model)'s strict accuracy over unprofiled
+	// frames: sum and count.
+	camera map[[2]string]*[2]float64
 }
 
 type modelScore struct {
@@ -39,7 +42,7 @@ type modelScore struct {
 }
 
 func newScorer(models []string, costs map[string]scheduler.Cost) *scorer {
-	s := &scorer{models: models, per: map[string]*modelScore{}, memory: map[string]int64{}}
+	s := &scorer{models: models, per: map[string]*modelScore{}, memory: map[string]int64{}, camera: map[[2]string]*[2]float64{}}
 	for _, m := range models {
 		s.per[m] = &modelScore{}
 		s.memory[m] = costs[m].Memory
@@ -99,7 +102,37 @@ func (s *scorer) score(rec *links.TraceRecord, res *pipeline.Result, types map[s
 		if !profiled {
 			ms.strictU += strict
 			ms.gradedU += graded
+			k := [2]string{rec.Camera, m}
+			if s.camera[k] == nil {
+				s.camera[k] = &[2]float64{}
+			}
+			s.camera[k][0] += strict
+			s.camera[k][1]++
 		}
+	}
+}
+
+// perCamera fills row's per-camera and importance-weighted accuracies
+// (on a trace of several cameras, or with importances given).
+func (s *scorer) perCamera(row *report.Row, imp scheduler.Importance) {
+	cams := map[string][2]float64{}
+	var wsum, wacc float64
+	for k, v := range s.camera {
+		acc := v[0] / v[1]
+		c := cams[k[0]]
+		cams[k[0]] = [2]float64{c[0] + acc, c[1] + 1}
+		w := imp.Of(k[0], k[1])
+		wsum += w
+		wacc += w * acc
+	}
+	if len(cams) > 1 {
+		row.PerCamera = map[string]float64{}
+		for cam, c := range cams {
+			row.PerCamera[cam] = c[0] / c[1]
+		}
+	}
+	if len(imp) > 0 && wsum > 0 {
+		row.AccuracyWeighted = wacc / wsum
 	}
 }
 
@@ -120,9 +153,6 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 	name := opts.Name
 	if name == "" {
 		name = opts.Policy
-		if a := opts.Hybrid.Ablation(); a != "" {
-			name += "/" + a
-		}
 	}
 	row := report.Row{
 		Policy:   name,
@@ -193,6 +223,7 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 		}
 	}
 	row.OverBudgetShare = float64(over) / float64(s.frames)
+	s.perCamera(&row, opts.Importance)
 	row.Fits = fits(opts.Budget, row)
 	return row
 }

@@ -49,6 +49,13 @@ type Row struct {
 	FilteredShare float64               `json:"filtered_share,omitempty"` // share of frames filtered (Reducto)
 	Selected      []string              `json:"selected,omitempty"`       // models executed in the final selection
 	PerModel      map[string]ModelScore `json:"per_model"`
+	// PerCamera is each camera's strict accuracy on the frames the policy
+	// did not profile (mean over its models), on a trace of several
+	// cameras; AccuracyWeighted the same over every camera's outputs
+	// weighted by their importance (policy dcta's objective), when the
+	// bench was given importances.
+	PerCamera        map[string]float64 `json:"per_camera,omitempty"`
+	AccuracyWeighted float64            `json:"accuracy_weighted,omitempty"`
 }
 
 // ModelScore is one model's outcome in a Row.
