@@ -74,7 +74,9 @@ func TestFollowMovesTargetBoxesWithTheSource(t *testing.T) {
 	// The source sees the walker a little larger and offset, as a coarser
 	// detector does; it walks right at 0.01, then stops (the target's own
 	// velocity would extrapolate the walk).
-	src := func(x float32) pipeline.Box { return pipeline.Box{X1: x - 0.01, Y1: 0.28, X2: x + 0.07, Y2: 0.52, Class: "person"} }
+	src := func(x float32) pipeline.Box {
+		return pipeline.Box{X1: x - 0.01, Y1: 0.28, X2: x + 0.07, Y2: 0.52, Class: "person"}
+	}
 	then := boxesOut(10, "hog", walker(10, 0.2, 0.01), pipeline.Box{X1: 0.7, Y1: 0.7, X2: 0.75, Y2: 0.8})
 	srcThen := boxesOut(10, "hog_small", src(0.30))
 	srcNow := boxesOut(13, "hog_small", src(0.33))
