@@ -80,6 +80,10 @@ type Selection struct {
 	// their own last exact output among the sources.
 	Reused   []string
 	Temporal []string
+	// Tracked and Follow (mlink-hybrid): reused detectors carried along
+	// their own motion, or an always-run detector's (Plan.Tracked, Follow).
+	Tracked []string
+	Follow  map[string]pipeline.FollowLink
 	// Every: models (mlink-hybrid) run on every Every[m]-th frame only; on
 	// the others they are predicted or reused.
 	Every map[string]int
@@ -300,6 +304,7 @@ func (c *Controller) planWithLinks(f FrameInfo, index int64, now time.Time, plan
 	}
 	plan.Exact, plan.Predicted = c.healthyPlan(sel)
 	plan.Reused, plan.Temporal = sel.Reused, sel.Temporal
+	plan.Tracked, plan.Follow = sel.Tracked, sel.Follow
 	if len(sel.Every) > 0 {
 		plan.Sources = plan.Exact // links predict from what the selection measured: the always-run models
 		c.takeTurns(&plan, index, sel, costs)

@@ -3,6 +3,9 @@ package scheduler
 import (
 	"math"
 	"slices"
+
+	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
 )
 
 // ReuseEvidence knows how well a model's last exact output, reused age
@@ -18,6 +21,16 @@ type ReuseEvidence interface {
 // output, age frames old (ok false: not measured).
 type TemporalEvidence interface {
 	TemporalAccuracy(target string, executed []string, age int) (float64, bool)
+}
+
+// MotionEvidence knows how well a detector's last exact boxes, carried to
+// a frame age frames later, agree with its exact output there: along their
+// own motion (the tracker, assemble.Track) or along an executed source
+// detector's motion scaled by gain (a delta link, assemble.Follow). ok is
+// false where nothing was measured.
+type MotionEvidence interface {
+	TrackAccuracy(target string, age int) (float64, bool)
+	FollowAccuracy(target, source string, gain float64, age int) (float64, bool)
 }
 
 // HybridChoice is mlink-hybrid's decision: which models run on every frame,
@@ -43,6 +56,10 @@ type HybridChoice struct {
 	// Absent models are served by nothing between their runs (the
 	// no-reuse ablation with no link source).
 	Absent []string
+	// Tracked reused detectors have their boxes carried along their own
+	// motion; Follow ones along an always-run detector's (a delta link).
+	Tracked []string
+	Follow  map[string]pipeline.FollowLink
 }
 
 // HybridOptions turn mlink-hybrid's mechanisms off one at a time: the
@@ -200,6 +217,7 @@ func hybridShare(models []string, costs map[string]Cost, b Budget, every map[str
 // and how each model is served between its runs.
 func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse ReuseEvidence, opts HybridOptions) HybridChoice {
 	ch := HybridChoice{Every: map[string]int{}, Accuracy: map[string]float64{}}
+	motion, _ := reuse.(MotionEvidence)
 	for _, m := range models {
 		if every[m] == 1 {
 			ch.Always = append(ch.Always, m)
@@ -244,10 +262,40 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 		// only way to serve a model. Ties go to the simplest.
 		canLinks := len(ch.Always) > 0 && !opts.NoLinks
 		temporalOK = temporalOK && canLinks
+		// A reused detector may do better carried along motion: its own
+		// (the tracker, a reuse upgrade) or an always-run detector's (a
+		// delta link).
+		var track bool
+		var follow *pipeline.FollowLink
+		if motion != nil && k > 1 {
+			if acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.TrackAccuracy(m, age) }); ok && acc > viaReuse && !opts.NoReuse {
+				viaReuse, track = acc, true
+			}
+			if !opts.NoLinks {
+				for _, src := range ch.Always {
+					for _, g := range links.FollowGains {
+						acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.FollowAccuracy(m, src, g, age) })
+						if ok && acc > viaReuse {
+							viaReuse, track, follow = acc, false, &pipeline.FollowLink{Source: src, Gain: g}
+						}
+					}
+				}
+			}
+		}
+		reusable := !opts.NoReuse || follow != nil
 		switch {
-		case !opts.NoReuse && (!canLinks || (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal))):
+		case reusable && (!canLinks || (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal))):
 			ch.Reused = append(ch.Reused, m)
 			ch.Accuracy[m] = viaReuse
+			switch {
+			case follow != nil:
+				if ch.Follow == nil {
+					ch.Follow = map[string]pipeline.FollowLink{}
+				}
+				ch.Follow[m] = *follow
+			case track:
+				ch.Tracked = append(ch.Tracked, m)
+			}
 		case temporalOK && viaTemporal > viaLinks:
 			ch.Predicted = append(ch.Predicted, m)
 			ch.Temporal = append(ch.Temporal, m)
@@ -269,6 +317,21 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 		ch.Expected = total / float64(len(models))
 	}
 	return ch
+}
+
+// motionFill is a model run every k-th frame served by a motion fill in
+// between: exact on its turn, acc(age) at ages 1 … k−1 (ok false unless
+// measured at all of them).
+func motionFill(k int, acc func(age int) (float64, bool)) (float64, bool) {
+	sum := 1.0
+	for age := 1; age < k; age++ {
+		a, ok := acc(age)
+		if !ok {
+			return 0, false
+		}
+		sum += a
+	}
+	return sum / float64(k), true
 }
 
 // rotationPeriods is a choice as rotation periods: 1 for the models always

@@ -321,3 +321,101 @@ func TestTemporalAccuracyFromTheEvaluation(t *testing.T) {
 		}
 	}
 }
+
+// motionMatrix adds the tracker and delta links to reuseMatrix.
+type motionMatrix struct {
+	reuseMatrix
+	track  map[string]func(age int) float64
+	follow map[[2]string]func(age int) float64 // [target, source], at gain 1
+}
+
+func (m motionMatrix) TrackAccuracy(target string, age int) (float64, bool) {
+	if f := m.track[target]; f != nil {
+		return f(age), true
+	}
+	return 0, false
+}
+
+func (m motionMatrix) FollowAccuracy(target, source string, gain float64, age int) (float64, bool) {
+	if f := m.follow[[2]string{target, source}]; f != nil && gain == 1 {
+		return f(age), true
+	}
+	return 0, false
+}
+
+// A rotating detector is served by whichever of reuse, its tracker and a
+// delta link from an always-run detector measures best; the no-links
+// ablation keeps the tracker (a reuse upgrade) and loses the delta link.
+func TestSelectHybridServesDetectorsByMeasuredMotion(t *testing.T) {
+	models := []string{"slow", "fast"}
+	costs := map[string]Cost{"slow": {MS: 100}, "fast": {MS: 10}}
+	base := reuseMatrix{
+		matrix: matrix{"fast": {"slow": 0.25}, "slow": {"fast": 0.5}},
+		reuse:  map[string]func(int) float64{"slow": decay(0.8, 0.2, 0), "fast": decay(0.95, 0.01, 0.9)},
+	}
+	ev := motionMatrix{reuseMatrix: base,
+		track:  map[string]func(int) float64{"slow": decay(0.85, 0.1, 0)},
+		follow: map[[2]string]func(int) float64{{"slow", "fast"}: decay(0.9, 0.05, 0)},
+	}
+	h := SelectHybrid(models, costs, Budget{MS: 60}, ev, ev, HybridOptions{})
+	if h.Every["slow"] != 2 || !contains(h.Always, "fast") {
+		t.Fatalf("always %v every %v, want fast always and slow every 2nd frame", h.Always, h.Every)
+	}
+	if f, ok := h.Follow["slow"]; !ok || f.Source != "fast" || f.Gain != 1 || contains(h.Tracked, "slow") || !contains(h.Reused, "slow") {
+		t.Fatalf("follow %v tracked %v reused %v: slow's delta link from fast (0.9 at age 1) beats its tracker (0.85) and reuse (0.8)",
+			h.Follow, h.Tracked, h.Reused)
+	}
+	if want := (1 + 0.9) / 2; math.Abs(h.Accuracy["slow"]-want) > 1e-9 {
+		t.Errorf("slow: accuracy %.3f, want %.3f", h.Accuracy["slow"], want)
+	}
+	h = SelectHybrid(models, costs, Budget{MS: 60}, ev, ev, HybridOptions{NoLinks: true})
+	if len(h.Follow) != 0 || !contains(h.Tracked, "slow") {
+		t.Fatalf("no-links: follow %v tracked %v, want slow tracked", h.Follow, h.Tracked)
+	}
+	if want := (1 + 0.85) / 2; math.Abs(h.Accuracy["slow"]-want) > 1e-9 {
+		t.Errorf("no-links: slow %.3f, want %.3f", h.Accuracy["slow"], want)
+	}
+	// A tracker measured worse than reuse is not used.
+	ev.track["slow"] = decay(0.7, 0.1, 0)
+	if h := SelectHybrid(models, costs, Budget{MS: 60}, ev, ev, HybridOptions{NoLinks: true}); len(h.Tracked) != 0 {
+		t.Fatalf("tracked %v though reuse measured better", h.Tracked)
+	}
+	// The plan carries the choice to the frames slow does not run on.
+	ev.track["slow"] = decay(0.85, 0.1, 0)
+	c, err := NewController(ControllerConfig{Policy: PolicyHybrid, Models: models, Budget: Budget{MS: 60.01},
+		Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: 4, HoldOut: 0.25, Synchronous: true, HealthTimeout: time.Hour},
+		fixedMotionLearner{ev}, NewCostModel(costs), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	followed := 0
+	for seq := uint64(1); seq <= 14; seq++ {
+		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
+		res := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+		for _, m := range p.Exact {
+			res.Outputs[m] = &pipeline.Output{Model: m, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes, Value: []float64{0}}
+		}
+		c.ObserveResult(res)
+		if seq > 4 && contains(p.Reused, "slow") {
+			if p.Follow["slow"] != (pipeline.FollowLink{Source: "fast", Gain: 1}) {
+				t.Fatalf("plan %+v: slow reused without its delta link", p)
+			}
+			followed++
+		}
+	}
+	if followed != 5 {
+		t.Fatalf("slow followed fast on %d of 10 frames, want every other one", followed)
+	}
+}
+
+// fixedMotionLearner measures fixed evidence with motion.
+type fixedMotionLearner struct{ ev motionMatrix }
+
+func (f fixedMotionLearner) Train([]*links.TraceRecord) (Predictor, error) { return nopPredictor{}, nil }
+func (f fixedMotionLearner) Measure(Predictor, []*links.TraceRecord) (SetEvidence, error) {
+	return f.ev, nil
+}
+func (f fixedMotionLearner) FineTune(p Predictor, _ []*links.TraceRecord) (Predictor, error) {
+	return p, nil
+}

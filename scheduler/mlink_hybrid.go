@@ -42,6 +42,7 @@ func (h hybridScheme) Select(c *Controller, ev SetEvidence, costs map[string]Cos
 	ch := SelectHybrid(c.cfg.Models, costs, budget, sev, sev, h.options)
 	sel.Exact, sel.Predicted, sel.Reused, sel.Every = ch.Always, ch.Predicted, ch.Reused, ch.Every
 	sel.Temporal, sel.Absent = ch.Temporal, ch.Absent
+	sel.Tracked, sel.Follow = ch.Tracked, ch.Follow
 	sel.Accuracy, sel.Expected = ch.Accuracy, ch.Expected
 	sel.phases, _ = staggerPhases(c.cfg.Models, ch.Every, costs)
 	return sel

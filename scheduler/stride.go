@@ -58,6 +58,23 @@ func (e StrideEvidence) TemporalAccuracy(target string, executed []string, age i
 	return 0, false
 }
 
+// TrackAccuracy implements MotionEvidence (ok false when the underlying
+// evidence has no motion measurements).
+func (e StrideEvidence) TrackAccuracy(target string, age int) (float64, bool) {
+	if m, ok := e.SetEvidence.(MotionEvidence); ok {
+		return m.TrackAccuracy(target, e.seqAge(age))
+	}
+	return 0, false
+}
+
+// FollowAccuracy implements MotionEvidence.
+func (e StrideEvidence) FollowAccuracy(target, source string, gain float64, age int) (float64, bool) {
+	if m, ok := e.SetEvidence.(MotionEvidence); ok {
+		return m.FollowAccuracy(target, source, gain, e.seqAge(age))
+	}
+	return 0, false
+}
+
 // stepWindow is how many recent seq differences per camera measure its
 // stream's step.
 const stepWindow = 32
