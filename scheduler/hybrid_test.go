@@ -412,7 +412,9 @@ func TestSelectHybridServesDetectorsByMeasuredMotion(t *testing.T) {
 // fixedMotionLearner measures fixed evidence with motion.
 type fixedMotionLearner struct{ ev motionMatrix }
 
-func (f fixedMotionLearner) Train([]*links.TraceRecord) (Predictor, error) { return nopPredictor{}, nil }
+func (f fixedMotionLearner) Train([]*links.TraceRecord) (Predictor, error) {
+	return nopPredictor{}, nil
+}
 func (f fixedMotionLearner) Measure(Predictor, []*links.TraceRecord) (SetEvidence, error) {
 	return f.ev, nil
 }
