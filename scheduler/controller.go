@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -381,7 +382,7 @@ func (c *Controller) profiling(now time.Time) bool {
 	for now.Sub(c.periodStart) >= c.cfg.Period {
 		c.periodStart = c.periodStart.Add(c.cfg.Period)
 	}
-	window := time.Duration(float64(c.cfg.Period) * c.cfg.ProfileShare)
+	window := time.Duration(float64(c.cfg.Period) * c.cfg.ProfileShare * c.evidenceScale())
 	return now.Sub(c.periodStart) < window
 }
 
@@ -451,7 +452,7 @@ func (c *Controller) bootstrapTraining() bool {
 	if c.trainer != nil {
 		return c.trainer.Busy()
 	}
-	return c.stats.Profiled.Load() >= int64(max(1, c.cfg.BootstrapFrames))
+	return c.stats.Profiled.Load() >= int64(c.bootstrapFrames())
 }
 
 // Healthy reports whether a model's workers are answering.
@@ -491,7 +492,46 @@ func (c *Controller) ObserveResult(r *pipeline.Result) {
 		}
 	}
 	c.books.charge(r.CapturedAt, spent, c.cfg.Budget.MS)
+	if c.trainer != nil {
+		c.trainer.SetBootstrapFrames(c.bootstrapFrames())
+	}
 	c.scheme.Observe(c, r)
+}
+
+// minBootstrapFrames is the fewest profiled frames the first links are
+// trained on however small the budget: fewer leave too few held-out frames
+// to measure them on.
+const minBootstrapFrames = 16
+
+// evidenceScale is the share of the full cost of every model that a mean
+// time budget allows: a policy's own evidence (the bootstrap's profiled
+// frames and the periodic windows) is scaled by it, so that evidence costs
+// the same share of the budget at every budget, never the same number of
+// full-cost frames. A frame profiled under a third of the total cost pays
+// for three frames; 100 bootstrap frames at a third would spend a third of
+// a 900-frame run's budget on evidence. 1 without a mean time budget
+// (profiling frames are the cap's declared exception) or before every
+// model's cost is measured (the cost probe).
+func (c *Controller) evidenceScale() float64 {
+	if c.costs == nil || c.cfg.Budget.MS <= 0 || c.cfg.Budget.Capped() {
+		return 1
+	}
+	costs := c.costs.Costs()
+	total := 0.0
+	for _, m := range c.cfg.Models {
+		cost, ok := costs[m]
+		if !ok || cost.MS <= 0 {
+			return 1
+		}
+		total += cost.MS
+	}
+	return min(1, c.cfg.Budget.MS/total)
+}
+
+// bootstrapFrames is the configured bootstrap scaled by evidenceScale.
+func (c *Controller) bootstrapFrames() int {
+	n := max(1, c.cfg.BootstrapFrames)
+	return min(n, max(minBootstrapFrames, int(math.Round(float64(n)*c.evidenceScale()))))
 }
 
 // observeLinks is the link policies' observation: profiled frames train

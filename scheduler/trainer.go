@@ -108,6 +108,18 @@ func NewTrainer(cfg TrainerConfig, learner Learner, install func(Links), log zer
 	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer")}
 }
 
+// SetBootstrapFrames changes how many profiled frames the first links wait
+// for (the controller scales it with the budget once the costs are known).
+// Once the first links are trained it changes nothing.
+func (t *Trainer) SetBootstrapFrames(n int) {
+	if n <= 0 {
+		return
+	}
+	t.mu.Lock()
+	t.cfg.BootstrapFrames = n
+	t.mu.Unlock()
+}
+
 // Stats returns the trainer's counters.
 func (t *Trainer) Stats() *TrainerStats { return &t.stats }
 

@@ -12,6 +12,7 @@
 #   scripts/make-traces.sh            # clips (if absent) and both traces
 #   scripts/make-traces.sh clips      # the clips only (overwrites them)
 #   scripts/make-traces.sh left       # one trace (its clip must exist)
+#   scripts/make-traces.sh zoo        # the model-zoo trace of the full video
 #
 # Profiling runs every model on every frame: 10-20 minutes per trace on a
 # 2-core machine, one trace at a time (the models saturate the cores, and a
@@ -57,15 +58,26 @@ trace() {
 
 [[ -f $VTEST ]] || { echo "make-traces: $VTEST missing: run make deps (opencv-doc)" >&2; exit 1; }
 make build
+# The model zoo: the full vtest.avi through the 8 models and their 4 cheap
+# variants (testdata/traces/vtest-zoo.yaml). About 35 minutes on 2 cores.
+zoo() {
+	bin/mlink validate -c "$DIR/vtest-zoo.yaml"
+	local start=$SECONDS
+	bin/mlink profile -c "$DIR/vtest-zoo.yaml" --out "$DIR/vtest-zoo.trace.gz"
+	echo "$DIR/vtest-zoo.trace.gz: $(stat -c %s "$DIR/vtest-zoo.trace.gz") bytes, profiled in $((SECONDS - start)) s"
+}
+
 case "${1:-all}" in
 all)
 	for s in "${SIDES[@]}"; do [[ -f $DIR/vtest-$s.mp4 ]] || clip "$s"; done
 	for s in "${SIDES[@]}"; do trace "$s"; done
+	zoo
 	;;
+zoo) zoo ;;
 clips) for s in "${SIDES[@]}"; do clip "$s"; done ;;
 left | right) trace "$1" ;;
 *)
-	echo "usage: $0 [all|clips|left|right]" >&2
+	echo "usage: $0 [all|clips|left|right|zoo]" >&2
 	exit 2
 	;;
 esac
