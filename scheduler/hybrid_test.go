@@ -421,3 +421,52 @@ func (f fixedMotionLearner) Measure(Predictor, []*links.TraceRecord) (SetEvidenc
 func (f fixedMotionLearner) FineTune(p Predictor, _ []*links.TraceRecord) (Predictor, error) {
 	return p, nil
 }
+
+// Under a mean time budget a policy's evidence scales with the budget:
+// at half of the total cost the bootstrap is half the configured frames,
+// with at least minBootstrapFrames; under a cap it is as configured.
+func TestBootstrapScalesWithTheBudget(t *testing.T) {
+	models := []string{"slow", "fast"}
+	costs := map[string]Cost{"slow": {MS: 100}, "fast": {MS: 10}}
+	ev := reuseMatrix{
+		matrix: matrix{"fast": {"slow": 0.25}, "slow": {"fast": 0.5}},
+		reuse:  map[string]func(int) float64{"slow": decay(0.8, 0.2, 0), "fast": decay(0.95, 0.01, 0.9)},
+	}
+	profiledBeforeLinks := func(b Budget, bootstrap int) int {
+		// Costs unknown at the start, as live and in the bench: the first
+		// frame is the probe.
+		c, err := NewController(ControllerConfig{Policy: PolicyHybrid, Models: models, Budget: b,
+			Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: bootstrap, HoldOut: 0.25, Synchronous: true, HealthTimeout: time.Hour},
+			fixedLearner{ev}, NewCostModel(map[string]Cost{}), zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Unix(1000, 0)
+		profiled := 0
+		for seq := uint64(1); seq <= 2000 && c.Selection() == nil; seq++ {
+			p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
+			res := &pipeline.Result{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond), Plan: p, Outputs: map[string]*pipeline.Output{}}
+			for _, m := range p.Exact {
+				res.Outputs[m] = &pipeline.Output{Model: m, Source: pipeline.SourceExact, Type: pipeline.TypeCount, Value: []float64{1}, InferMS: costs[m].MS}
+			}
+			if p.Profiling {
+				profiled++
+			}
+			c.ObserveResult(res)
+		}
+		if c.Selection() == nil {
+			t.Fatalf("budget %v: no links after 2000 frames", b)
+		}
+		return profiled
+	}
+	half := Budget{MS: 55} // half of 110 ms
+	if n := profiledBeforeLinks(half, 60); n < 30 || n > 32 {
+		t.Errorf("half the cost, bootstrap 60: %d frames profiled before the links, want 30 (+ the probe)", n)
+	}
+	if n := profiledBeforeLinks(half, 20); n < minBootstrapFrames || n > minBootstrapFrames+2 {
+		t.Errorf("half the cost, bootstrap 20: %d frames profiled, want the floor %d", n, minBootstrapFrames)
+	}
+	if n := profiledBeforeLinks(Budget{MS: 55, Mode: TimeCap}, 60); n < 60 || n > 62 {
+		t.Errorf("capped: %d frames profiled, want the configured 60", n)
+	}
+}
