@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"flag"
 	"io"
 	"math"
 	"os"
@@ -15,6 +17,12 @@ import (
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/scheduler/report"
 )
+
+// updatePins rewrites the README's pinned tables with what the bench
+// measures now (a deliberate change: review the diff):
+//
+//	go test ./cmd/mlink -run TestReadmeBenchNumbersArePinned -update-pins
+var updatePins = flag.Bool("update-pins", false, "rewrite the README's pinned bench tables with the numbers measured now")
 
 // pinTolerance is how far (in accuracy points) a freshly measured headline
 // may be from the README's before the test fails.
@@ -38,6 +46,7 @@ func TestReadmeBenchNumbersArePinned(t *testing.T) {
 	if len(blocks) < 3 {
 		t.Fatalf("README pins %d bench tables, want one per committed trace (at least 3)", len(blocks))
 	}
+	updated := readme
 	for _, b := range blocks {
 		args := strings.Fields(string(b[1]))
 		for i, a := range args {
@@ -59,6 +68,11 @@ func TestReadmeBenchNumbersArePinned(t *testing.T) {
 			if err := report.WriteMarkdown(&md, rows); err != nil {
 				t.Fatal(err)
 			}
+			if *updatePins {
+				block := "<!-- bench-pin: " + string(b[1]) + " -->\n" + md.String() + "<!-- /bench-pin -->"
+				updated = bytes.Replace(updated, b[0], []byte(block), 1)
+				return
+			}
 			want, got := parsePinned(t, string(b[2])), parsePinned(t, md.String())
 			for key, w := range want {
 				g, ok := got[key]
@@ -78,6 +92,12 @@ func TestReadmeBenchNumbersArePinned(t *testing.T) {
 				t.Logf("measured now:\n%s", md.String())
 			}
 		})
+	}
+	if *updatePins {
+		if err := os.WriteFile("../../README.md", updated, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("README's pinned tables rewritten: review `git diff README.md`")
 	}
 }
 
