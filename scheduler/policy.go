@@ -45,6 +45,9 @@ const (
 	// the cost): DeepStream's per-model interval set by a rule a user could
 	// apply by hand, with no learning.
 	PolicySkipPerModel PolicyName = "skip-per-model"
+	// PolicySkipPerModelTrack is skip-per-model with a tracker between a
+	// detector's runs (DeepStream's nvtracker between interval frames).
+	PolicySkipPerModelTrack PolicyName = "skip-per-model/track"
 )
 
 // Scheme is what makes one policy what it is. The Controller it runs in

@@ -22,6 +22,11 @@ func init() {
 			Summary: "frame skipping per model: model i every max(1, ⌈λ·√cᵢ⌉) frames, λ the smallest that fits; the last output reused in between"},
 		New: func(ControllerConfig) Scheme { return skipScheme{intervals: SkipPerModelIntervals} },
 	})
+	register(PolicySpec{
+		PolicyInfo: pipeline.PolicyInfo{Name: PolicySkipPerModelTrack, Rank: 22, Needs: pipeline.NeedsTimeBudget, NeedsWhy: skipNeedsWhy,
+			Summary: "skip-per-model with a tracker: a detector's last boxes carried along their motion in between, as DeepStream's tracker does between interval frames"},
+		New: func(ControllerConfig) Scheme { return skipScheme{intervals: SkipPerModelIntervals, track: true} },
+	})
 }
 
 const skipNeedsWhy = ": skipping frames saves time, not memory"
@@ -39,6 +44,9 @@ const maxSkip = 1 << 12
 // overspending repaid). The two policies differ in their intervals only.
 type skipScheme struct {
 	intervals func(models []string, costs map[string]Cost, b Budget) map[string]int
+	// track carries every reused detector's boxes along their motion
+	// (assemble.Track decides by output type: other outputs are reused).
+	track bool
 }
 
 func (s skipScheme) Select(c *Controller, _ SetEvidence, costs map[string]Cost, b Budget) *Selection {
@@ -56,6 +64,9 @@ func (s skipScheme) Select(c *Controller, _ SetEvidence, costs map[string]Cost, 
 		}
 	}
 	sel.phases, _ = staggerPhases(c.cfg.Models, every, costs)
+	if s.track {
+		sel.Tracked = sel.Reused
+	}
 	return sel
 }
 
@@ -66,7 +77,7 @@ func (skipScheme) Plan(c *Controller, _ FrameInfo, index int64, now time.Time, p
 		// has an output to reuse (a late-joining camera).
 		return c.costProbe(plan)
 	}
-	plan.Exact, plan.Reused = sel.Exact, sel.Reused
+	plan.Exact, plan.Reused, plan.Tracked = sel.Exact, sel.Reused, sel.Tracked
 	c.takeTurns(&plan, index, sel, c.costs.Costs())
 	return plan
 }
