@@ -114,7 +114,7 @@ func (a *app) printStatus(ctx context.Context, w io.Writer) {
 func (a *app) statusText() string {
 	var b strings.Builder
 	clear := "\x1b[K"
-	for _, cam := range a.cameras {
+	for _, cam := range a.liveCameras() {
 		st := cam.Stats()
 		state := "up"
 		if !st.Connected {
