@@ -130,7 +130,7 @@ const motionModel = "  - {name: motion, backend: opencv-mog2}"
 func TestSIGTERMAndSIGINTStopGracefullyWithExitZero(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			p := startMlink(t, "run", "-c", processConfig(t, motionModel), "--status", "off")
+			p := startMlink(t, "run", "-c", processConfig(t, motionModel), "--status", "off", "--http", "off")
 			p.waitLog(t, 60*time.Second, `"model":"motion"`)
 			time.Sleep(500 * time.Millisecond) // frames flowing
 			if err := p.cmd.Process.Signal(sig); err != nil {
@@ -151,7 +151,7 @@ func TestSIGTERMAndSIGINTStopGracefullyWithExitZero(t *testing.T) {
 const slowModel = "  - {name: slow_hog, backend: opencv-hog, params: {upscale_width: 6000}}"
 
 func TestASecondSignalForcesTheExit(t *testing.T) {
-	p := startMlink(t, "run", "-c", processConfig(t, slowModel+"\n"+motionModel), "--status", "off", "--stop-timeout", "10m")
+	p := startMlink(t, "run", "-c", processConfig(t, slowModel+"\n"+motionModel), "--status", "off", "--http", "off", "--stop-timeout", "10m")
 	p.waitLog(t, 60*time.Second, `"model":"slow_hog"`)
 	time.Sleep(time.Second) // frames queued at the slow model
 	p.cmd.Process.Signal(syscall.SIGTERM)
@@ -167,7 +167,7 @@ func TestASecondSignalForcesTheExit(t *testing.T) {
 }
 
 func TestAStopPastItsDeadlineIsForced(t *testing.T) {
-	p := startMlink(t, "run", "-c", processConfig(t, slowModel), "--status", "off", "--stop-timeout", "1s")
+	p := startMlink(t, "run", "-c", processConfig(t, slowModel), "--status", "off", "--http", "off", "--stop-timeout", "1s")
 	p.waitLog(t, 60*time.Second, `"model":"slow_hog"`)
 	time.Sleep(time.Second)
 	p.cmd.Process.Signal(syscall.SIGINT)
@@ -206,4 +206,30 @@ func TestAWorkerProcessWhoseBusIsGoneFails(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("a worker whose connection closed kept running")
 	}
+}
+
+// withCamera writes a copy of the config at path with one more camera (a
+// YAML list item) and returns the copy's path.
+func withCamera(t *testing.T, path, camera string) string {
+	t.Helper()
+	return editConfig(t, path, func(s string) string { return strings.Replace(s, "cameras:\n", "cameras:\n"+camera+"\n", 1) })
+}
+
+// withLine writes a copy of the config at path with a top-level line added.
+func withLine(t *testing.T, path, line string) string {
+	t.Helper()
+	return editConfig(t, path, func(s string) string { return s + line + "\n" })
+}
+
+func editConfig(t *testing.T, path string, edit func(string) string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(out, []byte(edit(string(data))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

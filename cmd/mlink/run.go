@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/engine"
+	"github.com/mlink-project/mlink/pipeline/httpd"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
 	"github.com/mlink-project/mlink/stages/backends"
@@ -35,6 +37,11 @@ type runOptions struct {
 	status    string
 	// stopTimeout bounds a graceful stop (cmdRun only).
 	stopTimeout time.Duration
+	// httpFlag is --http as given ("" when not given: http.listen).
+	httpFlag string
+	// httpListen is where the HTTP side listens ("" or off: none); cmdRun
+	// resolves it from --http and http.listen, tests leave it off.
+	httpListen string
 	// opener loads model backends (nil: the configured backends); the
 	// benchmark swaps in no-op models to measure the pipeline alone.
 	opener stages.Opener
@@ -51,6 +58,7 @@ func runFlags() (*flag.FlagSet, *runOptions, *configFlags) {
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of "+strings.Join(allRoles, ","))
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
+	fs.StringVar(&o.httpFlag, "http", "", "HTTP side (/healthz, /readyz, /metrics, POST /-/reload): host:port, port 0 for a free one, or off (overrides http.listen; default "+pipeline.DefaultHTTPListen+")")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second, "on SIGINT/SIGTERM, stop gracefully for most of this, then force the exit")
 	return fs, o, cf
 }
@@ -67,6 +75,13 @@ func cmdRun(args []string) error {
 	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
 	if err != nil {
 		return err
+	}
+	o.httpListen = cfg.HTTP.Listen
+	if o.httpFlag != "" {
+		if err := pipeline.CheckHTTPListen(o.httpFlag); err != nil {
+			return &exitError{2, fmt.Errorf("--http: %w", err)}
+		}
+		o.httpListen = o.httpFlag
 	}
 	// Signals are taken before anything starts, so that one arriving during
 	// start-up is not the default (death by signal, nothing flushed).
@@ -165,11 +180,18 @@ type app struct {
 	log   zerolog.Logger
 	roles map[string]bool
 
-	srv   *pipeline.EmbeddedServer
-	conns []*nats.Conn
+	srv *pipeline.EmbeddedServer
+	// connMu guards conns, read by /readyz and /metrics while start-up
+	// still opens connections.
+	connMu sync.Mutex
+	conns  []*nats.Conn
 
 	// group runs every stage and stops them in stopOrder.
 	group *engine.Group
+	// http is the HTTP side (nil when off); started is set once every
+	// stage has started (until then /readyz says so).
+	http    *httpd.Server
+	started atomic.Bool
 
 	// camMu guards cameras and camHandles: a reload adds and removes
 	// cameras while the status, metrics and health read them.
@@ -296,7 +318,9 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if err != nil {
 			return nil, err
 		}
+		a.connMu.Lock()
 		a.conns = append(a.conns, nc)
+		a.connMu.Unlock()
 		// A connection closed under a stage (the client gave up on the
 		// server) leaves that stage doing nothing: fail the process instead.
 		if _, err := a.goStage(tierBus, "nats "+name, nil, false, func(ctx context.Context) error { return watchConn(ctx, nc) }); err != nil {
@@ -455,6 +479,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			}
 		}
 	}
+	a.started.Store(true)
 	return a, nil
 }
 
@@ -637,7 +662,9 @@ func (a *app) stop(ctx context.Context) error {
 			}
 		}
 	}
+	a.connMu.Lock()
 	a.conns = nil
+	a.connMu.Unlock()
 	if a.srv != nil {
 		a.srv.Shutdown()
 		a.srv = nil
@@ -645,5 +672,9 @@ func (a *app) stop(ctx context.Context) error {
 	return nil
 }
 
-// startHTTP starts the HTTP side (none yet).
-func (a *app) startHTTP() error { return nil }
+// connections is a snapshot of the process's NATS connections.
+func (a *app) connections() []*nats.Conn {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	return slices.Clone(a.conns)
+}
