@@ -6,8 +6,8 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"syscall"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
