@@ -25,6 +25,7 @@ func (a *app) startHTTP() error {
 	}
 	a.http = s
 	a.addReadiness(s)
+	s.Handle("GET /metrics", a.metrics.Handler())
 	a.log.Info().Str("addr", s.Addr()).Msg("HTTP listening: /healthz /readyz /metrics")
 	_, err := a.goStage(tierHTTP, "http", nil, false, s.Run)
 	return err

@@ -23,6 +23,7 @@ import (
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/engine"
 	"github.com/mlink-project/mlink/pipeline/httpd"
+	"github.com/mlink-project/mlink/pipeline/metrics"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
 	"github.com/mlink-project/mlink/stages/backends"
@@ -192,6 +193,13 @@ type app struct {
 	// stage has started (until then /readyz says so).
 	http    *httpd.Server
 	started atomic.Bool
+	// metrics is the process's registry; resultMetrics count the results
+	// (merger role only).
+	metrics       *metrics.Registry
+	resultMetrics *resultMetrics
+	// liveBudget is the budget in force once a reload changed it.
+	liveBudget atomic.Pointer[pipeline.BudgetConfig]
+	reloads    *reloadState
 
 	// camMu guards cameras and camHandles: a reload adds and removes
 	// cameras while the status, metrics and health read them.
@@ -294,7 +302,18 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		return nil, err
 	}
 	a = &app{cfg: cfg, opts: o, log: log, roles: roles, failedModels: map[string]error{},
-		group: engine.New(stopOrder...), camHandles: map[string]*engine.Handle{}}
+		group: engine.New(stopOrder...), camHandles: map[string]*engine.Handle{},
+		metrics: metrics.New(), reloads: newReloadState()}
+	onResult := o.onResult
+	if roles["merger"] {
+		a.resultMetrics = newResultMetrics()
+		onResult = func(r *pipeline.Result) {
+			a.resultMetrics.observe(r)
+			if o.onResult != nil {
+				o.onResult(r)
+			}
+		}
+	}
 	defer func() {
 		if err != nil {
 			a.shutdown()
@@ -336,7 +355,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
 		return a, err
 	}
-	if a.results, err = trackResults(nc, o.onResult); err != nil {
+	if a.results, err = trackResults(nc, onResult); err != nil {
 		return a, err
 	}
 	if err := a.startHTTP(); err != nil {
@@ -479,6 +498,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			}
 		}
 	}
+	a.registerMetrics()
 	a.started.Store(true)
 	return a, nil
 }
