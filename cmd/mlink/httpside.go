@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/httpd"
@@ -26,6 +27,7 @@ func (a *app) startHTTP() error {
 	a.http = s
 	a.addReadiness(s)
 	s.Handle("GET /metrics", a.metrics.Handler())
+	s.Handle("POST /-/reload", http.HandlerFunc(a.reloadHandler))
 	a.log.Info().Str("addr", s.Addr()).Msg("HTTP listening: /healthz /readyz /metrics")
 	_, err := a.goStage(tierHTTP, "http", nil, false, s.Run)
 	return err
@@ -60,8 +62,11 @@ func (a *app) addReadiness(s *httpd.Server) {
 		if !a.started.Load() {
 			return nil // failedModels is still being written
 		}
+		a.mu.RLock()
+		names := a.cfg.ModelNames()
+		a.mu.RUnlock()
 		var out []string
-		for _, name := range a.cfg.ModelNames() {
+		for _, name := range names {
 			if err := a.failedModels[name]; err != nil {
 				out = append(out, fmt.Sprintf("%s could not be loaded: %v", name, err))
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/mlink-project/mlink/ingest"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/metrics"
+	"github.com/mlink-project/mlink/scheduler"
 )
 
 // resultMetrics are counted from the results the merger emits (in the
@@ -153,23 +154,43 @@ func (a *app) registerMetrics() {
 	conn("mlink_nats_reconnects_total", "Reconnections of a NATS connection.", false, []string{"conn"}, func(emit metrics.Emit, n string, s natsSnap) { emit(c(s.Reconnects), n) })
 	conn("mlink_nats_connected", "1 while a NATS connection is connected.", true, []string{"conn"}, func(emit metrics.Emit, n string, s natsSnap) { emit(b2f(s.connected), n) })
 
+	reg.MustRegister(metrics.NewGaugeFamily("mlink_scheduler_policy_info", "1 for the scheduling policy in force (a reload may change it).", []string{"policy"}, func(emit metrics.Emit) {
+		a.mu.RLock()
+		defer a.mu.RUnlock()
+		emit(1, a.cfg.Scheduler.Policy)
+	}))
 	// The budget the policy plans within, and what it spends.
 	reg.MustRegister(metrics.GaugeFunc("mlink_budget_ms_per_frame", "Configured time budget per frame in ms (0: none).", func() float64 { return a.budget().MSPerFrame }))
 	reg.MustRegister(metrics.GaugeFunc("mlink_budget_gpu_memory_bytes", "Configured memory budget in bytes (0: none).", func() float64 { return float64(a.budget().GPUMemory) }))
-	if a.sched != nil {
-		st := a.sched.Stats()
-		reg.MustRegister(
-			metrics.CounterFunc("mlink_scheduler_frames_total", "Frames the scheduler planned.", func() float64 { return i(st.Frames.Load()) }),
-			metrics.CounterFunc("mlink_scheduler_executions_total", "Model executions the scheduler requested.", func() float64 { return i(st.Executions.Load()) }),
-			metrics.CounterFunc("mlink_scheduler_planned_outputs_total", "Model outputs planned (executed, predicted or reused); 1 - executions/planned is the share saved.", func() float64 { return i(st.Planned.Load()) }),
-			metrics.CounterFunc("mlink_scheduler_filtered_frames_total", "Frames the frame filter (Reducto) kept from the models.", func() float64 { return i(st.Filtered.Load()) }),
-		)
+	// The scheduler and its policy are read at each scrape: a reload
+	// replaces them (their counters then restart from zero).
+	sched := func(f func(st *scheduler.Stats) int64) func() float64 {
+		return func() float64 {
+			a.mu.RLock()
+			defer a.mu.RUnlock()
+			return i(f(a.sched.Stats()))
+		}
 	}
-	if a.control != nil {
-		st := a.control.Stats()
+	control := func(f func(st *scheduler.ControllerStats) float64) func() float64 {
+		return func() float64 {
+			a.mu.RLock()
+			defer a.mu.RUnlock()
+			if a.control == nil {
+				return 0
+			}
+			return f(a.control.Stats())
+		}
+	}
+	if a.sched != nil {
 		reg.MustRegister(
-			metrics.GaugeFunc("mlink_links_agreement", "Measured agreement of predicted outputs with exact ones on held-out profiling frames (0..1; 0 before any).", func() float64 { v, _ := st.MeasuredAccuracy(); return v }),
-			metrics.CounterFunc("mlink_scheduler_profiled_frames_total", "Frames profiled (every model run) for link training and measurement.", func() float64 { return i(st.Profiled.Load()) }),
+			metrics.CounterFunc("mlink_scheduler_frames_total", "Frames the scheduler planned.", sched(func(st *scheduler.Stats) int64 { return st.Frames.Load() })),
+			metrics.CounterFunc("mlink_scheduler_executions_total", "Model executions the scheduler requested.", sched(func(st *scheduler.Stats) int64 { return st.Executions.Load() })),
+			metrics.CounterFunc("mlink_scheduler_planned_outputs_total", "Model outputs planned (executed, predicted or reused); 1 - executions/planned is the share saved.", sched(func(st *scheduler.Stats) int64 { return st.Planned.Load() })),
+			metrics.CounterFunc("mlink_scheduler_filtered_frames_total", "Frames the frame filter (Reducto) kept from the models.", sched(func(st *scheduler.Stats) int64 { return st.Filtered.Load() })),
+			metrics.GaugeFunc("mlink_links_agreement", "Measured agreement of predicted outputs with exact ones on held-out profiling frames (0..1; 0 before any or without links).",
+				control(func(st *scheduler.ControllerStats) float64 { v, _ := st.MeasuredAccuracy(); return v })),
+			metrics.CounterFunc("mlink_scheduler_profiled_frames_total", "Frames profiled (every model run) for link training and measurement.",
+				control(func(st *scheduler.ControllerStats) float64 { return i(st.Profiled.Load()) })),
 		)
 	}
 	if a.merger != nil {
@@ -213,8 +234,11 @@ func (a *app) stageCounts() []stageCounts {
 		out = append(out, stageCounts{stage: "camera " + cam.ID(), received: float64(st.Published + st.Dropped + st.Skipped), hasReceived: true,
 			sent: float64(st.Published), errors: float64(st.Errors)})
 	}
-	if a.sched != nil {
-		st := a.sched.Stats()
+	a.mu.RLock()
+	sch := a.sched
+	a.mu.RUnlock()
+	if sch != nil {
+		st := sch.Stats()
 		out = append(out, stageCounts{stage: "scheduler", received: float64(st.Frames.Load() + st.Rejected.Load()), hasReceived: true,
 			sent: float64(st.Frames.Load()), errors: float64(st.Rejected.Load() + st.FilterErrors.Load())})
 	}
@@ -236,12 +260,7 @@ func (a *app) stageCounts() []stageCounts {
 }
 
 // budget is the budget in force (a reload may change it).
-func (a *app) budget() pipeline.BudgetConfig {
-	if b := a.liveBudget.Load(); b != nil {
-		return *b
-	}
-	return a.cfg.Budget
-}
+func (a *app) budget() pipeline.BudgetConfig { return *a.liveBudget.Load() }
 
 // reloadState is what /metrics says of reloads, as Prometheus does of its own.
 type reloadState struct {

@@ -28,7 +28,9 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 			initial[m.Name] = scheduler.Cost{Memory: int64(m.Memory)}
 		}
 	}
-	a.costs = scheduler.NewCostModel(initial)
+	if a.costs == nil { // a reload's new policy keeps the costs measured so far
+		a.costs = scheduler.NewCostModel(initial)
+	}
 	if p := cfg.Scheduler.Policy; p == scheduler.PolicySkip || p == scheduler.PolicySkipPerModel {
 		a.skip = scheduler.NewSkipPolicy(scheduler.SkipConfig{PerModel: p == scheduler.PolicySkipPerModel,
 			Models: models, Budget: schedulerBudget(cfg), Period: cfg.Scheduler.Period}, a.costs, a.log)

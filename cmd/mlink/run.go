@@ -38,6 +38,9 @@ type runOptions struct {
 	status    string
 	// stopTimeout bounds a graceful stop (cmdRun only).
 	stopTimeout time.Duration
+	// loadConfig re-reads the config file with the command line's flags
+	// applied (reload); nil: nothing to reload.
+	loadConfig func() (*pipeline.Config, error)
 	// httpFlag is --http as given ("" when not given: http.listen).
 	httpFlag string
 	// httpListen is where the HTTP side listens ("" or off: none); cmdRun
@@ -77,6 +80,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	o.loadConfig = cf.load
 	o.httpListen = cfg.HTTP.Listen
 	if o.httpFlag != "" {
 		if err := pipeline.CheckHTTPListen(o.httpFlag); err != nil {
@@ -115,6 +119,9 @@ wait:
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				a.log.Info().Msg("SIGHUP: reloading the config")
+				rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+				a.reload(rctx) // logs what it applied or why not
+				rcancel()
 				continue
 			}
 			a.log.Info().Str("signal", s.String()).Dur("deadline", o.stopTimeout).Msg("stopping gracefully (a second signal forces)")
@@ -200,6 +207,17 @@ type app struct {
 	// liveBudget is the budget in force once a reload changed it.
 	liveBudget atomic.Pointer[pipeline.BudgetConfig]
 	reloads    *reloadState
+	// mu guards cfg and the policy's parts (sched, control, skip, reducto)
+	// that a reload replaces while the status, /metrics and the link
+	// follower read them.
+	mu sync.RWMutex
+	// The scheduler stage's connection, models and handle, to restart it
+	// with a new policy on reload.
+	schedConn   *nats.Conn
+	schedModels []string
+	schedHandle *engine.Handle
+	// reloadMu serialises reloads (SIGHUP and POST /-/reload).
+	reloadMu sync.Mutex
 
 	// camMu guards cameras and camHandles: a reload adds and removes
 	// cameras while the status, metrics and health read them.
@@ -304,6 +322,8 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	a = &app{cfg: cfg, opts: o, log: log, roles: roles, failedModels: map[string]error{},
 		group: engine.New(stopOrder...), camHandles: map[string]*engine.Handle{},
 		metrics: metrics.New(), reloads: newReloadState()}
+	budget := cfg.Budget
+	a.liveBudget.Store(&budget)
 	onResult := o.onResult
 	if roles["merger"] {
 		a.resultMetrics = newResultMetrics()
@@ -456,33 +476,18 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if len(models) == 0 {
 			return a, errors.New("no model could be loaded (see the errors above)")
 		}
-		policy, err := a.buildPolicy(models)
-		if err != nil {
-			return a, err
-		}
-		a.sched = scheduler.New(sc, policy, log)
-		if cfg.Scheduler.InLineTraining {
-			a.sched.ObserveInLine()
-		}
-		if cfg.Reducto.Enabled {
-			if err := a.startReducto(); err != nil {
-				return a, err
-			}
-		}
-		filter := a.reducto
-		if _, err := a.goStage(tierScheduler, "scheduler", a.sched.Ready(), false, func(ctx context.Context) error {
-			if filter != nil {
-				// Closed once routing has stopped: nothing decides any more.
-				defer filter.Close()
-			}
-			return a.sched.Run(ctx)
-		}); err != nil {
+		a.schedConn, a.schedModels = sc, models
+		if err := a.startScheduler(); err != nil {
 			return a, err
 		}
 		if remoteTraining && a.control != nil {
 			// Links come from the trainer role, through the link store.
 			if _, err := a.goStage(tierScheduler, "scheduler links", nil, false, func(ctx context.Context) error {
-				return a.linkStore.Follow(ctx, func(set *links.Set) { a.installStoredLinks(set, models) })
+				return a.linkStore.Follow(ctx, func(set *links.Set) {
+					a.mu.RLock() // a reload may be swapping the controller
+					defer a.mu.RUnlock()
+					a.installStoredLinks(set, models)
+				})
 			}); err != nil {
 				return a, err
 			}
@@ -501,6 +506,41 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	a.registerMetrics()
 	a.started.Store(true)
 	return a, nil
+}
+
+// startScheduler builds the configured policy over the loaded models and
+// starts the scheduler stage with it (at start-up, and again when a reload
+// changes the policy or the budget). Measured costs are kept across.
+func (a *app) startScheduler() error {
+	a.mu.Lock()
+	a.skip, a.control, a.reducto = nil, nil, nil
+	policy, err := a.buildPolicy(a.schedModels)
+	if err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	sched := scheduler.New(a.schedConn, policy, a.log)
+	a.sched = sched
+	if a.cfg.Scheduler.InLineTraining {
+		sched.ObserveInLine()
+	}
+	if a.cfg.Reducto.Enabled {
+		if err := a.startReducto(); err != nil {
+			a.mu.Unlock()
+			return err
+		}
+	}
+	filter := a.reducto
+	a.mu.Unlock()
+	h, err := a.goStage(tierScheduler, "scheduler", sched.Ready(), false, func(ctx context.Context) error {
+		if filter != nil {
+			// Closed once routing has stopped: nothing decides any more.
+			defer filter.Close()
+		}
+		return sched.Run(ctx)
+	})
+	a.schedHandle = h
+	return err
 }
 
 // startCamera adds one camera to the running process. A camera ends on its
@@ -623,7 +663,10 @@ func (a *app) wait(ctx context.Context) error {
 	if a.roles["merger"] {
 		// Wait for the results of every published frame; the merger emits
 		// each planned frame by its deadline, so this ends.
-		limit := time.After(a.cfg.Merger.Deadline + 5*time.Second)
+		a.mu.RLock()
+		deadline := a.cfg.Merger.Deadline
+		a.mu.RUnlock()
+		limit := time.After(deadline + 5*time.Second)
 		for !a.resultsCaughtUp() {
 			select {
 			case <-ctx.Done():
