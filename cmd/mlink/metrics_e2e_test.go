@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/rs/zerolog"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -137,3 +139,35 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 		t.Error("no Go runtime metrics")
 	}
 }
+
+// BenchmarkMetricsScrape is the cost of one /metrics scrape of a process
+// that ran the pipeline (two models, one camera, results counted), over
+// loopback HTTP as Prometheus scrapes it.
+func BenchmarkMetricsScrape(b *testing.B) {
+	cfg := demoConfig(b, "motion", "face_blazeface")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{maxFrames: 20, roles: "all", httpListen: "127.0.0.1:0"}, zerologNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.shutdown()
+	if err := a.wait(ctx); err != nil {
+		b.Fatal(err)
+	}
+	url := "http://" + a.http.Addr() + "/metrics"
+	var size int64
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		size = n
+	}
+	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+func zerologNop() zerolog.Logger { return zerolog.Nop() }
