@@ -23,6 +23,7 @@ type mlinkProc struct {
 	cmd  *exec.Cmd
 	mu   sync.Mutex
 	logs bytes.Buffer
+	out  lockedBuffer
 	done chan struct{}
 	err  error
 }
@@ -39,6 +40,24 @@ func (p *mlinkProc) stderr() string {
 	return p.logs.String()
 }
 
+// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(b)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // startMlink starts mlink with args; the process is killed at the end of
 // the test if it is still running.
 func startMlink(t *testing.T, args ...string) *mlinkProc {
@@ -47,6 +66,7 @@ func startMlink(t *testing.T, args ...string) *mlinkProc {
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(), "MLINK_TEST_MAIN=1")
 	p.cmd.Stderr = p
+	p.cmd.Stdout = &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -232,4 +252,16 @@ func editConfig(t *testing.T, path string, edit func(string) string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestBenchLiveEndsOnSIGINTWithTheWindowMeasured(t *testing.T) {
+	p := startMlink(t, "bench", "live", "-c", processConfig(t, motionModel), "--seconds", "600")
+	time.Sleep(5 * time.Second) // frames flowing
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if code := p.exitCode(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, p.stderr())
+	}
+	if !strings.Contains(p.stderr(), "interrupted: reporting the") || !strings.Contains(p.out.String(), "frames/s processed") {
+		t.Errorf("bench live on SIGINT reports what it measured:\nstdout %s\nstderr %s", p.out.String(), p.stderr())
+	}
 }
