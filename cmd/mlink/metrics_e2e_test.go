@@ -8,9 +8,9 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/rs/zerolog"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/rs/zerolog"
 )
 
 // scrapeMetrics GETs /metrics and parses it with Prometheus' own parser.
