@@ -91,4 +91,8 @@ func TestHTTPPortInUseIsAStartUpError(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "--http") {
 		t.Errorf("--http 9464 (no host:port): exit %d, want 2:\n%s", code, stderr)
 	}
+	code, _, stderr = mlinkCLI(t, "run", "-c", cfg, "--stop-timeout", "0s")
+	if code != 2 || !strings.Contains(stderr, "--stop-timeout") {
+		t.Errorf("--stop-timeout 0s: exit %d, want 2:\n%s", code, stderr)
+	}
 }

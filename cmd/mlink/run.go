@@ -80,6 +80,9 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	if o.stopTimeout <= 0 {
+		return &exitError{2, fmt.Errorf("--stop-timeout %s: must be positive", o.stopTimeout)}
+	}
 	o.loadConfig = cf.load
 	o.httpListen = cfg.HTTP.Listen
 	if o.httpFlag != "" {
