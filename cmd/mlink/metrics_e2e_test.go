@@ -1,16 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/mlink-project/mlink/pipeline"
 )
 
 // scrapeMetrics GETs /metrics and parses it with Prometheus' own parser.
@@ -138,6 +144,56 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
 	}
+
+	// Every result on the bus, as the merger wrote it, matches the
+	// published JSON Schema and carries its schema_version.
+	schema, err := jsonschema.NewCompiler().Compile("../../docs/result.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := storedRaw(t, a)
+	if len(raw) != frames {
+		t.Fatalf("%d stored results, want %d", len(raw), frames)
+	}
+	for _, data := range raw {
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(inst); err != nil {
+			t.Errorf("a result does not match docs/result.schema.json: %v\n%s", err, data)
+		}
+	}
+}
+
+// storedRaw returns the bytes of every result in the results stream.
+func storedRaw(t *testing.T, a *app) [][]byte {
+	t.Helper()
+	nc, err := nats.Connect(a.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := js.Stream(ctx, pipeline.ResultsStream)
+	info, _ := stream.Info(ctx)
+	var out [][]byte
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+		}
+	}
+	return out
 }
 
 // BenchmarkMetricsScrape is the cost of one /metrics scrape of a process
