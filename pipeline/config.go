@@ -29,6 +29,7 @@ type Config struct {
 	Merger    MergerConfig    `yaml:"merger"`
 	ONNX      ONNXConfig      `yaml:"onnx"`
 	Reducto   ReductoConfig   `yaml:"reducto"`
+	HTTP      HTTPConfig      `yaml:"http"`
 
 	// Dir is the directory of the config file: relative paths in the file
 	// resolve against it.
@@ -356,6 +357,7 @@ func (e *ConfigError) Error() string {
 
 // EnsureDefaults fills every unset field with its default.
 func (c *Config) EnsureDefaults() {
+	c.HTTP.ensureDefaults()
 	if c.Budget.TimeMode == "" {
 		c.Budget.TimeMode = TimeModeMean
 	}
@@ -649,6 +651,7 @@ func (c *Config) Validate() error {
 		p.add("merger.max_pending: must be at least 1")
 	}
 	c.Reducto.validate(&p)
+	c.HTTP.validate(&p)
 	checkFinite(&p, reflect.ValueOf(c).Elem(), "")
 	return p.err()
 }

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -146,7 +149,10 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 	var m runMeasure
 	o := runOptions{maxFrames: frames, roles: "all", status: "off", opener: opener}
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
-	ctx := context.Background()
+	// Only the pipeline's run listens for SIGINT/SIGTERM: it stops, and
+	// the benchmark ends without a report.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	a, err := startApp(ctx, cfg, o, log)
 	if err != nil {
 		return m, err
@@ -182,6 +188,9 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 	a.shutdown()
 	if err != nil {
 		return m, err
+	}
+	if ctx.Err() != nil {
+		return m, &exitError{1, errors.New("interrupted: no report")}
 	}
 	r := a.results
 	r.mu.Lock()
@@ -273,7 +282,10 @@ func cmdBenchLive(args []string) error {
 		return err
 	}
 	defer cleanup()
-	ctx := context.Background()
+	// SIGINT/SIGTERM end the measurement early: the report covers the
+	// window measured so far.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	a, err := startApp(ctx, cfg, runOptions{roles: "all", status: "off"}, zerolog.New(os.Stderr).Level(zerolog.WarnLevel))
 	if err != nil {
 		return err
@@ -282,7 +294,13 @@ func cmdBenchLive(args []string) error {
 	if a.control != nil {
 		fmt.Fprintf(os.Stderr, "waiting for the first selection (mlink bootstraps on %d frames; standalone measures costs first)...\n", cfg.Scheduler.BootstrapFrames)
 		for a.control.Selection() == nil {
-			time.Sleep(200 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return &exitError{1, errors.New("interrupted before the policy's first selection: nothing measured")}
+			case <-a.group.Failed():
+				return a.group.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
 		}
 	}
 	// Executions saved count against every configured model on every
@@ -301,7 +319,13 @@ func cmdBenchLive(args []string) error {
 	lat0 := len(a.results.latencies)
 	a.results.mu.Unlock()
 	t0 := time.Now()
-	time.Sleep(time.Duration(*seconds * float64(time.Second)))
+	select {
+	case <-time.After(time.Duration(*seconds * float64(time.Second))):
+	case <-ctx.Done():
+		fmt.Fprintf(os.Stderr, "interrupted: reporting the %.0f s measured\n", time.Since(t0).Seconds())
+	case <-a.group.Failed():
+		return a.group.Err()
+	}
 	c1, p1, e1, pl1 := snap()
 	el := time.Since(t0).Seconds()
 	rep := liveReport{Policy: string(cfg.Scheduler.Policy), Budget: schedulerBudget(cfg).String(), Seconds: el,

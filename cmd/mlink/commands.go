@@ -38,7 +38,7 @@ type command struct {
 // not refer back to.
 func commands() []command {
 	return []command{
-		{name: "run", synopsis: "-c FILE [--max-frames N] [--nats URL] [--policy P] [--budget B] [--budget-mode mean|cap] [--training local|remote] [--role ROLES] [--status auto|on|off]",
+		{name: "run", synopsis: "-c FILE [--max-frames N] [--nats URL] [--policy P] [--budget B] [--budget-mode mean|cap] [--training local|remote] [--role ROLES] [--status auto|on|off] [--http ADDR|off] [--stop-timeout D]",
 			help: "run the pipeline (an embedded NATS server unless nats.url or --nats is set)", run: cmdRun,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _, cf := runFlags(); return fs, cf }},
 		{name: "watch", synopsis: "[--nats URL] [--camera ID] [--json] [--since D] [-n N]",

@@ -28,7 +28,7 @@ const vtestPath = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 // demoConfig loads configs/demo.yaml, set up for a test: vtest read as a
 // file (not paced, no loop), a private NATS port and store. keep, when
 // given, selects the models to run.
-func demoConfig(t *testing.T, keep ...string) *pipeline.Config {
+func demoConfig(t testing.TB, keep ...string) *pipeline.Config {
 	t.Helper()
 	if _, err := os.Stat(vtestPath); err != nil {
 		t.Skip("sample video missing: run `make deps`")

@@ -30,7 +30,9 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 			initial[m.Name] = scheduler.Cost{Memory: int64(m.Memory)}
 		}
 	}
-	a.costs = scheduler.NewCostModel(initial)
+	if a.costs == nil { // a reload's new policy keeps the costs measured so far
+		a.costs = scheduler.NewCostModel(initial)
+	}
 	var learner scheduler.Learner
 	remote := cfg.Scheduler.Training == pipeline.TrainingRemote
 	if usesLinks(cfg.Scheduler.Policy) && !remote {

@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -18,6 +21,9 @@ import (
 	"github.com/mlink-project/mlink/ingest"
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/engine"
+	"github.com/mlink-project/mlink/pipeline/httpd"
+	"github.com/mlink-project/mlink/pipeline/metrics"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages"
 	"github.com/mlink-project/mlink/stages/backends"
@@ -30,6 +36,16 @@ type runOptions struct {
 	maxFrames int
 	roles     string
 	status    string
+	// stopTimeout bounds a graceful stop (cmdRun only).
+	stopTimeout time.Duration
+	// loadConfig re-reads the config file with the command line's flags
+	// applied (reload); nil: nothing to reload.
+	loadConfig func() (*pipeline.Config, error)
+	// httpFlag is --http as given ("" when not given: http.listen).
+	httpFlag string
+	// httpListen is where the HTTP side listens ("" or off: none); cmdRun
+	// resolves it from --http and http.listen, tests leave it off.
+	httpListen string
 	// opener loads model backends (nil: the configured backends); the
 	// benchmark swaps in no-op models to measure the pipeline alone.
 	opener stages.Opener
@@ -46,6 +62,8 @@ func runFlags() (*flag.FlagSet, *runOptions, *configFlags) {
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of "+strings.Join(allRoles, ","))
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
+	fs.StringVar(&o.httpFlag, "http", "", "HTTP side (/healthz, /readyz, /metrics, POST /-/reload): host:port, port 0 for a free one, or off (overrides http.listen; default "+pipeline.DefaultHTTPListen+")")
+	fs.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second, "on SIGINT/SIGTERM, stop gracefully for most of this, then force the exit")
 	return fs, o, cf
 }
 
@@ -54,12 +72,33 @@ func cmdRun(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, log, ctx, stop, err := cf.start()
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
-	defer stop()
+	log, err := pipeline.NewLogger(cfg.Log, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if o.stopTimeout <= 0 {
+		return &exitError{2, fmt.Errorf("--stop-timeout %s: must be positive", o.stopTimeout)}
+	}
+	o.loadConfig = cf.load
+	o.httpListen = cfg.HTTP.Listen
+	if o.httpFlag != "" {
+		if err := pipeline.CheckHTTPListen(o.httpFlag); err != nil {
+			return &exitError{2, fmt.Errorf("--http: %w", err)}
+		}
+		o.httpListen = o.httpFlag
+	}
+	// Signals are taken before anything starts, so that one arriving during
+	// start-up is not the default (death by signal, nothing flushed).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	a, err := startApp(ctx, cfg, *o, log)
 	if err != nil {
 		return err
@@ -74,29 +113,122 @@ func cmdRun(args []string) error {
 			a.printStatus(statusCtx, os.Stdout)
 		}()
 	}
-	err = a.wait(ctx)
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- a.wait(ctx) }()
+	var runErr error
+wait:
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				a.log.Info().Msg("SIGHUP: reloading the config")
+				rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+				a.reload(rctx) // logs what it applied or why not
+				rcancel()
+				continue
+			}
+			a.log.Info().Str("signal", s.String()).Dur("deadline", o.stopTimeout).Msg("stopping gracefully (a second signal forces)")
+			cancel()
+			<-waitErr
+			break wait
+		case runErr = <-waitErr:
+			break wait
+		}
+	}
 	stopStatus()
 	if statusDone != nil {
 		<-statusDone
 	}
-	a.shutdown()
-	if err == nil {
-		a.printSummary(os.Stderr)
+	if err := a.stopWithin(o.stopTimeout, sigs); err != nil {
+		return err
 	}
-	return err
+	if runErr == nil {
+		if runErr = a.group.Err(); runErr == nil {
+			a.printSummary(os.Stderr)
+		}
+	}
+	return runErr
 }
 
-// app is one mlink process: the stages of its roles and the bus they share.
+// stopWithin stops the process gracefully for most of the deadline and
+// forces the exit after it, or at once on a second SIGINT/SIGTERM. The
+// last tenth is left for the connections to drain and the embedded server
+// to shut down.
+func (a *app) stopWithin(deadline time.Duration, sigs <-chan os.Signal) error {
+	ctx, cancel := context.WithTimeout(context.Background(), deadline*9/10)
+	defer cancel()
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					continue // no reload while stopping
+				}
+				a.log.Warn().Str("signal", s.String()).Msg("second signal: forcing the exit")
+				cancel()
+				return
+			case <-stopped:
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	if err := a.stop(ctx); err != nil {
+		a.log.Error().Err(err).Msg("not stopped gracefully")
+		return &exitError{1, err}
+	}
+	a.log.Info().Dur("took", time.Since(start)).Msg("stopped")
+	return nil
+}
+
+// app is one mlink process: the stages of its roles, the run group that
+// owns them, and the bus they share.
 type app struct {
 	cfg   *pipeline.Config
 	opts  runOptions
 	log   zerolog.Logger
 	roles map[string]bool
 
-	srv   *pipeline.EmbeddedServer
-	conns []*nats.Conn
+	srv *pipeline.EmbeddedServer
+	// connMu guards conns, read by /readyz and /metrics while start-up
+	// still opens connections.
+	connMu sync.Mutex
+	conns  []*nats.Conn
 
-	cameras []*ingest.Camera
+	// group runs every stage and stops them in stopOrder.
+	group *engine.Group
+	// http is the HTTP side (nil when off); started is set once every
+	// stage has started (until then /readyz says so).
+	http    *httpd.Server
+	started atomic.Bool
+	// metrics is the process's registry; resultMetrics count the results
+	// (merger role only).
+	metrics       *metrics.Registry
+	resultMetrics *resultMetrics
+	// liveBudget is the budget in force once a reload changed it.
+	liveBudget atomic.Pointer[pipeline.BudgetConfig]
+	reloads    *reloadState
+	// mu guards cfg and the policy's parts (sched, control, skip, reducto)
+	// that a reload replaces while the status, /metrics and the link
+	// follower read them.
+	mu sync.RWMutex
+	// The scheduler stage's connection, models and handle, to restart it
+	// with a new policy on reload.
+	schedConn   *nats.Conn
+	schedModels []string
+	schedHandle *engine.Handle
+	// reloadMu serialises reloads (SIGHUP and POST /-/reload).
+	reloadMu sync.Mutex
+
+	// camMu guards cameras and camHandles: a reload adds and removes
+	// cameras while the status, metrics and health read them.
+	camMu      sync.Mutex
+	cameras    []*ingest.Camera
+	camHandles map[string]*engine.Handle
+	ingestConn *nats.Conn
+
 	workers []*stages.ModelWorker
 	// frames shares decoded frames between this process's workers.
 	frames    *stages.FrameCache
@@ -115,15 +247,37 @@ type app struct {
 	// failedModels are the models that could not be loaded: the pipeline
 	// runs without them rather than not at all.
 	failedModels map[string]error
+}
 
-	// Each group stops separately, in order: ingest, scheduler, workers,
-	// merger (see shutdown).
-	ingestCancel, schedCancel, trainerCancel, workerCancel, predictorCancel, mergerCancel context.CancelFunc
-	ingestWG, schedWG, trainerWG, workerWG, predictorWG, mergerWG                         sync.WaitGroup
-	camerasDone                                                                           chan struct{}
+// The tiers of the run group, in the order they stop: ingest first (no new
+// frames), then the scheduler and the trainer, then workers (which drain
+// their queues), then the predictors and the merger (which emits what is
+// pending as partial), then the HTTP side (so /metrics and /readyz answer
+// while the rest stops), then the watch on the bus connections. They start
+// in the reverse order, each stage ready before the next starts.
+const (
+	tierIngest    = "ingest"
+	tierScheduler = "scheduler"
+	tierTrainer   = "trainer"
+	tierWorker    = "worker"
+	tierPredictor = "predictor"
+	tierMerger    = "merger"
+	tierHTTP      = "http"
+	tierBus       = "bus"
+)
 
-	errMu sync.Mutex
-	errs  []error
+var stopOrder = []string{tierIngest, tierScheduler, tierTrainer, tierWorker, tierPredictor, tierMerger, tierHTTP, tierBus}
+
+// goStage starts a stage in the run group; a failure is logged once here,
+// where the stage's name is known, and stops the process through the group.
+func (a *app) goStage(tier, name string, ready <-chan struct{}, finite bool, run func(ctx context.Context) error) (*engine.Handle, error) {
+	return a.group.Go(tier, engine.Func{StageName: name, ReadyChan: ready, RunFunc: func(ctx context.Context) error {
+		err := run(ctx)
+		if err != nil {
+			a.log.Error().Err(err).Str("stage", name).Msg("stage failed: stopping the process")
+		}
+		return err
+	}}, engine.Options{Finite: finite})
 }
 
 var allRoles = []string{"ingest", "scheduler", "trainer", "worker", "predictor", "merger"}
@@ -166,7 +320,21 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err != nil {
 		return nil, err
 	}
-	a = &app{cfg: cfg, opts: o, log: log, roles: roles, camerasDone: make(chan struct{}), failedModels: map[string]error{}}
+	a = &app{cfg: cfg, opts: o, log: log, roles: roles, failedModels: map[string]error{},
+		group: engine.New(stopOrder...), camHandles: map[string]*engine.Handle{},
+		metrics: metrics.New(), reloads: newReloadState()}
+	budget := cfg.Budget
+	a.liveBudget.Store(&budget)
+	onResult := o.onResult
+	if roles["merger"] {
+		a.resultMetrics = newResultMetrics()
+		onResult = func(r *pipeline.Result) {
+			a.resultMetrics.observe(r)
+			if o.onResult != nil {
+				o.onResult(r)
+			}
+		}
+	}
 	defer func() {
 		if err != nil {
 			a.shutdown()
@@ -187,10 +355,18 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		} else {
 			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second)
 		}
-		if err == nil {
-			a.conns = append(a.conns, nc)
+		if err != nil {
+			return nil, err
 		}
-		return nc, err
+		a.connMu.Lock()
+		a.conns = append(a.conns, nc)
+		a.connMu.Unlock()
+		// A connection closed under a stage (the client gave up on the
+		// server) leaves that stage doing nothing: fail the process instead.
+		if _, err := a.goStage(tierBus, "nats "+name, nil, false, func(ctx context.Context) error { return watchConn(ctx, nc) }); err != nil {
+			return nil, err
+		}
+		return nc, nil
 	}
 
 	nc, err := connect("control")
@@ -200,25 +376,27 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
 		return a, err
 	}
-	if a.results, err = trackResults(nc, o.onResult); err != nil {
+	if a.results, err = trackResults(nc, onResult); err != nil {
+		return a, err
+	}
+	if err := a.startHTTP(); err != nil {
 		return a, err
 	}
 
 	// Start downstream first so nothing published is missed: merger,
-	// workers, scheduler, then ingest.
+	// workers, scheduler, then ingest. The group waits for each stage's
+	// subscriptions before the next starts.
 	if roles["merger"] {
 		mc, err := connect("merger")
 		if err != nil {
 			return a, err
 		}
 		a.merger = stages.NewMerger(mc, cfg.Merger, log)
-		var mctx context.Context
-		mctx, a.mergerCancel = context.WithCancel(context.Background())
-		a.goRun(&a.mergerWG, "merger", func() error { return a.merger.Run(mctx) })
+		if _, err := a.goStage(tierMerger, "merger", a.merger.Ready(), false, a.merger.Run); err != nil {
+			return a, err
+		}
 	}
 	if roles["worker"] {
-		wctx, cancel := context.WithCancel(context.Background())
-		a.workerCancel = cancel
 		opener := o.opener
 		if opener == nil {
 			opener = backends.Opener(cfg, log)
@@ -250,7 +428,9 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
 				Int64("memory_bytes", load.Memory()).Bool("gpu_measured", load.GPUMeasured).Msg("model loaded")
 			a.workers = append(a.workers, w)
-			a.goRun(&a.workerWG, "worker "+spec.Name, func() error { return w.Run(wctx) })
+			if _, err := a.goStage(tierWorker, "worker "+spec.Name, w.Ready(), false, w.Run); err != nil {
+				return a, err
+			}
 		}
 	}
 	remoteTraining := usesLinks(cfg.Scheduler.Policy) && cfg.Scheduler.Training == pipeline.TrainingRemote
@@ -265,12 +445,14 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.predictor = stages.NewLinkPredictor(pc, log)
-		pctx, cancel := context.WithCancel(context.Background())
-		a.predictorCancel = cancel
-		a.goRun(&a.predictorWG, "predictor", func() error { return a.predictor.Run(pctx) })
-		a.goRun(&a.predictorWG, "predictor links", func() error {
-			return a.linkStore.Follow(pctx, func(set *links.Set) { a.predictor.SetPredictor(set) })
-		})
+		if _, err := a.goStage(tierPredictor, "predictor", a.predictor.Ready(), false, a.predictor.Run); err != nil {
+			return a, err
+		}
+		if _, err := a.goStage(tierPredictor, "predictor links", nil, false, func(ctx context.Context) error {
+			return a.linkStore.Follow(ctx, func(set *links.Set) { a.predictor.SetPredictor(set) })
+		}); err != nil {
+			return a, err
+		}
 	}
 	if roles["trainer"] && remoteTraining {
 		tc, err := connect("trainer")
@@ -295,78 +477,148 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if len(models) == 0 {
 			return a, errors.New("no model could be loaded (see the errors above)")
 		}
-		policy, err := a.buildPolicy(models)
-		if err != nil {
+		a.schedConn, a.schedModels = sc, models
+		if err := a.startScheduler(); err != nil {
 			return a, err
 		}
-		a.sched = scheduler.New(sc, policy, log)
-		if cfg.Scheduler.InLineTraining {
-			a.sched.ObserveInLine()
-		}
-		if cfg.Reducto.Enabled {
-			if err := a.startReducto(); err != nil {
-				return a, err
-			}
-		}
-		sctx, cancel := context.WithCancel(context.Background())
-		a.schedCancel = cancel
-		filter := a.reducto
-		a.goRun(&a.schedWG, "scheduler", func() error {
-			if filter != nil {
-				// Closed once routing has stopped: nothing decides any more.
-				defer filter.Close()
-			}
-			return a.sched.Run(sctx)
-		})
 		if remoteTraining && a.control != nil {
 			// Links come from the trainer role, through the link store.
-			a.goRun(&a.schedWG, "scheduler links", func() error {
-				return a.linkStore.Follow(sctx, func(set *links.Set) { a.installStoredLinks(set, models) })
-			})
-		}
-	}
-	// Subscriptions of the stages above must be live before frames flow.
-	var ready []<-chan struct{}
-	if a.merger != nil {
-		ready = append(ready, a.merger.Ready())
-	}
-	if a.predictor != nil {
-		ready = append(ready, a.predictor.Ready())
-	}
-	if a.sched != nil {
-		ready = append(ready, a.sched.Ready())
-	}
-	for _, w := range a.workers {
-		ready = append(ready, w.Ready())
-	}
-	for _, r := range ready {
-		select {
-		case <-r:
-		case <-time.After(10 * time.Second):
-			return a, errors.Join(errors.New("stages did not subscribe within 10s"), a.firstError())
+			if _, err := a.goStage(tierScheduler, "scheduler links", nil, false, func(ctx context.Context) error {
+				return a.linkStore.Follow(ctx, func(set *links.Set) {
+					a.mu.RLock() // a reload may be swapping the controller
+					defer a.mu.RUnlock()
+					a.installStoredLinks(set, models)
+				})
+			}); err != nil {
+				return a, err
+			}
 		}
 	}
 	if roles["ingest"] {
-		ic, err := connect("ingest")
-		if err != nil {
+		if a.ingestConn, err = connect("ingest"); err != nil {
 			return a, err
 		}
-		ictx, cancel := context.WithCancel(ctx)
-		a.ingestCancel = cancel
 		for _, cc := range cfg.Cameras {
-			cam, err := ingest.NewCamera(cc, cfg.Ingest, ic, log)
-			if err != nil {
+			if err := a.startCamera(cc); err != nil {
 				return a, err
 			}
-			a.cameras = append(a.cameras, cam)
-			a.goRun(&a.ingestWG, "camera "+cc.ID, func() error { return cam.Run(ictx, o.maxFrames) })
 		}
 	}
-	go func() {
-		a.ingestWG.Wait()
-		close(a.camerasDone)
-	}()
+	a.registerMetrics()
+	a.started.Store(true)
 	return a, nil
+}
+
+// startScheduler builds the configured policy over the loaded models and
+// starts the scheduler stage with it (at start-up, and again when a reload
+// changes the policy or the budget). Measured costs are kept across.
+func (a *app) startScheduler() error {
+	a.mu.Lock()
+	a.control, a.reducto = nil, nil
+	policy, err := a.buildPolicy(a.schedModels)
+	if err != nil {
+		a.mu.Unlock()
+		return err
+	}
+	sched := scheduler.New(a.schedConn, policy, a.log)
+	a.sched = sched
+	if a.cfg.Scheduler.InLineTraining {
+		sched.ObserveInLine()
+	}
+	if a.cfg.Reducto.Enabled {
+		if err := a.startReducto(); err != nil {
+			a.mu.Unlock()
+			return err
+		}
+	}
+	filter := a.reducto
+	a.mu.Unlock()
+	h, err := a.goStage(tierScheduler, "scheduler", sched.Ready(), false, func(ctx context.Context) error {
+		if filter != nil {
+			// Closed once routing has stopped: nothing decides any more.
+			defer filter.Close()
+		}
+		return sched.Run(ctx)
+	})
+	a.schedHandle = h
+	return err
+}
+
+// startCamera adds one camera to the running process. A camera ends on its
+// own at the end of a file or after --max-frames: that is no failure.
+func (a *app) startCamera(cc pipeline.CameraConfig) error {
+	cam, err := ingest.NewCamera(cc, a.cfg.Ingest, a.ingestConn, a.log)
+	if err != nil {
+		return err
+	}
+	a.camMu.Lock()
+	defer a.camMu.Unlock()
+	h, err := a.goStage(tierIngest, "camera "+cc.ID, nil, true, func(ctx context.Context) error { return cam.Run(ctx, a.opts.maxFrames) })
+	if err != nil {
+		return err
+	}
+	a.cameras = append(a.cameras, cam)
+	a.camHandles[cc.ID] = h
+	return nil
+}
+
+// stopCamera stops and forgets one camera (removed by a reload).
+func (a *app) stopCamera(ctx context.Context, id string) error {
+	a.camMu.Lock()
+	h := a.camHandles[id]
+	a.camMu.Unlock()
+	if h == nil {
+		return fmt.Errorf("camera %s is not running", id)
+	}
+	if err := h.Stop(ctx); err != nil {
+		return err
+	}
+	a.camMu.Lock()
+	defer a.camMu.Unlock()
+	delete(a.camHandles, id)
+	a.cameras = slices.DeleteFunc(a.cameras, func(c *ingest.Camera) bool { return c.ID() == id })
+	return nil
+}
+
+// liveCameras is a snapshot of the running cameras.
+func (a *app) liveCameras() []*ingest.Camera {
+	a.camMu.Lock()
+	defer a.camMu.Unlock()
+	return slices.Clone(a.cameras)
+}
+
+// camerasEnded reports whether every camera has ended on its own (files
+// read to their end, --max-frames reached).
+func (a *app) camerasEnded() bool {
+	a.camMu.Lock()
+	defer a.camMu.Unlock()
+	for _, h := range a.camHandles {
+		select {
+		case <-h.Done():
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// watchConn returns an error once nc is closed by the client itself, not
+// by this process's shutdown (which stops this stage first). It polls
+// rather than setting the connection's closed handler, which belongs to
+// whoever opened the connection.
+func watchConn(ctx context.Context, nc *nats.Conn) error {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if nc.IsClosed() {
+				return fmt.Errorf("NATS connection %q closed: the process cannot work without it (check the server, nats.url or --nats)", nc.Opts.Name)
+			}
+		}
+	}
 }
 
 // startReducto puts Reducto's frame filter in front of the policy: it
@@ -389,53 +641,51 @@ func (a *app) startReducto() error {
 	return nil
 }
 
-func (a *app) goRun(wg *sync.WaitGroup, name string, run func() error) {
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := run(); err != nil {
-			a.log.Error().Err(err).Str("stage", name).Msg("stage failed")
-			a.errMu.Lock()
-			a.errs = append(a.errs, fmt.Errorf("%s: %w", name, err))
-			a.errMu.Unlock()
-		}
-	}()
-}
-
-// wait returns when the process should stop: on a signal, or, when every
-// camera has ended (--max-frames or the end of a file), once their frames'
-// results are out.
+// wait returns when the process should stop: on ctx's end, on a stage's
+// failure (its error), or, when every camera has ended (--max-frames or
+// the end of a file), once their frames' results are out.
 func (a *app) wait(ctx context.Context) error {
-	if !a.roles["ingest"] {
-		<-ctx.Done()
-		return nil
+	var tick <-chan time.Time
+	if a.roles["ingest"] {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
 	}
-	select {
-	case <-ctx.Done():
-		a.log.Info().Msg("stopping")
-		return nil
-	case <-a.camerasDone:
+	for !a.camerasEnded() || tick == nil {
+		select {
+		case <-ctx.Done():
+			a.log.Info().Msg("stopping")
+			return nil
+		case <-a.group.Failed():
+			return a.group.Err()
+		case <-tick:
+		}
 	}
 	if a.roles["merger"] {
 		// Wait for the results of every published frame; the merger emits
 		// each planned frame by its deadline, so this ends.
-		limit := time.After(a.cfg.Merger.Deadline + 5*time.Second)
+		a.mu.RLock()
+		deadline := a.cfg.Merger.Deadline
+		a.mu.RUnlock()
+		limit := time.After(deadline + 5*time.Second)
 		for !a.resultsCaughtUp() {
 			select {
 			case <-ctx.Done():
 				return nil
+			case <-a.group.Failed():
+				return a.group.Err()
 			case <-limit:
 				a.log.Warn().Msg("some results did not arrive before the merger deadline")
-				return a.firstError()
+				return a.group.Err()
 			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}
-	return a.firstError()
+	return a.group.Err()
 }
 
 func (a *app) resultsCaughtUp() bool {
-	for _, cam := range a.cameras {
+	for _, cam := range a.liveCameras() {
 		st := cam.Stats()
 		if uint64(a.results.count(cam.ID())) < st.Published {
 			return false
@@ -444,34 +694,20 @@ func (a *app) resultsCaughtUp() bool {
 	return true
 }
 
-func (a *app) firstError() error {
-	a.errMu.Lock()
-	defer a.errMu.Unlock()
-	return errors.Join(a.errs...)
-}
+// shutdown stops the process with no deadline (tests, benchmarks).
+func (a *app) shutdown() { _ = a.stop(context.Background()) }
 
-// shutdown stops the stages in dependency order: ingest first (no new
-// frames), then the scheduler, then workers (which drain their queues), then
-// the merger (which emits what is pending as partial), then the bus.
-func (a *app) shutdown() {
-	for _, step := range []struct {
-		cancel context.CancelFunc
-		wg     *sync.WaitGroup
-	}{
-		{a.ingestCancel, &a.ingestWG},
-		{a.schedCancel, &a.schedWG},
-		{a.trainerCancel, &a.trainerWG},
-		{a.workerCancel, &a.workerWG},
-		{a.predictorCancel, &a.predictorWG},
-		{a.mergerCancel, &a.mergerWG},
-	} {
-		if step.cancel != nil {
-			step.cancel()
-		}
-		step.wg.Wait()
+// stop stops the stages in the group's order, then closes what they
+// shared: the frame cache, the results subscription, the connections and
+// the embedded server. When ctx ends first it returns at once with an
+// error naming what still runs: the caller forces the exit.
+func (a *app) stop(ctx context.Context) error {
+	if err := a.group.Stop(ctx); err != nil {
+		return err
 	}
 	if a.frames != nil {
 		a.frames.Close() // workers have stopped
+		a.frames = nil
 	}
 	if a.results != nil {
 		a.results.close()
@@ -483,12 +719,26 @@ func (a *app) shutdown() {
 	}
 	for _, c := range a.conns {
 		for !c.IsClosed() {
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("forced stop: NATS connections still draining: %w", ctx.Err())
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
 	}
+	a.connMu.Lock()
 	a.conns = nil
+	a.connMu.Unlock()
 	if a.srv != nil {
 		a.srv.Shutdown()
 		a.srv = nil
 	}
+	return nil
+}
+
+// connections is a snapshot of the process's NATS connections.
+func (a *app) connections() []*nats.Conn {
+	a.connMu.Lock()
+	defer a.connMu.Unlock()
+	return slices.Clone(a.conns)
 }

@@ -112,9 +112,11 @@ func (a *app) printStatus(ctx context.Context, w io.Writer) {
 }
 
 func (a *app) statusText() string {
+	a.mu.RLock() // a reload may be replacing the config and the policy
+	defer a.mu.RUnlock()
 	var b strings.Builder
 	clear := "\x1b[K"
-	for _, cam := range a.cameras {
+	for _, cam := range a.liveCameras() {
 		st := cam.Stats()
 		state := "up"
 		if !st.Connected {
@@ -190,6 +192,8 @@ func outputSummary(o *pipeline.Output) string {
 }
 
 func (a *app) printSummary(w io.Writer) {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	if a.results == nil {
 		return
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -53,8 +54,7 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("trainer: results consumer: %w", err)
 	}
-	tctx, cancel := context.WithCancel(context.Background())
-	a.trainerCancel = cancel
+	var stopping atomic.Bool
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		r, err := pipeline.Unmarshal[pipeline.Result](m.Data())
 		if err != nil {
@@ -62,20 +62,20 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 		} else {
 			tr.Observe(r)
 		}
-		if err := m.Ack(); err != nil && tctx.Err() == nil {
+		if err := m.Ack(); err != nil && !stopping.Load() {
 			a.log.Debug().Err(err).Msg("trainer: ack")
 		}
 	})
 	if err != nil {
-		cancel()
 		return fmt.Errorf("trainer: consume results: %w", err)
 	}
-	a.goRun(&a.trainerWG, "trainer", func() error {
-		<-tctx.Done()
+	_, err = a.goStage(tierTrainer, "trainer", nil, false, func(ctx context.Context) error {
+		<-ctx.Done()
+		stopping.Store(true)
 		cc.Stop()
 		return nil
 	})
-	return nil
+	return err
 }
 
 // publishLinks hands a trainer's links to everyone through the link store.

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/httpd"
+)
+
+// startHTTP binds the HTTP side (a port in use fails the start, naming the
+// flag or the config key it came from) and runs it as a stage stopped
+// after the pipeline's, so /metrics and /readyz answer during a stop.
+func (a *app) startHTTP() error {
+	addr := a.opts.httpListen
+	if addr == "" || addr == pipeline.HTTPOff {
+		return nil
+	}
+	where := "http.listen"
+	if a.opts.httpFlag != "" {
+		where = "--http"
+	}
+	s := httpd.New()
+	if err := s.Listen(addr, where); err != nil {
+		return &exitError{1, err}
+	}
+	a.http = s
+	a.addReadiness(s)
+	s.Handle("GET /metrics", a.metrics.Handler())
+	s.Handle("POST /-/reload", http.HandlerFunc(a.reloadHandler))
+	a.log.Info().Str("addr", s.Addr()).Msg("HTTP listening: /healthz /readyz /metrics")
+	_, err := a.goStage(tierHTTP, "http", nil, false, s.Run)
+	return err
+}
+
+// addReadiness adds the checks of /readyz: every stage started and running,
+// every connection to NATS up, every model of this process loaded, every
+// camera streaming.
+func (a *app) addReadiness(s *httpd.Server) {
+	s.AddCheck("stages", func() []string {
+		if !a.started.Load() {
+			return []string{"starting (models loading, stages subscribing)"}
+		}
+		var out []string
+		for _, st := range a.group.Stages() {
+			if st.Err != nil {
+				out = append(out, st.Err.Error())
+			}
+		}
+		return out
+	})
+	s.AddCheck("nats", func() []string {
+		var out []string
+		for _, nc := range a.connections() {
+			if !nc.IsConnected() {
+				out = append(out, fmt.Sprintf("%s is %s", nc.Opts.Name, nc.Status()))
+			}
+		}
+		return out
+	})
+	s.AddCheck("models", func() []string {
+		if !a.started.Load() {
+			return nil // failedModels is still being written
+		}
+		a.mu.RLock()
+		names := a.cfg.ModelNames()
+		a.mu.RUnlock()
+		var out []string
+		for _, name := range names {
+			if err := a.failedModels[name]; err != nil {
+				out = append(out, fmt.Sprintf("%s could not be loaded: %v", name, err))
+			}
+		}
+		return out
+	})
+	s.AddCheck("cameras", func() []string {
+		var out []string
+		for _, cam := range a.liveCameras() {
+			if st := cam.Stats(); !st.Connected {
+				reason := "no frames yet"
+				if st.LastError != "" {
+					reason = st.LastError
+				}
+				out = append(out, fmt.Sprintf("%s is down: %s", cam.ID(), reason))
+			}
+		}
+		return out
+	})
+}

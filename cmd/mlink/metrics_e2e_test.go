@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/rs/zerolog"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// scrapeMetrics GETs /metrics and parses it with Prometheus' own parser.
+func scrapeMetrics(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics does not parse as Prometheus text: %v", err)
+	}
+	return fams
+}
+
+// sample is the value of the series of family name whose labels include
+// every pair given (name, value, name, value...); ok false if none.
+func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface")
+	cfg.Budget.MSPerFrame = 450
+	const frames = 10
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{maxFrames: frames, roles: "all", httpListen: "127.0.0.1:0"}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	if err := a.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fams := scrapeMetrics(t, a.http.Addr())
+	must := func(name string, labels ...string) float64 {
+		t.Helper()
+		v, ok := sample(fams, name, labels...)
+		if !ok {
+			t.Fatalf("/metrics has no %s%v", name, labels)
+		}
+		return v
+	}
+	ingested := must("mlink_camera_frames_ingested_total", "camera", "plaza")
+	published := must("mlink_camera_frames_published_total", "camera", "plaza")
+	complete := must("mlink_results_total", "camera", "plaza", "kind", "complete")
+	if published != frames || ingested < published || complete != frames {
+		t.Errorf("ingested %v ≥ published %v = results %v = %d frames expected", ingested, published, complete, frames)
+	}
+	if v, ok := sample(fams, "mlink_results_total", "kind", "partial"); ok && v != 0 {
+		t.Errorf("%v partial results on a run that had time for every output", v)
+	}
+	for _, m := range cfg.ModelNames() {
+		if n := must("mlink_model_outputs_total", "model", m, "source", "exact"); n != frames {
+			t.Errorf("%s: %v exact outputs, want %d", m, n, frames)
+		}
+		if n := must("mlink_model_inference_seconds", "model", m); n != frames {
+			t.Errorf("%s: inference histogram counted %v, want %d", m, n, frames)
+		}
+		if n := must("mlink_stage_sent_total", "stage", "worker "+m); n != frames {
+			t.Errorf("worker %s sent %v outputs, want %d", m, n, frames)
+		}
+		if up := must("mlink_stage_up", "stage", "worker "+m, "tier", "worker"); up != 1 {
+			t.Errorf("worker %s not up", m)
+		}
+	}
+	if n := must("mlink_result_latency_seconds"); n != frames {
+		t.Errorf("latency histogram counted %v results, want %d", n, frames)
+	}
+	if n := must("mlink_scheduler_frames_total"); n != frames {
+		t.Errorf("scheduler planned %v frames, want %d", n, frames)
+	}
+	if n := must("mlink_stage_sent_total", "stage", "merger"); n != frames {
+		t.Errorf("merger sent %v results, want %d", n, frames)
+	}
+	if used, budget := must("mlink_model_exact_seconds_total"), must("mlink_budget_ms_per_frame"); used <= 0 || budget != 450 {
+		t.Errorf("model time %v s, budget %v ms/frame (want > 0 and 450)", used, budget)
+	}
+	// Frames out of ingest and into the workers all crossed the bus.
+	if in := must("mlink_nats_messages_total", "conn", "mlink-worker-motion", "direction", "in"); in < frames {
+		t.Errorf("the motion worker's connection received %v messages for %d frames", in, frames)
+	}
+	if out := must("mlink_nats_bytes_total", "conn", "mlink-ingest", "direction", "out"); out < frames*1000 {
+		t.Errorf("ingest sent %v bytes for %d JPEG frames", out, frames)
+	}
+	if must("mlink_camera_up", "camera", "plaza") != 0 {
+		t.Error("a camera whose file ended (--max-frames) still reads up")
+	}
+	if must("mlink_config_last_reload_successful") != 1 || must("mlink_config_last_reload_success_timestamp_seconds") <= 0 {
+		t.Error("before any reload the reload gauges read success at the start")
+	}
+	if _, ok := fams["go_goroutines"]; !ok {
+		t.Error("no Go runtime metrics")
+	}
+
+	// Every result on the bus, as the merger wrote it, matches the
+	// published JSON Schema and carries its schema_version.
+	schema, err := jsonschema.NewCompiler().Compile("../../docs/result.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := storedRaw(t, a)
+	if len(raw) != frames {
+		t.Fatalf("%d stored results, want %d", len(raw), frames)
+	}
+	for _, data := range raw {
+		inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := schema.Validate(inst); err != nil {
+			t.Errorf("a result does not match docs/result.schema.json: %v\n%s", err, data)
+		}
+	}
+}
+
+// storedRaw returns the bytes of every result in the results stream.
+func storedRaw(t *testing.T, a *app) [][]byte {
+	t.Helper()
+	nc, err := nats.Connect(a.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, _ := js.Stream(ctx, pipeline.ResultsStream)
+	info, _ := stream.Info(ctx)
+	var out [][]byte
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+		}
+	}
+	return out
+}
+
+// BenchmarkMetricsScrape is the cost of one /metrics scrape of a process
+// that ran the pipeline (two models, one camera, results counted), over
+// loopback HTTP as Prometheus scrapes it.
+func BenchmarkMetricsScrape(b *testing.B) {
+	cfg := demoConfig(b, "motion", "face_blazeface")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{maxFrames: 20, roles: "all", httpListen: "127.0.0.1:0"}, zerologNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.shutdown()
+	if err := a.wait(ctx); err != nil {
+		b.Fatal(err)
+	}
+	url := "http://" + a.http.Addr() + "/metrics"
+	var size int64
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		size = n
+	}
+	b.ReportMetric(float64(size), "bytes/scrape")
+}
+
+func zerologNop() zerolog.Logger { return zerolog.Nop() }

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// A reload re-reads the config (with the command line's flags applied
+// again: they keep precedence over the file), diffs it against the one in
+// force, and applies what can change in a running process — as
+// nats-server does, refusing the whole reload when any section that
+// cannot change live has changed, so a reload is all or nothing.
+//
+// Live: cameras (added, removed, changed: a changed camera restarts),
+// scheduler.* and budget.* (the scheduler stage restarts with the new
+// policy; costs measured so far are kept). Refused: everything else.
+
+// errReloadRefused marks a config that cannot be applied live.
+var errReloadRefused = errors.New("reload refused")
+
+// fixedSections are the config sections a running process cannot change:
+// each is named by its YAML key in the refusal.
+func fixedSections(c *pipeline.Config, httpFromFlag bool) map[string]any {
+	m := map[string]any{
+		"nats": c.NATS, "log": c.Log, "ingest": c.Ingest, "models": c.Models,
+		"merger": c.Merger, "onnx": c.ONNX, "reducto": c.Reducto,
+	}
+	if !httpFromFlag { // --http wins over the file, so the file's value is moot
+		m["http"] = c.HTTP
+	}
+	return m
+}
+
+// reloadPlan is what a reload will do.
+type reloadPlan struct {
+	added, removed, changed []pipeline.CameraConfig
+	scheduler               bool // policy or budget changed
+}
+
+func (p reloadPlan) String() string {
+	var parts []string
+	ids := func(cs []pipeline.CameraConfig) string {
+		var s []string
+		for _, c := range cs {
+			s = append(s, c.ID)
+		}
+		return strings.Join(s, ",")
+	}
+	if len(p.added) > 0 {
+		parts = append(parts, "cameras added: "+ids(p.added))
+	}
+	if len(p.removed) > 0 {
+		parts = append(parts, "cameras removed: "+ids(p.removed))
+	}
+	if len(p.changed) > 0 {
+		parts = append(parts, "cameras restarted: "+ids(p.changed))
+	}
+	if p.scheduler {
+		parts = append(parts, "scheduler restarted with the new policy/budget")
+	}
+	if len(parts) == 0 {
+		return "no change"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// planReload diffs the config in force against next; an error lists every
+// change that cannot be applied live.
+func (a *app) planReload(cur, next *pipeline.Config) (reloadPlan, error) {
+	var p reloadPlan
+	var refused []string
+	fromFlag := a.opts.httpFlag != ""
+	now, want := fixedSections(cur, fromFlag), fixedSections(next, fromFlag)
+	for _, key := range []string{"nats", "log", "ingest", "models", "merger", "onnx", "reducto", "http"} {
+		if _, ok := now[key]; ok && !reflect.DeepEqual(now[key], want[key]) {
+			refused = append(refused, key+" changed")
+		}
+	}
+	if !reflect.DeepEqual(cur.Scheduler, next.Scheduler) || !reflect.DeepEqual(cur.Budget, next.Budget) {
+		p.scheduler = a.roles["scheduler"]
+		switch {
+		case usesLinks(cur.Scheduler.Policy) != usesLinks(next.Scheduler.Policy):
+			refused = append(refused, fmt.Sprintf("scheduler.policy %s → %s: between link and non-link policies the link predictors and store must start or stop", cur.Scheduler.Policy, next.Scheduler.Policy))
+		case cur.Scheduler.Training != next.Scheduler.Training:
+			refused = append(refused, "scheduler.training changed: the trainer role is chosen at start")
+		}
+	}
+	if _, err := checkRoles(next, a.opts.roles); err != nil {
+		refused = append(refused, err.Error())
+	}
+	old := map[string]pipeline.CameraConfig{}
+	for _, c := range cur.Cameras {
+		old[c.ID] = c
+	}
+	for _, c := range next.Cameras {
+		o, ok := old[c.ID]
+		switch {
+		case !ok:
+			p.added = append(p.added, c)
+		case !reflect.DeepEqual(o, c):
+			p.changed = append(p.changed, c)
+		}
+		delete(old, c.ID)
+	}
+	for _, c := range cur.Cameras {
+		if _, gone := old[c.ID]; gone {
+			p.removed = append(p.removed, c)
+		}
+	}
+	if !a.roles["ingest"] {
+		p.added, p.removed, p.changed = nil, nil, nil
+	}
+	if len(refused) > 0 {
+		return p, fmt.Errorf("%w: %s (restart mlink to apply these; nothing was changed)", errReloadRefused, strings.Join(refused, "; "))
+	}
+	return p, nil
+}
+
+// reload re-reads the config and applies it. It sets the reload gauges of
+// /metrics either way.
+func (a *app) reload(ctx context.Context) (string, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	start := time.Now()
+	summary, err := a.applyReload(ctx)
+	a.reloads.lastOK.Store(err == nil)
+	if err != nil {
+		a.log.Error().Err(err).Msg("config reload failed: the running config is unchanged")
+		return "", err
+	}
+	a.reloads.lastSuccess.Store(time.Now().UnixNano())
+	a.log.Info().Str("applied", summary).Dur("took", time.Since(start)).Msg("config reloaded")
+	return summary, nil
+}
+
+func (a *app) applyReload(ctx context.Context) (string, error) {
+	if a.opts.loadConfig == nil {
+		return "", errors.New("this process has no config file to reload")
+	}
+	next, err := a.opts.loadConfig()
+	if err != nil {
+		return "", fmt.Errorf("re-read config: %w", err)
+	}
+	a.mu.RLock()
+	cur := a.cfg
+	a.mu.RUnlock()
+	plan, err := a.planReload(cur, next)
+	if err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	a.cfg = next
+	a.mu.Unlock()
+	// Cameras first: a removed camera stops publishing before the
+	// scheduler changes.
+	for _, c := range slices.Concat(plan.removed, plan.changed) {
+		if err := a.stopCamera(ctx, c.ID); err != nil {
+			return "", fmt.Errorf("reload: %w", err)
+		}
+	}
+	for _, c := range slices.Concat(plan.changed, plan.added) {
+		if err := a.startCamera(c); err != nil {
+			return "", fmt.Errorf("reload: camera %s: %w", c.ID, err)
+		}
+	}
+	if plan.scheduler {
+		// Stop, then start: two schedulers at once would plan each frame
+		// twice. Frames published in between (milliseconds) are not
+		// planned; their cameras get the in-flight credit back after
+		// ingest.in_flight_timeout.
+		if err := a.schedHandle.Stop(ctx); err != nil {
+			return "", fmt.Errorf("reload: %w", err)
+		}
+		if err := a.startScheduler(); err != nil {
+			return "", fmt.Errorf("reload: the scheduler did not restart with the new policy: %w", err)
+		}
+		if a.control != nil && a.cfg.Scheduler.Training == pipeline.TrainingRemote {
+			if set, err := a.linkStore.Latest(ctx); err == nil && set != nil {
+				a.mu.RLock()
+				a.installStoredLinks(set, a.schedModels)
+				a.mu.RUnlock()
+			}
+		}
+	}
+	b := next.Budget
+	a.liveBudget.Store(&b)
+	return plan.String(), nil
+}
+
+// reloadHandler is POST /-/reload: 200 and what was applied, 400 when the
+// config is invalid or refused (nothing applied), 500 otherwise.
+func (a *app) reloadHandler(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	summary, err := a.reload(r.Context())
+	if err != nil {
+		var ce *pipeline.ConfigError
+		code := http.StatusInternalServerError
+		if errors.Is(err, errReloadRefused) || errors.As(err, &ce) {
+			code = http.StatusBadRequest
+		}
+		w.WriteHeader(code)
+		io.WriteString(w, err.Error()+"\n")
+		return
+	}
+	fmt.Fprintf(w, "reloaded: %s\n", summary)
+}
