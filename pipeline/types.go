@@ -115,6 +115,10 @@ type Output struct {
 	// Error is set when the model could not produce an output for this frame
 	// (corrupt frame, model failure, worker overloaded). Value is then empty.
 	Error string `json:"error,omitempty"`
+	// Token echoes the frame's plan token (see NewToken): the merger takes
+	// an output only with the token of the frame's outstanding plan. It is
+	// cleared once checked, so results do not carry it.
+	Token string `json:"token,omitempty"`
 }
 
 // Count returns the output's count (Value[0]) and whether it has one.
@@ -154,6 +158,9 @@ type Frame struct {
 	// Profiling marks a frame on which every model runs (set by the scheduler
 	// on infer messages).
 	Profiling bool
+	// Token is the frame's plan token (set by the scheduler on infer
+	// messages), echoed by workers in their outputs.
+	Token string
 }
 
 // Plan is the scheduler's decision for one frame: which models execute,
@@ -179,6 +186,9 @@ type Plan struct {
 	// ensembles over the always-run models, so on a frame where a rotating
 	// model also runs its output is not among them.
 	Sources []string `json:"sources,omitempty"`
+	// Token is the frame's unguessable token (NewToken): the merger accepts
+	// only outputs that echo it. Results carry their plan without it.
+	Token string `json:"token,omitempty"`
 }
 
 // Models returns every model named by the plan.
@@ -236,4 +246,6 @@ type PredictRequest struct {
 	// Last holds, for targets predicted with temporal links, the target's
 	// last exact output (its Seq gives the age).
 	Last map[string]*Output `json:"last,omitempty"`
+	// Token is the frame's plan token, echoed in the predicted outputs.
+	Token string `json:"token,omitempty"`
 }

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -61,12 +62,15 @@ func newTestMerger(t *testing.T, maxPending int) (*Merger, *resultSink, *fakeClo
 }
 
 func plan(camera string, seq uint64, models ...string) *pipeline.Plan {
-	return &pipeline.Plan{Camera: camera, Seq: seq, Policy: "all", Exact: models, CapturedAt: time.Unix(1000, 0)}
+	return &pipeline.Plan{Camera: camera, Seq: seq, Policy: "all", Exact: models, CapturedAt: time.Unix(1000, 0), Token: testToken(camera, seq)}
 }
 
 func output(camera string, seq uint64, model string, count float64) *pipeline.Output {
-	return &pipeline.Output{Camera: camera, Seq: seq, Model: model, Kind: pipeline.KindVector, Type: pipeline.TypeCount, Value: []float64{count}, Source: pipeline.SourceExact}
+	return &pipeline.Output{Camera: camera, Seq: seq, Model: model, Kind: pipeline.KindVector, Type: pipeline.TypeCount, Value: []float64{count}, Source: pipeline.SourceExact, Token: testToken(camera, seq)}
 }
+
+// testToken is the token the test helpers give a frame's plan and outputs.
+func testToken(camera string, seq uint64) string { return fmt.Sprintf("token-%s-%d", camera, seq) }
 
 func TestMergerEmitsCompleteFramesInOrder(t *testing.T) {
 	m, sink, _ := newTestMerger(t, 100)

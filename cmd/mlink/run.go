@@ -214,6 +214,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.merger = stages.NewMerger(mc, cfg.Merger, log)
+		a.merger.OnlyCameras(cfg.Cameras)
 		var mctx context.Context
 		mctx, a.mergerCancel = context.WithCancel(context.Background())
 		a.goRun(&a.mergerWG, "merger", func() error { return a.merger.Run(mctx) })
@@ -249,6 +250,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			}
 			w.Stats().MemoryBytes.Store(load.Memory())
 			w.ShareFrames(a.frames)
+			w.LimitFramePixels(cfg.Ingest.MaxFramePixels)
 			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
 				Int64("memory_bytes", load.Memory()).Bool("gpu_measured", load.GPUMeasured).Msg("model loaded")
 			a.workers = append(a.workers, w)
