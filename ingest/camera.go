@@ -40,6 +40,9 @@ type CameraStats struct {
 	// InFlightTimeouts counts frames whose result never came back within
 	// IngestConfig.InFlightTimeout.
 	InFlightTimeouts uint64
+	// InFlightReleased counts in-flight frames whose slots were released
+	// when the NATS connection came back from an outage.
+	InFlightReleased uint64
 	// InFlight is the number of published frames awaiting their result.
 	InFlight int
 	// LastSeq is the seq of the last published frame.
@@ -339,7 +342,13 @@ func (c *Camera) publishLoop(ctx context.Context, slot *latestSlot, maxFrames in
 	limit := newFPSCap(c.cfg.FPS)
 	published := 0
 	for {
-		expired, err := c.credits.acquire(ctx)
+		expired, released, err := c.credits.acquire(ctx, c.reconnects)
+		if released > 0 {
+			c.mu.Lock()
+			c.stats.InFlightReleased += uint64(released)
+			c.mu.Unlock()
+			c.log.Info().Int("frames", released).Msg("NATS reconnected: releasing the in-flight slots of frames sent before the outage")
+		}
 		if expired > 0 {
 			c.mu.Lock()
 			c.stats.InFlightTimeouts += uint64(expired)
@@ -380,6 +389,9 @@ func (c *Camera) publishLoop(ctx context.Context, slot *latestSlot, maxFrames in
 		}
 	}
 }
+
+// reconnects is the camera's connection's reconnect count.
+func (c *Camera) reconnects() uint64 { return c.nc.Stats().Reconnects }
 
 // publishRetrying publishes f. While the NATS client is reconnecting and its
 // buffer is full, a file's frame is retried rather than lost; a live

@@ -208,12 +208,31 @@ type Result struct {
 	Outputs    map[string]*Output `json:"outputs"`
 	Plan       Plan               `json:"plan"`
 	// Partial is true when the merger's deadline passed before every planned
-	// output arrived; Missing lists them.
-	Partial bool     `json:"partial"`
-	Missing []string `json:"missing,omitempty"`
+	// output arrived; Missing lists them. Reason says why.
+	Partial bool          `json:"partial"`
+	Missing []string      `json:"missing,omitempty"`
+	Reason  PartialReason `json:"reason,omitempty"`
 	// LatencyMS is the time from capture to the result's emission.
 	LatencyMS float64 `json:"latency_ms"`
 }
+
+// PartialReason says why a result is partial.
+type PartialReason string
+
+const (
+	// PartialDeadline: planned outputs were still missing at the merger's
+	// deadline (a slow or failed worker, or outputs lost in a bus outage).
+	PartialDeadline PartialReason = "deadline"
+	// PartialEvicted: the merger's bound on frames being joined was reached.
+	PartialEvicted PartialReason = "evicted"
+	// PartialStopped: the merger stopped before the outputs came.
+	PartialStopped PartialReason = "stopped"
+	// PartialLost is a gap record: the camera's frame never reached the
+	// merger (lost in a bus outage, or refused by the scheduler), so the
+	// result has no outputs and its plan only camera and seq; CapturedAt
+	// is the next frame's (the lost frame's own is unknown).
+	PartialLost PartialReason = "lost"
+)
 
 // Heartbeat is a model worker's periodic sign of life, on
 // mlink.health.<model>. The scheduler predicts a model whose workers are

@@ -162,7 +162,8 @@ var (
 )
 
 func observeResult(obs Observer, m *nats.Msg) {
-	if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
+	// A gap record (a frame lost on the way) is no evidence for a policy.
+	if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil && r.Reason != pipeline.PartialLost {
 		obs.ObserveResult(r)
 	}
 }

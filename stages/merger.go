@@ -92,8 +92,8 @@ type MergerStats struct {
 	LateOutputs atomic.Int64
 	BadMessages atomic.Int64
 	Evicted     atomic.Int64
-	// Gaps counts seqs given up: no plan arrived for them while later
-	// frames waited.
+	// Gaps counts gap records: seqs given up because no plan arrived for
+	// them while later frames waited.
 	Gaps atomic.Int64
 }
 
@@ -400,11 +400,14 @@ func (m *Merger) emitHead(camera string, c *cameraState, expiring bool) {
 		}
 		k := frameKey{camera, seq}
 		j := m.pending[k]
-		complete := j.complete()
-		if !complete && !(expiring && now.Sub(j.first) >= m.deadline) {
-			break
+		reason := pipeline.PartialReason("")
+		if !j.complete() {
+			if !expiring || now.Sub(j.first) < m.deadline {
+				break
+			}
+			reason = pipeline.PartialDeadline
 		}
-		m.emit(k, j, !complete)
+		m.emit(k, j, reason)
 		c.order = c.order[1:]
 	}
 }
@@ -435,8 +438,7 @@ func (m *Merger) evictOverflow() {
 		n := 0
 		for n < len(c.order) && c.order[n] <= oldest.seq {
 			k := frameKey{oldest.camera, c.order[n]}
-			j := m.pending[k]
-			m.emit(k, j, !j.complete())
+			m.emit(k, m.pending[k], pipeline.PartialEvicted)
 			n++
 		}
 		c.order = c.order[n:]
@@ -449,19 +451,27 @@ func (m *Merger) flushAll() {
 	for camera, c := range m.cams {
 		for _, seq := range c.order {
 			k := frameKey{camera, seq}
-			m.emit(k, m.pending[k], !m.pending[k].complete())
+			m.emit(k, m.pending[k], pipeline.PartialStopped)
 		}
 		c.order = nil
 	}
 }
 
-func (m *Merger) emit(k frameKey, j *joining, partial bool) {
+// emit publishes a frame's result; reason is empty for a complete one, and
+// a complete frame the evicted or stopped merger emits stays complete.
+func (m *Merger) emit(k frameKey, j *joining, reason pipeline.PartialReason) {
 	delete(m.pending, k)
+	if j.complete() {
+		reason = ""
+	}
+	partial := reason != ""
 	c := m.cams[k.camera]
 	if k.seq >= c.next {
 		if gap := k.seq - c.next; gap > 0 {
-			m.stats.Gaps.Add(int64(gap))
-			m.log.Debug().Str("camera", k.camera).Uint64("from", c.next).Uint64("seqs", gap).Msg("no plan for seqs: given up")
+			m.log.Debug().Str("camera", k.camera).Uint64("from", c.next).Uint64("seqs", gap).Msg("no plan for seqs: gap records")
+			for seq := c.next; seq < k.seq; seq++ {
+				m.emitGap(k.camera, seq, j.plan.CapturedAt)
+			}
 		}
 		c.next, c.progress = k.seq+1, m.now()
 	}
@@ -472,6 +482,7 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 		Outputs:    make(map[string]*pipeline.Output, len(j.outputs)),
 		Plan:       *j.plan,
 		Partial:    partial,
+		Reason:     reason,
 	}
 	res.Plan.Token = "" // dead once the frame is out
 	last := c.last
@@ -489,22 +500,40 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 	}
 	assemble.UpdateLast(last, j.plan, res.Outputs)
 	res.LatencyMS = float64(m.now().Sub(j.plan.CapturedAt).Microseconds()) / 1000
+	if m.publish(res) && partial {
+		m.stats.Partial.Add(1)
+		m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Strs("missing", res.Missing).Str("reason", string(reason)).Msg("partial result")
+	}
+}
+
+// emitGap publishes the gap record of a seq no plan came for: every frame
+// a camera published gets a result, even one lost on the way.
+func (m *Merger) emitGap(camera string, seq uint64, next time.Time) {
+	res := &pipeline.Result{
+		Camera: camera, Seq: seq, CapturedAt: next,
+		Outputs: map[string]*pipeline.Output{},
+		Plan:    pipeline.Plan{Camera: camera, Seq: seq},
+		Partial: true, Reason: pipeline.PartialLost,
+	}
+	if m.publish(res) {
+		m.stats.Gaps.Add(1)
+	}
+}
+
+func (m *Merger) publish(res *pipeline.Result) bool {
 	data, err := pipeline.Marshal(res)
 	if err != nil {
 		m.stats.BadMessages.Add(1)
-		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Msg("cannot encode result")
-		return
+		m.log.Error().Err(err).Str("camera", res.Camera).Uint64("seq", res.Seq).Msg("cannot encode result")
+		return false
 	}
-	msg := nats.NewMsg(pipeline.ResultsSubject(k.camera))
-	msg.Header.Set(pipeline.HeaderSeq, strconv.FormatUint(k.seq, 10))
+	msg := nats.NewMsg(pipeline.ResultsSubject(res.Camera))
+	msg.Header.Set(pipeline.HeaderSeq, strconv.FormatUint(res.Seq, 10))
 	msg.Data = data
 	if err := m.nc.PublishMsg(msg); err != nil {
-		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Msg("publish result")
-		return
+		m.log.Error().Err(err).Str("camera", res.Camera).Uint64("seq", res.Seq).Msg("publish result")
+		return false
 	}
 	m.stats.Results.Add(1)
-	if partial {
-		m.stats.Partial.Add(1)
-		m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Strs("missing", res.Missing).Msg("partial result")
-	}
+	return true
 }

@@ -110,8 +110,12 @@ func TestTemporalTargetsGetTheirLastExactOutput(t *testing.T) {
 		plan(&pipeline.Plan{Camera: "cam", Seq: seq, Exact: []string{"a"}, Predicted: []string{"b", "c"}, Temporal: []string{"b"}, CapturedAt: time.Now(), Token: testToken("cam", seq)})
 		out(output("cam", seq, "a", 1))
 	}
-	waitFor(t, 5*time.Second, "results 2 and 4", func() bool { return len(sink.get()) == 3 })
-	for i, want := range map[int]float64{1: 11, 2: 13} { // 10 + age 1, 10 + age 3
+	// Seq 3 never comes: its gap record comes before 4.
+	waitFor(t, 5*time.Second, "results 2, 3 (a gap record) and 4", func() bool { return len(sink.get()) == 4 })
+	if g := sink.get()[2]; g.Seq != 3 || !g.Partial || g.Reason != pipeline.PartialLost || len(g.Outputs) != 0 {
+		t.Fatalf("result #3: %+v, want a gap record", g)
+	}
+	for i, want := range map[int]float64{1: 11, 3: 13} { // 10 + age 1, 10 + age 3
 		r := sink.get()[i]
 		if o := r.Outputs["b"]; o == nil || o.Source != pipeline.SourcePredicted || o.Value[0] != want {
 			t.Fatalf("#%d b: %+v, want temporal %v", r.Seq, o, want)

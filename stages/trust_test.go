@@ -42,6 +42,8 @@ type trustPipeline struct {
 	merger   *Merger
 	worker   *ModelWorker
 	camera   *ingest.Camera
+	// stopCamera stops the camera alone (the rest runs on).
+	stopCamera context.CancelFunc
 
 	mu      sync.Mutex
 	results []*pipeline.Result
@@ -49,9 +51,16 @@ type trustPipeline struct {
 
 func startTrustPipeline(t *testing.T) *trustPipeline {
 	t.Helper()
-	needFile(t, vtestPath, "apt-get install opencv-doc")
 	srv := startBus(t)
-	p := &trustPipeline{attacker: connect(t, srv)}
+	return startPipeline(t, func(string) *nats.Conn { return connect(t, srv) }, 2*time.Second)
+}
+
+// startPipeline runs the pipeline with connections from dial (one per
+// stage, named) and the merger's deadline.
+func startPipeline(t *testing.T, dial func(name string) *nats.Conn, deadline time.Duration) *trustPipeline {
+	t.Helper()
+	needFile(t, vtestPath, "apt-get install opencv-doc")
+	p := &trustPipeline{attacker: dial("attacker")}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -65,7 +74,7 @@ func startTrustPipeline(t *testing.T) *trustPipeline {
 		}()
 	}
 
-	obs := connect(t, srv)
+	obs := dial("observer")
 	if _, err := obs.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
 		r, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
@@ -82,13 +91,13 @@ func startTrustPipeline(t *testing.T) *trustPipeline {
 		t.Fatal(err)
 	}
 
-	p.merger = NewMerger(connect(t, srv), pipeline.MergerConfig{Deadline: 2 * time.Second, MaxPending: 256}, zerolog.Nop())
+	p.merger = NewMerger(dial("merger"), pipeline.MergerConfig{Deadline: deadline, MaxPending: 256}, zerolog.Nop())
 	p.merger.OnlyCameras([]pipeline.CameraConfig{{ID: "plaza"}})
 	run("merger", p.merger.Run)
 	<-p.merger.Ready()
 
 	spec := &pipeline.ModelSpec{Name: "motion", Backend: pipeline.BackendMOG2, Output: pipeline.TypeClass, Workers: 1, Queue: 8}
-	w, err := NewModelWorker(connect(t, srv), spec, func(s *pipeline.ModelSpec) (vision.Backend, error) { return opencv.NewMOG2(s) }, zerolog.Nop())
+	w, err := NewModelWorker(dial("worker"), spec, func(s *pipeline.ModelSpec) (vision.Backend, error) { return opencv.NewMOG2(s) }, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,18 +109,20 @@ func startTrustPipeline(t *testing.T) *trustPipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched := scheduler.New(connect(t, srv), policy, zerolog.Nop())
+	sched := scheduler.New(dial("scheduler"), policy, zerolog.Nop())
 	run("scheduler", sched.Run)
 	<-sched.Ready()
 
 	cam, err := ingest.NewCamera(pipeline.CameraConfig{
 		ID: "plaza", Source: pipeline.SourceFile, URL: vtestPath, Realtime: true, Loop: true, Width: 320,
-	}, pipeline.IngestConfig{}, connect(t, srv), zerolog.Nop())
+	}, pipeline.IngestConfig{}, dial("camera"), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.camera = cam
-	run("camera", func(ctx context.Context) error { return cam.Run(ctx, 0) })
+	camCtx, stopCamera := context.WithCancel(ctx)
+	p.stopCamera = stopCamera
+	run("camera", func(context.Context) error { return cam.Run(camCtx, 0) })
 	p.waitResults(t, 3)
 	return p
 }

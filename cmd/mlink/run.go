@@ -187,7 +187,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if a.srv != nil {
 			nc, err = a.srv.Connect("mlink-" + name)
 		} else {
-			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second)
+			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second, pipeline.WithLogger(log))
 		}
 		if err == nil {
 			a.conns = append(a.conns, nc)
