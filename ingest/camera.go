@@ -93,7 +93,7 @@ func NewCamera(cfg pipeline.CameraConfig, icfg pipeline.IngestConfig, nc *nats.C
 	if err := pipeline.ValidName(cfg.ID); err != nil {
 		return nil, fmt.Errorf("camera id: %w", err)
 	}
-	src, err := NewSource(cfg)
+	src, err := newSource(cfg, icfg)
 	if err != nil {
 		return nil, err
 	}

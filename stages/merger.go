@@ -128,8 +128,13 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 
 // OnlyCameras restricts the merger to the configured cameras: plans and
 // outputs of any other camera are rejected, so made-up camera names
-// cannot grow its state. Call before Run.
+// cannot grow its state. An empty list restricts nothing (a valid config
+// has cameras; tests that publish frames themselves may have none). Call
+// before Run.
 func (m *Merger) OnlyCameras(cams []pipeline.CameraConfig) {
+	if len(cams) == 0 {
+		return
+	}
 	m.known = make(map[string]bool, len(cams))
 	for _, c := range cams {
 		m.known[c.ID] = true

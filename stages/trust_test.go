@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,6 +178,26 @@ func (p *trustPipeline) checkIntact(t *testing.T, from uint64, spoiled ...uint64
 			t.Errorf("result %d carries a forged output", r.Seq)
 		}
 	}
+}
+
+// rssBytes is the process's resident memory.
+func rssBytes(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
 
 func contains(s []uint64, v uint64) bool {
@@ -356,6 +377,7 @@ func TestOversizedAndMislabelledFramesAreNotDecoded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	rssBefore := rssBytes(t)
 	for range 3 {
 		send(bomb, 12000, 12000) // honest headers, over the limit
 		send(bomb, w, h)         // headers that lie about the JPEG
@@ -365,6 +387,12 @@ func TestOversizedAndMislabelledFramesAreNotDecoded(t *testing.T) {
 	waitReject(t, rejects, pipeline.RejectFrameTooLarge, 6)
 	waitReject(t, rejects, pipeline.RejectSizeMismatch, 1)
 	p.waitResults(t, 10)
+	// Decoded, each bomb is 432 MB of BGR: three took RSS to 1.5 GB on main.
+	grew := rssBytes(t) - rssBefore
+	t.Logf("RSS %d MB before the bombs, %+d MB after", rssBefore>>20, grew>>20)
+	if grew > 200<<20 {
+		t.Errorf("RSS grew by %d MB: a bomb was decoded", grew>>20)
+	}
 	// Every frame the worker decoded since is a real one with a result.
 	if got, real := p.worker.Stats().Frames.Load()-decoded, len(p.get()); got > int64(real) {
 		t.Errorf("the worker ran %d frames, more than the real ones", got)

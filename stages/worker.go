@@ -258,14 +258,15 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 
 // checkFrameSize checks a frame's JPEG header against maxPixels and the
 // frame's Mlink-Width/Height (which the bus always carries; EXIF
-// orientation may swap them).
+// orientation may swap them). A body that is no JPEG at all is left to
+// the decoder, which answers it as a corrupt frame.
 func checkFrameSize(f *pipeline.Frame, maxPixels int) (pipeline.RejectReason, error) {
 	w, h, err := pipeline.CheckJPEG(f.JPEG, maxPixels)
 	switch {
 	case errors.Is(err, pipeline.ErrFrameTooLarge):
 		return pipeline.RejectFrameTooLarge, err
 	case err != nil:
-		return pipeline.RejectMalformed, err
+		return "", nil // not a JPEG: the decoder reports it as a corrupt frame
 	case f.Width > 0 && f.Height > 0 && (w != f.Width || h != f.Height) && (h != f.Width || w != f.Height):
 		return pipeline.RejectSizeMismatch, fmt.Errorf("the JPEG is %d×%d, the frame's headers say %d×%d", w, h, f.Width, f.Height)
 	}
