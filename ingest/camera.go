@@ -40,6 +40,9 @@ type CameraStats struct {
 	// InFlightTimeouts counts frames whose result never came back within
 	// IngestConfig.InFlightTimeout.
 	InFlightTimeouts uint64
+	// InFlightReleased counts in-flight frames whose slots were released
+	// when the NATS connection came back from an outage.
+	InFlightReleased uint64
 	// InFlight is the number of published frames awaiting their result.
 	InFlight int
 	// LastSeq is the seq of the last published frame.
@@ -47,7 +50,11 @@ type CameraStats struct {
 	// FPS is the publish rate over the last few seconds.
 	FPS float64
 	// Connected reports whether the source is open.
-	Connected   bool
+	Connected bool
+	// Stalled reports a live source that is open but has delivered no
+	// frame for StallAfter (a hung camera); Stalls counts such stalls.
+	Stalled     bool
+	Stalls      uint64
 	LastError   string
 	LastErrorAt time.Time
 }
@@ -70,6 +77,9 @@ type Camera struct {
 
 	running atomic.Bool
 	seq     uint64 // last published seq; owned by the publish loop
+	// lastFrame is when the source last delivered a frame (Unix ns; 0:
+	// not streaming), for the stall watchdog.
+	lastFrame atomic.Int64
 
 	mu    sync.Mutex
 	stats CameraStats
@@ -83,7 +93,7 @@ func NewCamera(cfg pipeline.CameraConfig, icfg pipeline.IngestConfig, nc *nats.C
 	if err := pipeline.ValidName(cfg.ID); err != nil {
 		return nil, fmt.Errorf("camera id: %w", err)
 	}
-	src, err := NewSource(cfg)
+	src, err := newSource(cfg, icfg)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +212,13 @@ func (c *Camera) Run(ctx context.Context, maxFrames int) error {
 		defer slot.close()
 		c.capture(runCtx, slot)
 	}()
+	if c.live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.watchStalls(runCtx)
+		}()
+	}
 
 	err = c.publishLoop(runCtx, slot, maxFrames)
 	cancel()
@@ -285,6 +302,7 @@ func (c *Camera) capture(ctx context.Context, slot *latestSlot) {
 				break
 			}
 			badStreak = 0
+			c.frameArrived(at)
 			// The first frame, not a successful Open, ends a failure streak:
 			// a source that opens and then fails at once keeps backing off.
 			if failures > 0 || !hadFrames {
@@ -331,7 +349,80 @@ func (c *Camera) closeSource() {
 	if err := c.src.Close(); err != nil {
 		c.log.Debug().Err(err).Msg("close source")
 	}
-	c.setConnected(false)
+	c.lastFrame.Store(0)
+	c.mu.Lock()
+	c.stats.Connected, c.stats.Stalled = false, false // closed, no longer stalled
+	c.mu.Unlock()
+}
+
+// StallAfter is how long a live source may deliver no frame before it is
+// reported stalled (at least three frame intervals of its native rate).
+// A blocking read cannot be interrupted safely (OpenCV's capture is not
+// safe to close while it reads), so the stall is reported here and the
+// source reopened once its read gives up: for RTSP, FFmpeg's socket
+// timeout (2 s, see FFmpegCaptureOptions) three times over, ~6.4 s after
+// the last frame.
+const StallAfter = 2 * time.Second
+
+// stallPoll is how often the watchdog looks.
+const stallPoll = 100 * time.Millisecond
+
+func (c *Camera) stallAfter() time.Duration {
+	if fps := c.src.NativeFPS(); fps > 0 {
+		return max(StallAfter, time.Duration(3*float64(time.Second)/fps))
+	}
+	return StallAfter
+}
+
+// frameArrived records a frame from the source; a stall ends with a
+// frame that comes within StallAfter of the one before. A single late
+// frame does not end it: FFmpeg hands over a frame it still held each
+// time its read times out during a stall (measured: two, 2 s apart).
+func (c *Camera) frameArrived(at time.Time) {
+	prev := c.lastFrame.Swap(at.UnixNano())
+	if prev == 0 || at.Sub(time.Unix(0, prev)) >= c.stallAfter() {
+		return
+	}
+	c.mu.Lock()
+	was := c.stats.Stalled
+	c.stats.Stalled = false
+	c.mu.Unlock()
+	if was {
+		c.log.Info().Msg("source delivers frames again")
+	}
+}
+
+// watchStalls reports a live source that is open but silent, until ctx ends.
+func (c *Camera) watchStalls(ctx context.Context) {
+	tick := time.NewTicker(stallPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		last := c.lastFrame.Load()
+		if last == 0 {
+			continue
+		}
+		silent := time.Since(time.Unix(0, last))
+		if silent < c.stallAfter() {
+			continue
+		}
+		c.mu.Lock()
+		report := !c.stats.Stalled && c.stats.Connected && c.lastFrame.Load() == last
+		if report {
+			c.stats.Stalled = true
+			c.stats.Stalls++
+			c.stats.LastError = fmt.Sprintf("source stalled: no frame for %s", silent.Round(time.Millisecond))
+			c.stats.LastErrorAt = time.Now()
+		}
+		c.mu.Unlock()
+		if report {
+			c.log.Warn().Dur("silent", silent).Msg("source stalled: open but no frames; it is reopened when its read times out")
+		}
+	}
 }
 
 // publishLoop takes a credit, then the newest frame, and publishes it.
@@ -339,7 +430,13 @@ func (c *Camera) publishLoop(ctx context.Context, slot *latestSlot, maxFrames in
 	limit := newFPSCap(c.cfg.FPS)
 	published := 0
 	for {
-		expired, err := c.credits.acquire(ctx)
+		expired, released, err := c.credits.acquire(ctx, c.reconnects)
+		if released > 0 {
+			c.mu.Lock()
+			c.stats.InFlightReleased += uint64(released)
+			c.mu.Unlock()
+			c.log.Info().Int("frames", released).Msg("NATS reconnected: releasing the in-flight slots of frames sent before the outage")
+		}
 		if expired > 0 {
 			c.mu.Lock()
 			c.stats.InFlightTimeouts += uint64(expired)
@@ -380,6 +477,9 @@ func (c *Camera) publishLoop(ctx context.Context, slot *latestSlot, maxFrames in
 		}
 	}
 }
+
+// reconnects is the camera's connection's reconnect count.
+func (c *Camera) reconnects() uint64 { return c.nc.Stats().Reconnects }
 
 // publishRetrying publishes f. While the NATS client is reconnecting and its
 // buffer is full, a file's frame is retried rather than lost; a live

@@ -95,6 +95,8 @@ type creditWindow struct {
 	mu       sync.Mutex
 	inFlight map[uint64]time.Time // seq -> publish time
 	freed    chan struct{}        // signalled when a credit comes back
+	// reconnects is the connection's reconnect count last seen by acquire.
+	reconnects uint64
 }
 
 func newCreditWindow(max int, timeout time.Duration) *creditWindow {
@@ -106,11 +108,27 @@ func newCreditWindow(max int, timeout time.Duration) *creditWindow {
 	}
 }
 
+// reconnectPoll is how often a waiting acquire checks whether the NATS
+// connection came back from an outage.
+const reconnectPoll = 100 * time.Millisecond
+
 // acquire waits until a credit is free and returns how many in-flight
-// frames it expired meanwhile. Only one goroutine (the publish loop)
-// acquires, so a free credit cannot be taken between acquire and add.
-func (w *creditWindow) acquire(ctx context.Context) (expired int, err error) {
+// frames it expired meanwhile, and how many it released because the
+// connection reconnected (reconnects, when set, counts the connection's
+// reconnects). Frames in flight across an outage have most likely lost
+// their plan, outputs or result on the way (a subscriber's interest is
+// gone while the server is away), and the merger gives them gap records:
+// waiting for their timeout would stall the camera for in_flight_timeout
+// after every outage. Only one goroutine (the publish loop) acquires, so a
+// free credit cannot be taken between acquire and add.
+func (w *creditWindow) acquire(ctx context.Context, reconnects func() uint64) (expired, released int, err error) {
 	for {
+		if reconnects != nil {
+			if n := reconnects(); n != w.reconnects {
+				w.reconnects = n
+				released += w.releaseAll()
+			}
+		}
 		w.mu.Lock()
 		now := time.Now()
 		oldest := now
@@ -125,18 +143,31 @@ func (w *creditWindow) acquire(ctx context.Context) (expired int, err error) {
 		free := len(w.inFlight) < w.max
 		w.mu.Unlock()
 		if free {
-			return expired, nil
+			return expired, released, nil
 		}
-		timer := time.NewTimer(oldest.Add(w.timeout).Sub(now))
+		wait := oldest.Add(w.timeout).Sub(now)
+		if reconnects != nil {
+			wait = min(wait, reconnectPoll)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-w.freed:
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return expired, ctx.Err()
+			return expired, released, ctx.Err()
 		}
 		timer.Stop()
 	}
+}
+
+// releaseAll returns every credit and reports how many there were.
+func (w *creditWindow) releaseAll() int {
+	w.mu.Lock()
+	n := len(w.inFlight)
+	clear(w.inFlight)
+	w.mu.Unlock()
+	return n
 }
 
 // add takes a credit for seq; call it before publishing so that a result

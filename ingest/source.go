@@ -60,6 +60,12 @@ type Source interface {
 // NewSource builds the source a camera config describes. It checks the
 // config but does not connect.
 func NewSource(cfg pipeline.CameraConfig) (Source, error) {
+	return newSource(cfg, pipeline.IngestConfig{})
+}
+
+// newSource is NewSource with the settings shared by all cameras (the
+// frame size limit of MJPEG parts).
+func newSource(cfg pipeline.CameraConfig, icfg pipeline.IngestConfig) (Source, error) {
 	switch cfg.Source {
 	case pipeline.SourceFile:
 		if cfg.URL == "" {
@@ -69,7 +75,7 @@ func NewSource(cfg pipeline.CameraConfig) (Source, error) {
 	case pipeline.SourceRTSP:
 		return NewRTSPSource(cfg.URL)
 	case pipeline.SourceHTTP:
-		return NewMJPEGSource(cfg.URL, MJPEGOptions{})
+		return NewMJPEGSource(cfg.URL, MJPEGOptions{MaxFramePixels: icfg.MaxFramePixels})
 	case pipeline.SourceDevice:
 		idx, err := strconv.Atoi(cfg.URL)
 		if err != nil || idx < 0 {

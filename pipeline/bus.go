@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // EmbeddedServer is a NATS server (JetStream on) run inside the mlink
@@ -70,7 +71,9 @@ func (e *EmbeddedServer) ClientURL() string { return e.srv.ClientURL() }
 // Connect opens an in-process connection: no TCP hop for the stages that
 // run in the server's own process.
 func (e *EmbeddedServer) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.Name(name), nats.InProcessServer(e.srv), nats.MaxReconnects(-1))
+	opts := append([]nats.Option{nats.Name(name), nats.InProcessServer(e.srv), nats.MaxReconnects(-1)},
+		connectionHandlers(name, connOptions{log: zerolog.Nop(), events: Bus})...)
+	nc, err := nats.Connect("", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s to embedded NATS: %w", name, err)
 	}
@@ -85,17 +88,24 @@ func (e *EmbeddedServer) Shutdown() {
 
 // Connect opens a connection to an external NATS server. It retries the
 // first connection for up to wait so that mlink can start before its server.
-func Connect(url, name string, wait time.Duration) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+// The connection reconnects for ever; its disconnects, reconnects and
+// asynchronous errors are counted (in Bus unless WithEvents) and, with
+// WithLogger, logged.
+func Connect(url, name string, wait time.Duration, opts ...ConnOption) (*nats.Conn, error) {
+	o := connOptions{log: zerolog.Nop(), events: Bus}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	natsOpts := append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.RetryOnFailedConnect(false),
-	)
+		nats.ReconnectWait(250 * time.Millisecond),
+	}, connectionHandlers(name, o)...)
+	nc, err := nats.Connect(url, natsOpts...)
 	deadline := time.Now().Add(wait)
 	for err != nil && time.Now().Before(deadline) {
 		time.Sleep(250 * time.Millisecond)
-		nc, err = nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		nc, err = nats.Connect(url, natsOpts...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("connect %s to NATS at %s: %w (is the server running? check nats.url or --nats)", name, url, err)

@@ -17,6 +17,7 @@ const (
 	HeaderWidth      = "Mlink-Width"
 	HeaderHeight     = "Mlink-Height"
 	HeaderProfiling  = "Mlink-Profiling"
+	HeaderToken      = "Mlink-Token" // the frame's plan token (infer messages)
 )
 
 // FrameMsg encodes a frame as a NATS message on subject: the JPEG in the
@@ -30,6 +31,9 @@ func FrameMsg(subject string, f *Frame) *nats.Msg {
 	m.Header.Set(HeaderHeight, strconv.Itoa(f.Height))
 	if f.Profiling {
 		m.Header.Set(HeaderProfiling, "1")
+	}
+	if f.Token != "" {
+		m.Header.Set(HeaderToken, f.Token)
 	}
 	m.Data = f.JPEG
 	return m
@@ -63,6 +67,7 @@ func DecodeFrame(m *nats.Msg) (*Frame, error) {
 		return nil, fmt.Errorf("frame %s/%d: bad %s header: %w", f.Camera, f.Seq, HeaderHeight, err)
 	}
 	f.Profiling = m.Header.Get(HeaderProfiling) == "1"
+	f.Token = m.Header.Get(HeaderToken)
 	if len(f.JPEG) == 0 {
 		return nil, fmt.Errorf("frame %s/%d: empty body", f.Camera, f.Seq)
 	}

@@ -63,6 +63,11 @@ type IngestConfig struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// InFlightTimeout releases a frame's slot when its result never comes.
 	InFlightTimeout time.Duration `yaml:"in_flight_timeout"`
+	// MaxFramePixels bounds the frames mlink decodes (width × height, from
+	// the JPEG's own header, checked before decoding): MJPEG parts and the
+	// frames model workers take from the bus. Default DefaultMaxFramePixels
+	// (2^25, 8K fits), which is also the most allowed.
+	MaxFramePixels int `yaml:"max_frame_pixels"`
 }
 
 // EmbeddedListen is the embedded server's default address: not NATS's 4222,
@@ -388,6 +393,9 @@ func (c *Config) EnsureDefaults() {
 	if c.Ingest.InFlightTimeout == 0 {
 		c.Ingest.InFlightTimeout = 30 * time.Second
 	}
+	if c.Ingest.MaxFramePixels == 0 {
+		c.Ingest.MaxFramePixels = DefaultMaxFramePixels
+	}
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
 		if cam.JPEGQuality == 0 {
@@ -525,6 +533,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.MaxInFlight < 1 {
 		p.add("ingest.max_in_flight: must be at least 1, got %d", c.Ingest.MaxInFlight)
+	}
+	if c.Ingest.MaxFramePixels < 1 || c.Ingest.MaxFramePixels > DefaultMaxFramePixels {
+		p.add("ingest.max_frame_pixels: must be within 1..%d, got %d", DefaultMaxFramePixels, c.Ingest.MaxFramePixels)
 	}
 	if len(c.Cameras) == 0 {
 		p.add("cameras: at least one camera is needed")

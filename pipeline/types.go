@@ -118,6 +118,10 @@ type Output struct {
 	// Error is set when the model could not produce an output for this frame
 	// (corrupt frame, model failure, worker overloaded). Value is then empty.
 	Error string `json:"error,omitempty"`
+	// Token echoes the frame's plan token (see NewToken): the merger takes
+	// an output only with the token of the frame's outstanding plan. It is
+	// cleared once checked, so results do not carry it.
+	Token string `json:"token,omitempty"`
 }
 
 // Count returns the output's count (Value[0]) and whether it has one.
@@ -157,6 +161,9 @@ type Frame struct {
 	// Profiling marks a frame on which every model runs (set by the scheduler
 	// on infer messages).
 	Profiling bool
+	// Token is the frame's plan token (set by the scheduler on infer
+	// messages), echoed by workers in their outputs.
+	Token string
 }
 
 // Plan is the scheduler's decision for one frame: which models execute,
@@ -182,6 +189,9 @@ type Plan struct {
 	// ensembles over the always-run models, so on a frame where a rotating
 	// model also runs its output is not among them.
 	Sources []string `json:"sources,omitempty"`
+	// Token is the frame's unguessable token (NewToken): the merger accepts
+	// only outputs that echo it. Results carry their plan without it.
+	Token string `json:"token,omitempty"`
 	// Tracked lists the reused detectors whose last exact boxes are carried
 	// along their recent motion (assemble.Track) rather than reused as
 	// they are: the policy measured tracking to beat plain reuse for them.
@@ -216,12 +226,31 @@ type Result struct {
 	Outputs    map[string]*Output `json:"outputs"`
 	Plan       Plan               `json:"plan"`
 	// Partial is true when the merger's deadline passed before every planned
-	// output arrived; Missing lists them.
-	Partial bool     `json:"partial"`
-	Missing []string `json:"missing,omitempty"`
+	// output arrived; Missing lists them. Reason says why.
+	Partial bool          `json:"partial"`
+	Missing []string      `json:"missing,omitempty"`
+	Reason  PartialReason `json:"reason,omitempty"`
 	// LatencyMS is the time from capture to the result's emission.
 	LatencyMS float64 `json:"latency_ms"`
 }
+
+// PartialReason says why a result is partial.
+type PartialReason string
+
+const (
+	// PartialDeadline: planned outputs were still missing at the merger's
+	// deadline (a slow or failed worker, or outputs lost in a bus outage).
+	PartialDeadline PartialReason = "deadline"
+	// PartialEvicted: the merger's bound on frames being joined was reached.
+	PartialEvicted PartialReason = "evicted"
+	// PartialStopped: the merger stopped before the outputs came.
+	PartialStopped PartialReason = "stopped"
+	// PartialLost is a gap record: the camera's frame never reached the
+	// merger (lost in a bus outage, or refused by the scheduler), so the
+	// result has no outputs and its plan only camera and seq; CapturedAt
+	// is the next frame's (the lost frame's own is unknown).
+	PartialLost PartialReason = "lost"
+)
 
 // Heartbeat is a model worker's periodic sign of life, on
 // mlink.health.<model>. The scheduler predicts a model whose workers are
@@ -254,4 +283,6 @@ type PredictRequest struct {
 	// Last holds, for targets predicted with temporal links, the target's
 	// last exact output (its Seq gives the age).
 	Last map[string]*Output `json:"last,omitempty"`
+	// Token is the frame's plan token, echoed in the predicted outputs.
+	Token string `json:"token,omitempty"`
 }

@@ -162,7 +162,8 @@ var (
 )
 
 func observeResult(obs Observer, m *nats.Msg) {
-	if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
+	// A gap record (a frame lost on the way) is no evidence for a policy.
+	if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil && r.Reason != pipeline.PartialLost {
 		obs.ObserveResult(r)
 	}
 }
@@ -185,6 +186,10 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	// (periods, profiling windows) follows the stream.
 	plan := s.policy.Plan(FrameInfo{Camera: f.Camera, Seq: f.Seq, CapturedAt: f.CapturedAt})
 	plan.CapturedAt = f.CapturedAt
+	// The frame's token: workers echo it, the merger takes only outputs
+	// that carry it (a client that did not see the plan cannot guess it).
+	plan.Token = pipeline.NewToken()
+	f.Token = plan.Token
 	// The policy's profiling frames always run: links learn from them.
 	filtered := !send && !plan.Profiling
 	if filtered {

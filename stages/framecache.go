@@ -39,6 +39,9 @@ type decodedKey struct {
 	camera   string
 	seq      uint64
 	captured int64
+	// token keeps a forged frame (same camera and seq, another plan)
+	// from being served in place of the real one.
+	token string
 }
 
 type cachedFrame struct {
@@ -61,7 +64,7 @@ func (c *FrameCache) Stats() *FrameCacheStats { return &c.stats }
 // and the function to call when done with it (exactly once). The image
 // must not be written to.
 func (c *FrameCache) Acquire(f *pipeline.Frame) (gocv.Mat, func(), error) {
-	k := decodedKey{f.Camera, f.Seq, f.CapturedAt.UnixNano()}
+	k := decodedKey{f.Camera, f.Seq, f.CapturedAt.UnixNano(), f.Token}
 	c.mu.Lock()
 	e, ok := c.entries[k]
 	if ok {

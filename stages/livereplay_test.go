@@ -256,7 +256,7 @@ func serveTrace(t *testing.T, nc *nats.Conn, tr *replay.Trace) {
 				// A model that failed when the trace was recorded fails again.
 				out = pipeline.Output{Kind: typ.Kind(), Type: typ, Error: replay.NotRecorded}
 			}
-			out.Camera, out.Seq, out.Model, out.Source = f.Camera, f.Seq, model, pipeline.SourceExact
+			out.Camera, out.Seq, out.Model, out.Source, out.Token = f.Camera, f.Seq, model, pipeline.SourceExact, f.Token
 			data, err := pipeline.Marshal(&out)
 			if err == nil {
 				err = nc.Publish(pipeline.OutputsSubject(f.Camera, model), data)

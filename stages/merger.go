@@ -23,30 +23,66 @@ import (
 // at the deadline with the missing ones listed (partial). Results of one
 // camera are emitted in seq order. Memory is bounded: at most MaxPending
 // frames are joined at once; beyond that the oldest is emitted as partial.
+//
+// The bus is not trusted (see README, Reliability): the camera and model
+// come from the subject, a plan is taken only within SeqWindow of its
+// camera's next seq and must carry a token, and an output only with the
+// token of its frame's outstanding plan, from a model that plan names.
+// Every refusal is counted in Rejects.
 type Merger struct {
 	nc         *nats.Conn
 	deadline   time.Duration
 	maxPending int
 	log        zerolog.Logger
 	now        func() time.Time
+	rejects    *pipeline.Rejects
 
 	in    chan *nats.Msg
 	ready chan struct{}
 
 	mu      sync.Mutex
 	pending map[frameKey]*joining
-	// order holds, per camera, the seqs whose plan has arrived, ascending:
-	// results leave in this order.
-	order map[string][]uint64
-	// emitted is the highest seq emitted per camera; later outputs for it
-	// are late and dropped.
-	emitted map[string]uint64
-	// lastExact is each camera's latest exact output per model: what a
-	// frame whose plan reuses the model gets (frames leave in seq order, so
-	// it is the newest one before the frame).
-	lastExact map[string]*assemble.Last
+	cams    map[string]*cameraState
+	// known, when set, lists the configured cameras: state is kept only
+	// for them.
+	known map[string]bool
 
 	stats MergerStats
+}
+
+// SeqWindow is how far ahead of a camera's next expected seq a plan may
+// be. Genuine plans run at most ingest's in-flight window (plus frames lost
+// on the way) ahead; a forged seq far ahead would otherwise make every real
+// frame "late".
+const SeqWindow = 256
+
+// cameraState is what the merger keeps per configured camera.
+type cameraState struct {
+	// next is the seq the camera's results continue with: every seq below
+	// it has been emitted or given up. 0 until the camera's first plan.
+	next uint64
+	// order holds the seqs whose plan has arrived, ascending: results
+	// leave in this order.
+	order []uint64
+	// progress is when next last advanced: a gap before a waiting frame is
+	// given up only once no frame has filled it for gapWait.
+	progress time.Time
+	// accepted is when a plan was last accepted; interval the smoothed
+	// time between accepted plans (it sizes gapWait).
+	accepted time.Time
+	interval time.Duration
+	// last is the camera's latest exact output per model: what a frame
+	// whose plan reuses the model gets (frames leave in seq order, so it
+	// is the newest one before the frame).
+	last *assemble.Last
+}
+
+// gapWait is how long a missing seq may hold up the frames after it: long
+// enough for a camera's next frames to arrive (so that a forged frame
+// ahead of the stream does not make the real ones late), short enough that
+// a frame lost before the scheduler costs little.
+func (m *Merger) gapWait(c *cameraState) time.Duration {
+	return min(max(4*c.interval, 500*time.Millisecond), m.deadline)
 }
 
 // MergerStats counts what the merger did.
@@ -56,6 +92,9 @@ type MergerStats struct {
 	LateOutputs atomic.Int64
 	BadMessages atomic.Int64
 	Evicted     atomic.Int64
+	// Gaps counts gap records: seqs given up because no plan arrived for
+	// them while later frames waited.
+	Gaps atomic.Int64
 }
 
 type frameKey struct {
@@ -72,18 +111,33 @@ type joining struct {
 
 // NewMerger creates a merger; Run starts it.
 func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Merger {
+	l := pipeline.Component(log, "merger")
 	return &Merger{
 		nc:         nc,
 		deadline:   cfg.Deadline,
 		maxPending: cfg.MaxPending,
-		log:        pipeline.Component(log, "merger"),
+		log:        l,
 		now:        time.Now,
+		rejects:    pipeline.NewRejects(l, 0),
 		in:         make(chan *nats.Msg, 4096),
 		ready:      make(chan struct{}),
 		pending:    map[frameKey]*joining{},
-		order:      map[string][]uint64{},
-		emitted:    map[string]uint64{},
-		lastExact:  map[string]*assemble.Last{},
+		cams:       map[string]*cameraState{},
+	}
+}
+
+// OnlyCameras restricts the merger to the configured cameras: plans and
+// outputs of any other camera are rejected, so made-up camera names
+// cannot grow its state. An empty list restricts nothing (a valid config
+// has cameras; tests that publish frames themselves may have none). Call
+// before Run.
+func (m *Merger) OnlyCameras(cams []pipeline.CameraConfig) {
+	if len(cams) == 0 {
+		return
+	}
+	m.known = make(map[string]bool, len(cams))
+	for _, c := range cams {
+		m.known[c.ID] = true
 	}
 }
 
@@ -92,6 +146,9 @@ func (m *Merger) Ready() <-chan struct{} { return m.ready }
 
 // Stats returns the merger's counters.
 func (m *Merger) Stats() *MergerStats { return &m.stats }
+
+// Rejects returns the merger's counts of refused messages by reason.
+func (m *Merger) Rejects() *pipeline.Rejects { return m.rejects }
 
 // Run joins until ctx is done. On return every frame still pending has been
 // emitted as partial, so nothing planned is silently lost.
@@ -112,7 +169,7 @@ func (m *Merger) Run(ctx context.Context) error {
 		return fmt.Errorf("merger: flush subscriptions: %w", err)
 	}
 	close(m.ready)
-	tick := time.NewTicker(m.deadline / 10)
+	tick := time.NewTicker(min(m.deadline/10, 100*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
@@ -127,78 +184,179 @@ func (m *Merger) Run(ctx context.Context) error {
 	}
 }
 
-func (m *Merger) handle(msg *nats.Msg) {
-	switch {
-	case strings.HasPrefix(msg.Subject, "mlink.plan."):
-		plan, err := pipeline.Unmarshal[pipeline.Plan](msg.Data)
-		if err != nil {
-			m.stats.BadMessages.Add(1)
-			m.log.Warn().Err(err).Str("subject", msg.Subject).Msg("dropping bad plan")
-			return
-		}
-		m.AddPlan(plan)
-	default:
-		out, err := pipeline.Unmarshal[pipeline.Output](msg.Data)
-		if err != nil {
-			m.stats.BadMessages.Add(1)
-			m.log.Warn().Err(err).Str("subject", msg.Subject).Msg("dropping bad output")
-			return
-		}
-		m.AddOutput(out)
+// reject counts and logs (sampled) one refused message.
+func (m *Merger) reject(reason pipeline.RejectReason, subject string, err error) {
+	switch reason {
+	case pipeline.RejectMalformed:
+		m.stats.BadMessages.Add(1)
+	case pipeline.RejectLate:
+		m.stats.LateOutputs.Add(1)
 	}
+	m.rejects.Reject(reason, subject, err)
 }
 
-// AddPlan registers a frame's plan.
+var (
+	planPrefix   = strings.TrimSuffix(pipeline.AllPlans, "*")
+	outputPrefix = strings.TrimSuffix(pipeline.AllOutputs, "*.*")
+)
+
+// handle decodes a message and takes its camera (and model) from the
+// subject: the subject is what a NATS permission can restrict, the body is
+// whatever the publisher wrote.
+func (m *Merger) handle(msg *nats.Msg) {
+	if camera, ok := strings.CutPrefix(msg.Subject, planPrefix); ok {
+		plan, err := pipeline.Unmarshal[pipeline.Plan](msg.Data)
+		if err != nil {
+			m.reject(pipeline.RejectMalformed, msg.Subject, err)
+			return
+		}
+		if plan.Camera != camera {
+			m.reject(pipeline.RejectCameraMismatch, msg.Subject, fmt.Errorf("plan of camera %q", plan.Camera))
+			return
+		}
+		m.addPlan(plan, msg.Subject)
+		return
+	}
+	rest, _ := strings.CutPrefix(msg.Subject, outputPrefix)
+	camera, model, _ := strings.Cut(rest, ".")
+	out, err := pipeline.Unmarshal[pipeline.Output](msg.Data)
+	if err != nil {
+		m.reject(pipeline.RejectMalformed, msg.Subject, err)
+		return
+	}
+	if out.Camera != camera {
+		m.reject(pipeline.RejectCameraMismatch, msg.Subject, fmt.Errorf("output of camera %q", out.Camera))
+		return
+	}
+	if out.Model != model {
+		m.reject(pipeline.RejectModelMismatch, msg.Subject, fmt.Errorf("output of model %q", out.Model))
+		return
+	}
+	m.addOutput(out, msg.Subject)
+}
+
+// camera returns the state of a camera the merger keeps state for.
+func (m *Merger) camera(id string) (*cameraState, error) {
+	if m.known != nil && !m.known[id] {
+		return nil, fmt.Errorf("camera %q is not configured", id)
+	}
+	c := m.cams[id]
+	if c == nil {
+		c = &cameraState{last: assemble.NewLast()}
+		m.cams[id] = c
+	}
+	return c, nil
+}
+
+// AddPlan registers a frame's plan (its camera as the plan says: the
+// subscription checks that against the subject).
 func (m *Merger) AddPlan(plan *pipeline.Plan) {
+	m.addPlan(plan, pipeline.PlanSubject(plan.Camera))
+}
+
+func (m *Merger) addPlan(plan *pipeline.Plan, subject string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if plan.Seq <= m.emitted[plan.Camera] {
-		m.stats.LateOutputs.Add(1)
+	if plan.Token == "" {
+		m.reject(pipeline.RejectNoToken, subject, fmt.Errorf("plan %s/%d has no token", plan.Camera, plan.Seq))
+		return
+	}
+	c, err := m.camera(plan.Camera)
+	if err != nil {
+		m.reject(pipeline.RejectUnknownCamera, subject, err)
+		return
+	}
+	now := m.now()
+	if c.next == 0 {
+		// The camera's first plan since the merger started sets its place
+		// in the stream.
+		c.next, c.progress = plan.Seq, now
+	}
+	switch {
+	case plan.Seq < c.next || plan.Seq-c.next >= SeqWindow:
+		reason, what := pipeline.RejectLate, "already emitted"
+		if plan.Seq >= c.next {
+			reason, what = pipeline.RejectSeqOutOfWindow, fmt.Sprintf("more than %d ahead of the next seq %d", SeqWindow, c.next)
+		}
+		// A camera whose plans have all been refused for a deadline has
+		// restarted or jumped (a long outage, or a forged seq ahead that
+		// made the real ones look late): follow the stream again rather
+		// than stop the camera for good.
+		if len(c.order) == 0 && now.Sub(c.accepted) >= m.deadline {
+			m.log.Warn().Str("camera", plan.Camera).Uint64("from", c.next).Uint64("to", plan.Seq).
+				Msg("camera's seqs moved: following them")
+			c.next, c.progress = plan.Seq, now
+			break
+		}
+		m.reject(reason, subject, fmt.Errorf("plan %s/%d: %s", plan.Camera, plan.Seq, what))
 		return
 	}
 	k := frameKey{plan.Camera, plan.Seq}
-	j := m.entry(k)
-	j.plan = plan
-	q := m.order[plan.Camera]
+	if m.pending[k] != nil {
+		m.reject(pipeline.RejectDuplicatePlan, subject, fmt.Errorf("plan %s/%d is already being joined", plan.Camera, plan.Seq))
+		return
+	}
+	if !c.accepted.IsZero() {
+		d := now.Sub(c.accepted)
+		if c.interval == 0 {
+			c.interval = d
+		} else {
+			c.interval += (d - c.interval) / 8
+		}
+	}
+	c.accepted = now
+	j := &joining{plan: plan, outputs: map[string]*pipeline.Output{}, first: now}
+	m.pending[k] = j
 	// Plans of one camera arrive in order from the scheduler; insert sorted
 	// anyway so a reordering never stalls emission.
+	q := c.order
 	i := sort.Search(len(q), func(i int) bool { return q[i] >= plan.Seq })
-	if i == len(q) || q[i] != plan.Seq {
-		q = append(q, 0)
-		copy(q[i+1:], q[i:])
-		q[i] = plan.Seq
-	}
-	m.order[plan.Camera] = q
+	q = slices.Insert(q, i, plan.Seq)
+	c.order = q
 	m.requestPredictions(k, j)
-	m.emitReady(plan.Camera)
+	m.emitReady(plan.Camera, c)
 	m.evictOverflow()
 }
 
-// AddOutput registers one model's output for a frame.
+// AddOutput registers one model's output for a frame (its camera and model
+// as the output says: the subscription checks them against the subject).
 func (m *Merger) AddOutput(out *pipeline.Output) {
+	m.addOutput(out, pipeline.OutputsSubject(out.Camera, out.Model))
+}
+
+func (m *Merger) addOutput(out *pipeline.Output, subject string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if out.Seq <= m.emitted[out.Camera] {
-		m.stats.LateOutputs.Add(1)
+	c, err := m.camera(out.Camera)
+	if err != nil {
+		m.reject(pipeline.RejectUnknownCamera, subject, err)
 		return
 	}
 	k := frameKey{out.Camera, out.Seq}
-	j := m.entry(k)
-	j.outputs[out.Model] = out
-	if j.plan != nil {
-		m.requestPredictions(k, j)
-		m.emitReady(out.Camera)
-	}
-	m.evictOverflow()
-}
-
-func (m *Merger) entry(k frameKey) *joining {
 	j := m.pending[k]
-	if j == nil {
-		j = &joining{outputs: map[string]*pipeline.Output{}, first: m.now()}
-		m.pending[k] = j
+	switch {
+	case j == nil && out.Seq < c.next:
+		m.reject(pipeline.RejectLate, subject, fmt.Errorf("output %s/%d of %s: the frame's result is out", out.Camera, out.Seq, out.Model))
+		return
+	case j == nil:
+		// The scheduler publishes a frame's plan before the frame, so a
+		// genuine output never precedes its plan.
+		m.reject(pipeline.RejectNoPlan, subject, fmt.Errorf("output %s/%d of %s: no plan for the frame", out.Camera, out.Seq, out.Model))
+		return
+	case out.Token != j.plan.Token:
+		m.reject(pipeline.RejectBadToken, subject, fmt.Errorf("output %s/%d of %s: not the token of the frame's plan", out.Camera, out.Seq, out.Model))
+		return
+	case !slices.Contains(j.plan.Exact, out.Model) && !slices.Contains(j.plan.Predicted, out.Model):
+		m.reject(pipeline.RejectModelNotPlanned, subject, fmt.Errorf("output %s/%d of %s: the plan does not run or predict it", out.Camera, out.Seq, out.Model))
+		return
+	case j.outputs[out.Model] != nil:
+		m.reject(pipeline.RejectDuplicateOutput, subject, fmt.Errorf("output %s/%d of %s: the frame has it already", out.Camera, out.Seq, out.Model))
+		return
 	}
-	return j
+	out.Token = ""
+	j.outputs[out.Model] = out
+	m.requestPredictions(k, j)
+	m.emitReady(out.Camera, c)
 }
 
 // requestPredictions asks the link predictors for a frame's predicted
@@ -208,7 +366,8 @@ func (m *Merger) requestPredictions(k frameKey, j *joining) {
 		return
 	}
 	j.requested = true
-	req := assemble.Request(j.plan, j.outputs, m.lastExact[k.camera])
+	req := assemble.Request(j.plan, j.outputs, m.cams[k.camera].last)
+	req.Token = j.plan.Token
 	data, err := pipeline.Marshal(req)
 	if err == nil {
 		err = m.nc.Publish(pipeline.PredictSubject, data)
@@ -230,47 +389,41 @@ func (j *joining) complete() bool {
 }
 
 // emitReady emits the camera's complete frames from the head of its order.
-func (m *Merger) emitReady(camera string) {
-	q := m.order[camera]
-	for len(q) > 0 {
-		k := frameKey{camera, q[0]}
-		j := m.pending[k]
-		if !j.complete() {
+func (m *Merger) emitReady(camera string, c *cameraState) {
+	m.emitHead(camera, c, false)
+}
+
+// emitHead emits the camera's frames from the head of its order while they
+// may leave: complete, or (expiring) past their deadline; a gap before the
+// head is given up only once it has held the frames up for gapWait.
+func (m *Merger) emitHead(camera string, c *cameraState, expiring bool) {
+	now := m.now()
+	for len(c.order) > 0 {
+		seq := c.order[0]
+		if seq > c.next && now.Sub(c.progress) < m.gapWait(c) {
 			break
 		}
-		m.emit(k, j, false)
-		q = q[1:]
+		k := frameKey{camera, seq}
+		j := m.pending[k]
+		reason := pipeline.PartialReason("")
+		if !j.complete() {
+			if !expiring || now.Sub(j.first) < m.deadline {
+				break
+			}
+			reason = pipeline.PartialDeadline
+		}
+		m.emit(k, j, reason)
+		c.order = c.order[1:]
 	}
-	m.order[camera] = q
 }
 
 // expire emits frames whose deadline passed (and, to keep order, the frames
-// of the same camera before them), and forgets outputs that never got a plan.
+// of the same camera before them).
 func (m *Merger) expire() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	for camera, q := range m.order {
-		last := -1
-		for i, seq := range q {
-			if now.Sub(m.pending[frameKey{camera, seq}].first) >= m.deadline {
-				last = i
-			}
-		}
-		for _, seq := range q[:last+1] {
-			k := frameKey{camera, seq}
-			j := m.pending[k]
-			m.emit(k, j, !j.complete())
-		}
-		m.order[camera] = q[last+1:]
-		m.emitReady(camera)
-	}
-	for k, j := range m.pending {
-		if j.plan == nil && now.Sub(j.first) >= 2*m.deadline {
-			delete(m.pending, k)
-			m.stats.LateOutputs.Add(int64(len(j.outputs)))
-			m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Msg("outputs without a plan expired")
-		}
+	for camera, c := range m.cams {
+		m.emitHead(camera, c, true)
 	}
 }
 
@@ -285,40 +438,47 @@ func (m *Merger) evictOverflow() {
 			}
 		}
 		m.stats.Evicted.Add(1)
-		if oldestJ.plan == nil {
-			delete(m.pending, oldest)
-			continue
-		}
 		// Emit the camera's frames up to the evicted one, in order.
-		q := m.order[oldest.camera]
+		c := m.cams[oldest.camera]
 		n := 0
-		for n < len(q) && q[n] <= oldest.seq {
-			k := frameKey{oldest.camera, q[n]}
-			j := m.pending[k]
-			m.emit(k, j, !j.complete())
+		for n < len(c.order) && c.order[n] <= oldest.seq {
+			k := frameKey{oldest.camera, c.order[n]}
+			m.emit(k, m.pending[k], pipeline.PartialEvicted)
 			n++
 		}
-		m.order[oldest.camera] = q[n:]
+		c.order = c.order[n:]
 	}
 }
 
 func (m *Merger) flushAll() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for camera, q := range m.order {
-		for _, seq := range q {
+	for camera, c := range m.cams {
+		for _, seq := range c.order {
 			k := frameKey{camera, seq}
-			j := m.pending[k]
-			m.emit(k, j, !j.complete())
+			m.emit(k, m.pending[k], pipeline.PartialStopped)
 		}
-		delete(m.order, camera)
+		c.order = nil
 	}
 }
 
-func (m *Merger) emit(k frameKey, j *joining, partial bool) {
+// emit publishes a frame's result; reason is empty for a complete one, and
+// a complete frame the evicted or stopped merger emits stays complete.
+func (m *Merger) emit(k frameKey, j *joining, reason pipeline.PartialReason) {
 	delete(m.pending, k)
-	if k.seq > m.emitted[k.camera] {
-		m.emitted[k.camera] = k.seq
+	if j.complete() {
+		reason = ""
+	}
+	partial := reason != ""
+	c := m.cams[k.camera]
+	if k.seq >= c.next {
+		if gap := k.seq - c.next; gap > 0 {
+			m.log.Debug().Str("camera", k.camera).Uint64("from", c.next).Uint64("seqs", gap).Msg("no plan for seqs: gap records")
+			for seq := c.next; seq < k.seq; seq++ {
+				m.emitGap(k.camera, seq, j.plan.CapturedAt)
+			}
+		}
+		c.next, c.progress = k.seq+1, m.now()
 	}
 	res := &pipeline.Result{
 		Camera:     k.camera,
@@ -327,12 +487,10 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 		Outputs:    make(map[string]*pipeline.Output, len(j.outputs)),
 		Plan:       *j.plan,
 		Partial:    partial,
+		Reason:     reason,
 	}
-	last := m.lastExact[k.camera]
-	if last == nil {
-		last = assemble.NewLast()
-		m.lastExact[k.camera] = last
-	}
+	res.Plan.Token = "" // dead once the frame is out
+	last := c.last
 	// The frame's executed and predicted outputs came over the bus; the
 	// reused ones are the camera's last exact outputs before this frame.
 	for _, name := range j.plan.Models() {
@@ -347,22 +505,40 @@ func (m *Merger) emit(k frameKey, j *joining, partial bool) {
 	}
 	assemble.UpdateLast(last, j.plan, res.Outputs)
 	res.LatencyMS = float64(m.now().Sub(j.plan.CapturedAt).Microseconds()) / 1000
+	if m.publish(res) && partial {
+		m.stats.Partial.Add(1)
+		m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Strs("missing", res.Missing).Str("reason", string(reason)).Msg("partial result")
+	}
+}
+
+// emitGap publishes the gap record of a seq no plan came for: every frame
+// a camera published gets a result, even one lost on the way.
+func (m *Merger) emitGap(camera string, seq uint64, next time.Time) {
+	res := &pipeline.Result{
+		Camera: camera, Seq: seq, CapturedAt: next,
+		Outputs: map[string]*pipeline.Output{},
+		Plan:    pipeline.Plan{Camera: camera, Seq: seq},
+		Partial: true, Reason: pipeline.PartialLost,
+	}
+	if m.publish(res) {
+		m.stats.Gaps.Add(1)
+	}
+}
+
+func (m *Merger) publish(res *pipeline.Result) bool {
 	data, err := pipeline.Marshal(res)
 	if err != nil {
 		m.stats.BadMessages.Add(1)
-		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Msg("cannot encode result")
-		return
+		m.log.Error().Err(err).Str("camera", res.Camera).Uint64("seq", res.Seq).Msg("cannot encode result")
+		return false
 	}
-	msg := nats.NewMsg(pipeline.ResultsSubject(k.camera))
-	msg.Header.Set(pipeline.HeaderSeq, strconv.FormatUint(k.seq, 10))
+	msg := nats.NewMsg(pipeline.ResultsSubject(res.Camera))
+	msg.Header.Set(pipeline.HeaderSeq, strconv.FormatUint(res.Seq, 10))
 	msg.Data = data
 	if err := m.nc.PublishMsg(msg); err != nil {
-		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Msg("publish result")
-		return
+		m.log.Error().Err(err).Str("camera", res.Camera).Uint64("seq", res.Seq).Msg("publish result")
+		return false
 	}
 	m.stats.Results.Add(1)
-	if partial {
-		m.stats.Partial.Add(1)
-		m.log.Debug().Str("camera", k.camera).Uint64("seq", k.seq).Strs("missing", res.Missing).Msg("partial result")
-	}
+	return true
 }

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -61,12 +62,15 @@ func newTestMerger(t *testing.T, maxPending int) (*Merger, *resultSink, *fakeClo
 }
 
 func plan(camera string, seq uint64, models ...string) *pipeline.Plan {
-	return &pipeline.Plan{Camera: camera, Seq: seq, Policy: "all", Exact: models, CapturedAt: time.Unix(1000, 0)}
+	return &pipeline.Plan{Camera: camera, Seq: seq, Policy: "all", Exact: models, CapturedAt: time.Unix(1000, 0), Token: testToken(camera, seq)}
 }
 
 func output(camera string, seq uint64, model string, count float64) *pipeline.Output {
-	return &pipeline.Output{Camera: camera, Seq: seq, Model: model, Kind: pipeline.KindVector, Type: pipeline.TypeCount, Value: []float64{count}, Source: pipeline.SourceExact}
+	return &pipeline.Output{Camera: camera, Seq: seq, Model: model, Kind: pipeline.KindVector, Type: pipeline.TypeCount, Value: []float64{count}, Source: pipeline.SourceExact, Token: testToken(camera, seq)}
 }
+
+// testToken is the token the test helpers give a frame's plan and outputs.
+func testToken(camera string, seq uint64) string { return fmt.Sprintf("token-%s-%d", camera, seq) }
 
 func TestMergerEmitsCompleteFramesInOrder(t *testing.T) {
 	m, sink, _ := newTestMerger(t, 100)
@@ -226,5 +230,51 @@ func TestMergerFillsReusedModelsFromTheLastExactOutput(t *testing.T) {
 				t.Fatalf("camera b: %+v", y)
 			}
 		}
+	}
+}
+
+// A seq no plan comes for gets a gap record once the frames after it have
+// waited, so that every frame has a result.
+func TestMergerEmitsGapRecords(t *testing.T) {
+	m, sink, clock := newTestMerger(t, 100)
+	m.AddPlan(plan("a", 1, "x"))
+	m.AddOutput(output("a", 1, "x", 1))
+	m.AddPlan(plan("a", 4, "x"))
+	m.AddOutput(output("a", 4, "x", 4))
+	m.expire()
+	time.Sleep(50 * time.Millisecond)
+	if n := len(sink.get()); n != 1 {
+		t.Fatalf("%d results before the gap's wait, want 1", n)
+	}
+	clock.add(time.Second)
+	m.expire()
+	waitFor(t, 2*time.Second, "gap records and frame 4", func() bool { return len(sink.get()) == 4 })
+	for i, r := range sink.get() {
+		gap := r.Seq == 2 || r.Seq == 3
+		if r.Seq != uint64(i+1) || gap != (r.Reason == pipeline.PartialLost) || gap != r.Partial {
+			t.Errorf("result %d: seq %d partial %v reason %q", i, r.Seq, r.Partial, r.Reason)
+		}
+	}
+}
+
+// A camera whose seqs start again (a restarted ingest) is followed once
+// its plans have all been refused for a deadline, not refused for ever.
+func TestMergerFollowsARestartedCamera(t *testing.T) {
+	m, sink, clock := newTestMerger(t, 100)
+	for seq := uint64(100); seq < 103; seq++ {
+		m.AddPlan(plan("a", seq, "x"))
+		m.AddOutput(output("a", seq, "x", 1))
+	}
+	waitFor(t, 2*time.Second, "3 results", func() bool { return len(sink.get()) == 3 })
+	m.AddPlan(plan("a", 1, "x"))
+	if m.Rejects().Snapshot()[pipeline.RejectLate] != 1 {
+		t.Fatalf("rejects %v, want one late plan", m.Rejects().Snapshot())
+	}
+	clock.add(time.Second)
+	m.AddPlan(plan("a", 2, "x"))
+	m.AddOutput(output("a", 2, "x", 1))
+	waitFor(t, 2*time.Second, "the restarted camera's result", func() bool { return len(sink.get()) == 4 })
+	if r := sink.get()[3]; r.Seq != 2 || r.Partial {
+		t.Fatalf("%+v, want seq 2 complete", r)
 	}
 }

@@ -24,11 +24,12 @@ type Predictor = assemble.Predictor
 // each target model's predicted output. Its links are hot-swapped with
 // SetPredictor while it runs.
 type LinkPredictor struct {
-	nc    *nats.Conn
-	log   zerolog.Logger
-	links atomic.Pointer[predictorBox]
-	ready chan struct{}
-	stats PredictorStats
+	nc      *nats.Conn
+	log     zerolog.Logger
+	links   atomic.Pointer[predictorBox]
+	ready   chan struct{}
+	stats   PredictorStats
+	rejects *pipeline.Rejects
 }
 
 type predictorBox struct{ p Predictor }
@@ -52,7 +53,8 @@ func (s *PredictorStats) MeanPredictMicros() float64 {
 
 // NewLinkPredictor creates a predictor worker; Run starts it.
 func NewLinkPredictor(nc *nats.Conn, log zerolog.Logger) *LinkPredictor {
-	return &LinkPredictor{nc: nc, log: pipeline.Component(log, "predictor"), ready: make(chan struct{})}
+	l := pipeline.Component(log, "predictor")
+	return &LinkPredictor{nc: nc, log: l, ready: make(chan struct{}), rejects: pipeline.NewRejects(l, 0)}
 }
 
 // SetPredictor installs new links; requests already being served finish
@@ -61,6 +63,9 @@ func (lp *LinkPredictor) SetPredictor(p Predictor) { lp.links.Store(&predictorBo
 
 // Ready is closed once the predictor receives requests.
 func (lp *LinkPredictor) Ready() <-chan struct{} { return lp.ready }
+
+// Rejects returns the predictor's counts of refused requests by reason.
+func (lp *LinkPredictor) Rejects() *pipeline.Rejects { return lp.rejects }
 
 // Stats returns the predictor's counters.
 func (lp *LinkPredictor) Stats() *PredictorStats { return &lp.stats }
@@ -93,9 +98,18 @@ func (lp *LinkPredictor) Run(ctx context.Context) error {
 
 func (lp *LinkPredictor) serve(m *nats.Msg) {
 	req, err := pipeline.Unmarshal[pipeline.PredictRequest](m.Data)
+	if err == nil {
+		// The camera and targets become subject tokens of the answers.
+		err = pipeline.ValidName(req.Camera)
+		for _, t := range req.Targets {
+			if err == nil {
+				err = pipeline.ValidName(t)
+			}
+		}
+	}
 	if err != nil {
 		lp.stats.Errors.Add(1)
-		lp.log.Warn().Err(err).Msg("dropping bad predict request")
+		lp.rejects.Reject(pipeline.RejectMalformed, m.Subject, err)
 		return
 	}
 	lp.stats.Requests.Add(1)
@@ -106,6 +120,7 @@ func (lp *LinkPredictor) serve(m *nats.Msg) {
 	for _, target := range req.Targets {
 		start := time.Now()
 		out := assemble.Predict(p, req, target)
+		out.Token = req.Token // the merger takes it only with the frame's token
 		if out.Error != "" {
 			lp.stats.Errors.Add(1)
 		} else {

@@ -43,7 +43,7 @@ func TestMergerAndPredictorCompletePredictedFrames(t *testing.T) {
 	nc, sink, lp := startMergerAndPredictor(t)
 
 	send := func(seq uint64, count float64) {
-		p := &pipeline.Plan{Camera: "cam", Seq: seq, Policy: "mlink", Exact: []string{"a"}, Predicted: []string{"b", "c"}, CapturedAt: time.Now()}
+		p := &pipeline.Plan{Camera: "cam", Seq: seq, Policy: "mlink", Exact: []string{"a"}, Predicted: []string{"b", "c"}, CapturedAt: time.Now(), Token: testToken("cam", seq)}
 		d, _ := pipeline.Marshal(p)
 		nc.Publish(pipeline.PlanSubject("cam"), d)
 		o := output("cam", seq, "a", count)
@@ -102,16 +102,20 @@ func TestTemporalTargetsGetTheirLastExactOutput(t *testing.T) {
 		nc.Publish(pipeline.OutputsSubject(o.Camera, o.Model), d)
 	}
 	// Frame 1: b runs (exact 10). Frames 2 and 4: b is temporal.
-	plan(&pipeline.Plan{Camera: "cam", Seq: 1, Exact: []string{"a", "b"}, CapturedAt: time.Now()})
+	plan(&pipeline.Plan{Camera: "cam", Seq: 1, Exact: []string{"a", "b"}, CapturedAt: time.Now(), Token: testToken("cam", 1)})
 	out(output("cam", 1, "a", 1))
 	out(output("cam", 1, "b", 10))
 	waitFor(t, 5*time.Second, "result 1", func() bool { return len(sink.get()) == 1 })
 	for _, seq := range []uint64{2, 4} {
-		plan(&pipeline.Plan{Camera: "cam", Seq: seq, Exact: []string{"a"}, Predicted: []string{"b", "c"}, Temporal: []string{"b"}, CapturedAt: time.Now()})
+		plan(&pipeline.Plan{Camera: "cam", Seq: seq, Exact: []string{"a"}, Predicted: []string{"b", "c"}, Temporal: []string{"b"}, CapturedAt: time.Now(), Token: testToken("cam", seq)})
 		out(output("cam", seq, "a", 1))
 	}
-	waitFor(t, 5*time.Second, "results 2 and 4", func() bool { return len(sink.get()) == 3 })
-	for i, want := range map[int]float64{1: 11, 2: 13} { // 10 + age 1, 10 + age 3
+	// Seq 3 never comes: its gap record comes before 4.
+	waitFor(t, 5*time.Second, "results 2, 3 (a gap record) and 4", func() bool { return len(sink.get()) == 4 })
+	if g := sink.get()[2]; g.Seq != 3 || !g.Partial || g.Reason != pipeline.PartialLost || len(g.Outputs) != 0 {
+		t.Fatalf("result #3: %+v, want a gap record", g)
+	}
+	for i, want := range map[int]float64{1: 11, 3: 13} { // 10 + age 1, 10 + age 3
 		r := sink.get()[i]
 		if o := r.Outputs["b"]; o == nil || o.Source != pipeline.SourcePredicted || o.Value[0] != want {
 			t.Fatalf("#%d b: %+v, want temporal %v", r.Seq, o, want)

@@ -5,6 +5,7 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -37,6 +38,9 @@ type ModelWorker struct {
 	// frames, when set, shares decoded frames with the process's other
 	// workers.
 	frames *FrameCache
+	// maxPixels bounds the frames decoded (LimitFramePixels).
+	maxPixels int
+	rejects   *pipeline.Rejects
 }
 
 // WorkerStats counts a model worker's work.
@@ -66,13 +70,16 @@ type Opener func(spec *pipeline.ModelSpec) (vision.Backend, error)
 // instance opened so far is closed.
 func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log zerolog.Logger) (*ModelWorker, error) {
 	host, _ := os.Hostname()
+	wlog := pipeline.Component(log, "worker").With().Str("model", spec.Name).Logger()
 	w := &ModelWorker{
-		nc:    nc,
-		spec:  spec,
-		log:   pipeline.Component(log, "worker").With().Str("model", spec.Name).Logger(),
-		id:    fmt.Sprintf("%s/%d", host, os.Getpid()),
-		queue: make(chan *nats.Msg, spec.Queue),
-		ready: make(chan struct{}),
+		nc:        nc,
+		spec:      spec,
+		log:       wlog,
+		id:        fmt.Sprintf("%s/%d", host, os.Getpid()),
+		queue:     make(chan *nats.Msg, spec.Queue),
+		ready:     make(chan struct{}),
+		maxPixels: pipeline.DefaultMaxFramePixels,
+		rejects:   pipeline.NewRejects(wlog, 0),
 	}
 	for i := 0; i < spec.Workers; i++ {
 		b, err := open(spec)
@@ -88,6 +95,18 @@ func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log ze
 // ShareFrames makes the worker take decoded frames from c, shared with the
 // other workers of the process (call before Run).
 func (w *ModelWorker) ShareFrames(c *FrameCache) { w.frames = c }
+
+// LimitFramePixels makes the worker refuse frames whose JPEG declares more
+// than n pixels (ingest.max_frame_pixels; at most, and by default,
+// pipeline.DefaultMaxFramePixels), before decoding them. Call before Run.
+func (w *ModelWorker) LimitFramePixels(n int) {
+	if n > 0 {
+		w.maxPixels = min(n, pipeline.DefaultMaxFramePixels)
+	}
+}
+
+// Rejects returns the worker's counts of refused frames by reason.
+func (w *ModelWorker) Rejects() *pipeline.Rejects { return w.rejects }
 
 // Ready is closed once the worker receives frames.
 func (w *ModelWorker) Ready() <-chan struct{} { return w.ready }
@@ -176,10 +195,10 @@ func (w *ModelWorker) enqueue(msg *nats.Msg) {
 		f, err := pipeline.DecodeFrame(msg)
 		if err != nil {
 			w.stats.Errors.Add(1)
-			w.log.Warn().Err(err).Msg("rejecting bad frame")
+			w.rejects.Reject(pipeline.RejectMalformed, msg.Subject, err)
 			return
 		}
-		w.publish(&pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: "worker overloaded: queue full"})
+		w.publish(&pipeline.Output{Camera: f.Camera, Seq: f.Seq, Token: f.Token, Error: "worker overloaded: queue full"})
 	}
 }
 
@@ -188,10 +207,11 @@ func (w *ModelWorker) serve(b vision.Backend, msg *nats.Msg) {
 	if err != nil {
 		// Without camera and seq there is no frame to answer for.
 		w.stats.Errors.Add(1)
-		w.log.Warn().Err(err).Msg("rejecting bad frame")
+		w.rejects.Reject(pipeline.RejectMalformed, msg.Subject, err)
 		return
 	}
 	out := w.infer(b, f)
+	out.Token = f.Token
 	w.stats.lastProgress.Store(time.Now().UnixNano())
 	w.publish(out)
 }
@@ -202,6 +222,15 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 		msg := fmt.Sprintf(format, args...)
 		w.log.Warn().Str("camera", f.Camera).Uint64("seq", f.Seq).Msg(msg)
 		return &pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: msg}
+	}
+	// The JPEG's own header, checked against the limit and the frame's
+	// declared size before anything is decoded: a few hundred bytes may
+	// claim an image of gigabytes. The frame is answered (with an error)
+	// so that its result does not wait for the deadline.
+	if reason, err := checkFrameSize(f, w.maxPixels); err != nil {
+		w.rejects.Reject(reason, pipeline.InferSubject(w.spec.Name), fmt.Errorf("frame %s/%d: %w", f.Camera, f.Seq, err))
+		w.stats.Errors.Add(1)
+		return &pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: "rejected frame: " + err.Error()}
 	}
 	img, release, err := w.decode(f)
 	if err != nil {
@@ -225,6 +254,23 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 	w.observe(elapsed)
 	w.stats.Last.Store(&out)
 	return &out
+}
+
+// checkFrameSize checks a frame's JPEG header against maxPixels and the
+// frame's Mlink-Width/Height (which the bus always carries; EXIF
+// orientation may swap them). A body that is no JPEG at all is left to
+// the decoder, which answers it as a corrupt frame.
+func checkFrameSize(f *pipeline.Frame, maxPixels int) (pipeline.RejectReason, error) {
+	w, h, err := pipeline.CheckJPEG(f.JPEG, maxPixels)
+	switch {
+	case errors.Is(err, pipeline.ErrFrameTooLarge):
+		return pipeline.RejectFrameTooLarge, err
+	case err != nil:
+		return "", nil // not a JPEG: the decoder reports it as a corrupt frame
+	case f.Width > 0 && f.Height > 0 && (w != f.Width || h != f.Height) && (h != f.Width || w != f.Height):
+		return pipeline.RejectSizeMismatch, fmt.Errorf("the JPEG is %d×%d, the frame's headers say %d×%d", w, h, f.Width, f.Height)
+	}
+	return "", nil
 }
 
 // decode returns the frame's image (shared through the frame cache when

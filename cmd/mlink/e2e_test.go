@@ -369,18 +369,21 @@ func TestCorruptFramesAreRejectedAndThePipelineGoesOn(t *testing.T) {
 	publish(2, []byte("this is not a jpeg"))                                 // rejected by the scheduler
 	publish(3, append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 500)...)) // a JPEG header over garbage
 	publish(4, good)
-	natstest.WaitFor(t, 30*time.Second, "results of frames 1, 3 and 4", func() bool { return a.results.count("cam") >= 3 })
+	natstest.WaitFor(t, 30*time.Second, "results of frames 1 to 4", func() bool { return a.results.count("cam") >= 4 })
 	time.Sleep(200 * time.Millisecond)
 	results := storedResults(t, a, cfg)
-	if len(results) != 3 {
-		t.Fatalf("%d results, want 3 (frame 2 is rejected)", len(results))
+	if len(results) != 4 {
+		t.Fatalf("%d results, want 4 (frame 2, rejected, has a gap record)", len(results))
 	}
 	bySeq := map[uint64]*pipeline.Result{}
 	for _, r := range results {
 		bySeq[r.Seq] = r
 	}
-	if bySeq[2] != nil || bySeq[1] == nil || bySeq[3] == nil || bySeq[4] == nil {
+	if bySeq[1] == nil || bySeq[2] == nil || bySeq[3] == nil || bySeq[4] == nil {
 		t.Fatalf("results for seqs %v", keys(bySeq))
+	}
+	if g := bySeq[2]; g.Reason != pipeline.PartialLost || len(g.Outputs) != 0 {
+		t.Fatalf("frame 2, rejected by the scheduler: %+v, want a gap record", g)
 	}
 	for _, m := range cfg.ModelNames() {
 		if o := bySeq[3].Outputs[m]; o == nil || !strings.Contains(o.Error, "corrupt frame") {

@@ -353,7 +353,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if a.srv != nil {
 			nc, err = a.srv.Connect("mlink-" + name)
 		} else {
-			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second)
+			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second, pipeline.WithLogger(log))
 		}
 		if err != nil {
 			return nil, err
@@ -392,6 +392,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.merger = stages.NewMerger(mc, cfg.Merger, log)
+		a.merger.OnlyCameras(cfg.Cameras)
 		if _, err := a.goStage(tierMerger, "merger", a.merger.Ready(), false, a.merger.Run); err != nil {
 			return a, err
 		}
@@ -425,6 +426,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			}
 			w.Stats().MemoryBytes.Store(load.Memory())
 			w.ShareFrames(a.frames)
+			w.LimitFramePixels(cfg.Ingest.MaxFramePixels)
 			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
 				Int64("memory_bytes", load.Memory()).Bool("gpu_measured", load.GPUMeasured).Msg("model loaded")
 			a.workers = append(a.workers, w)

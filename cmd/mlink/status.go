@@ -45,7 +45,11 @@ func trackResults(nc *nats.Conn, onResult func(*pipeline.Result)) (*resultTracke
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.counts[res.Camera]++
-		t.latest[res.Camera] = res
+		// A gap record has no outputs to show and no latency of its own.
+		lost := res.Reason == pipeline.PartialLost
+		if !lost {
+			t.latest[res.Camera] = res
+		}
 		if res.Partial {
 			t.partial++
 		}
@@ -53,7 +57,7 @@ func trackResults(nc *nats.Conn, onResult func(*pipeline.Result)) (*resultTracke
 			t.outOfSeq++
 		}
 		t.lastSeq[res.Camera] = res.Seq
-		if len(t.latencies) < maxLatencies {
+		if len(t.latencies) < maxLatencies && !lost {
 			t.latencies = append(t.latencies, res.LatencyMS)
 		}
 	})

@@ -1,7 +1,8 @@
 // Package rtsptest is an in-process RTSP server for tests: it serves an
 // H.264 Annex-B file in a loop, paced at real time, on every path, like an
 // IP camera. It can be stopped and started again on the same address to
-// test reconnection.
+// test reconnection, and frozen (connections open, nothing sent) to test
+// stall detection.
 package rtsptest
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v4"
@@ -39,6 +41,9 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	stop   sync.Once
+	// frozen: the server keeps its connections open and sends nothing, as
+	// a hung camera does.
+	frozen atomic.Bool
 }
 
 // TranscodeH264 converts a video file to an H.264 Annex-B elementary stream
@@ -130,6 +135,13 @@ func (s *Server) Stop() {
 	})
 }
 
+// Freeze stops sending frames while keeping every connection open (a hung
+// camera: no error, no close, no data); Resume sends again.
+func (s *Server) Freeze() { s.frozen.Store(true) }
+
+// Resume ends a Freeze.
+func (s *Server) Resume() { s.frozen.Store(false) }
+
 // feed writes the access units in a loop at real time. The stream
 // distributes them to whichever clients are playing.
 func (s *Server) feed(ctx context.Context, enc *rtph264.Encoder) {
@@ -140,7 +152,7 @@ func (s *Server) feed(ctx context.Context, enc *rtph264.Encoder) {
 	for {
 		for _, au := range s.aus {
 			pkts, err := enc.Encode(au)
-			if err == nil {
+			if err == nil && !s.frozen.Load() {
 				ts := uint32(float64(n) * 90000 / s.fps) // H.264 RTP clock is 90 kHz
 				now := time.Now()
 				for _, p := range pkts {
