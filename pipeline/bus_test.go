@@ -10,7 +10,8 @@ import (
 )
 
 func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
-	srv, err := StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20)
+	dataDir := t.TempDir()
+	srv, err := StartEmbedded("127.0.0.1:-1", dataDir, 8<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +38,9 @@ func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 		}
 	}
 	nc.Flush()
-	// A TCP client that connects afterwards can still read them.
-	remote, err := Connect(srv.ClientURL(), "late", time.Second)
+	// A TCP client that connects afterwards (as mlink watch, with the
+	// credentials it finds in the data dir) can still read them.
+	remote, err := ConnectRole(&NATSConfig{URL: srv.ClientURL(), DataDir: dataDir}, RoleWatch, "late", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
