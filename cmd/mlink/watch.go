@@ -24,9 +24,9 @@ type watchOptions struct {
 	// config and dataDir locate the credentials of mlink's embedded server
 	// (and, with a config, its address or the external server's).
 	config, dataDir string
-	asJSON      bool
-	since       time.Duration
-	count       int
+	asJSON          bool
+	since           time.Duration
+	count           int
 }
 
 func watchFlags() (*flag.FlagSet, *watchOptions) {
