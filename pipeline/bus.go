@@ -155,8 +155,10 @@ func ConnectRole(c *NATSConfig, r Role, name string, wait time.Duration) (*nats.
 }
 
 // EnsureResultsStream creates or updates the JetStream stream that keeps
-// results, so that a subscriber that was away can catch up.
-func EnsureResultsStream(ctx context.Context, nc *nats.Conn, maxAge time.Duration, maxBytes ByteSize) error {
+// results, so that a subscriber that was away can catch up: bounded by
+// c's results_max_age and results_max_bytes, on results_replicas servers
+// of a cluster.
+func EnsureResultsStream(ctx context.Context, nc *nats.Conn, c *NATSConfig) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -167,12 +169,16 @@ func EnsureResultsStream(ctx context.Context, nc *nats.Conn, maxAge time.Duratio
 		Storage:   jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy,
 		Discard:   jetstream.DiscardOld,
-		MaxAge:    maxAge,
-		MaxBytes:  int64(maxBytes),
+		MaxAge:    c.ResultsMaxAge,
+		MaxBytes:  int64(c.ResultsMaxBytes),
+		Replicas:  max(1, c.ResultsReplicas),
 	}
 	_, err = js.CreateOrUpdateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 		return fmt.Errorf("results stream: JetStream is not enabled on the NATS server (start it with -js): %w", err)
+	}
+	if err != nil && cfg.Replicas > 1 {
+		return fmt.Errorf("results stream %s with %d replicas: %w (nats.results_replicas needs a cluster of at least as many JetStream servers)", ResultsStream, cfg.Replicas, err)
 	}
 	if err != nil {
 		return fmt.Errorf("results stream %s: %w", ResultsStream, err)

@@ -25,11 +25,11 @@ func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 		t.Errorf("max payload %d, want 8MiB so frames fit", nc.MaxPayload())
 	}
 	ctx := context.Background()
-	if err := EnsureResultsStream(ctx, nc, time.Hour, 1<<20); err != nil {
+	if err := EnsureResultsStream(ctx, nc, &NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	// Idempotent: a second process starting up must not fail.
-	if err := EnsureResultsStream(ctx, nc, time.Hour, 1<<20); err != nil {
+	if err := EnsureResultsStream(ctx, nc, &NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {

@@ -46,6 +46,9 @@ type NATSConfig struct {
 	// ResultsMaxAge and ResultsMaxBytes bound the durable results stream.
 	ResultsMaxAge   time.Duration `yaml:"results_max_age"`
 	ResultsMaxBytes ByteSize      `yaml:"results_max_bytes"`
+	// ResultsReplicas is how many servers of a NATS cluster keep the
+	// results stream (3: one may fail without losing a stored result).
+	ResultsReplicas int `yaml:"results_replicas"`
 
 	// Client credentials for the server of URL, one kind at most: user and
 	// password, a token, an nkey seed file, or a .creds file (user JWT and
@@ -404,6 +407,9 @@ func (c *Config) EnsureDefaults() {
 	if c.NATS.ResultsMaxBytes == 0 {
 		c.NATS.ResultsMaxBytes = 1 << 30
 	}
+	if c.NATS.ResultsReplicas == 0 {
+		c.NATS.ResultsReplicas = 1
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -542,6 +548,11 @@ func (c *Config) Validate() error {
 		p.add("nats.max_payload: %s is outside 64KB..64MB", c.NATS.MaxPayload)
 	}
 	c.NATS.validateSecurity(&p)
+	if c.NATS.ResultsReplicas < 1 || c.NATS.ResultsReplicas > 5 {
+		p.add("nats.results_replicas: must be within 1..5 (JetStream's limit), got %d", c.NATS.ResultsReplicas)
+	} else if c.NATS.ResultsReplicas > 1 && c.NATS.URL == "" {
+		p.add("nats.results_replicas: %d needs a NATS cluster (nats.url); the embedded server is one node", c.NATS.ResultsReplicas)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -182,7 +182,7 @@ func TestWatchReadsResultsButCannotDeleteTheStream(t *testing.T) {
 	admin := natstest.Connect(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureResultsStream(ctx, admin, time.Hour, 1<<20); err != nil {
+	if err := pipeline.EnsureResultsStream(ctx, admin, &pipeline.NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	admin.Publish(pipeline.ResultsSubject("plaza"), []byte(`{"camera":"plaza","seq":1}`))

@@ -205,7 +205,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err != nil {
 		return a, err
 	}
-	if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
+	if err := pipeline.EnsureResultsStream(ctx, nc, &cfg.NATS); err != nil {
 		return a, err
 	}
 	if a.results, err = trackResults(nc, o.onResult); err != nil {

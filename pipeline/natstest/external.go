@@ -47,17 +47,41 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns n distinct TCP ports of 127.0.0.1 that were free a
+// moment ago (held open together, so no two are the same).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
+}
+
 // StartExternal runs Debian's nats-server on conf (a nats-server config
 // without a listen address: it gets 127.0.0.1 and port) until the test
 // ends, and waits until it is ready for clients.
 func StartExternal(t testing.TB, port int, conf string) *External {
 	t.Helper()
-	bin := NATSServerBin(t)
 	file := filepath.Join(t.TempDir(), "nats.conf")
 	full := fmt.Sprintf("listen: 127.0.0.1:%d\n%s\n", port, conf)
 	if err := os.WriteFile(file, []byte(full), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return StartConfigFile(t, port, file)
+}
+
+// StartConfigFile runs Debian's nats-server on a config file that listens
+// for clients on 127.0.0.1:port, until the test ends (or Kill), and waits
+// until it is ready for clients.
+func StartConfigFile(t testing.TB, port int, file string) *External {
+	t.Helper()
+	bin := NATSServerBin(t)
 	e := &External{Port: port, log: &syncBuffer{}, done: make(chan struct{})}
 	e.cmd = exec.Command(bin, "-c", file)
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
@@ -70,7 +94,8 @@ func StartExternal(t testing.TB, port int, conf string) *External {
 	for !strings.Contains(e.log.String(), "Server is ready") {
 		select {
 		case <-e.done:
-			t.Fatalf("nats-server exited at start:\n%s\nconfig:\n%s", e.log.String(), full)
+			conf, _ := os.ReadFile(file)
+			t.Fatalf("nats-server exited at start:\n%s\nconfig:\n%s", e.log.String(), conf)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
