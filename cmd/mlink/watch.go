@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,6 +60,9 @@ func cmdWatch(args []string) error {
 		return err
 	}
 	nc, err := pipeline.ConnectRole(natsCfg, pipeline.RoleWatch, "mlink-watch", 0)
+	if errors.Is(err, nats.ErrAuthorization) && o.config == "" {
+		return fmt.Errorf("%w; mlink watch reads the credentials from --data-dir %s, or from the config of -c FILE", err, o.dataDir)
+	}
 	if err != nil {
 		return err
 	}
