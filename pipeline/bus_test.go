@@ -10,7 +10,8 @@ import (
 )
 
 func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
-	srv, err := StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20)
+	dataDir := t.TempDir()
+	srv, err := StartEmbedded("127.0.0.1:-1", dataDir, 8<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,11 +25,11 @@ func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 		t.Errorf("max payload %d, want 8MiB so frames fit", nc.MaxPayload())
 	}
 	ctx := context.Background()
-	if err := EnsureResultsStream(ctx, nc, time.Hour, 1<<20); err != nil {
+	if err := EnsureResultsStream(ctx, nc, &NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	// Idempotent: a second process starting up must not fail.
-	if err := EnsureResultsStream(ctx, nc, time.Hour, 1<<20); err != nil {
+	if err := EnsureResultsStream(ctx, nc, &NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
@@ -37,8 +38,9 @@ func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 		}
 	}
 	nc.Flush()
-	// A TCP client that connects afterwards can still read them.
-	remote, err := Connect(srv.ClientURL(), "late", time.Second)
+	// A TCP client that connects afterwards (as mlink watch, with the
+	// credentials it finds in the data dir) can still read them.
+	remote, err := ConnectRole(&NATSConfig{URL: srv.ClientURL(), DataDir: dataDir}, RoleWatch, "late", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

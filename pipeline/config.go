@@ -47,6 +47,21 @@ type NATSConfig struct {
 	// ResultsMaxAge and ResultsMaxBytes bound the durable results stream.
 	ResultsMaxAge   time.Duration `yaml:"results_max_age"`
 	ResultsMaxBytes ByteSize      `yaml:"results_max_bytes"`
+	// ResultsReplicas is how many servers of a NATS cluster keep the
+	// results stream (3: one may fail without losing a stored result).
+	ResultsReplicas int `yaml:"results_replicas"`
+
+	// Client credentials for the server of URL, one kind at most: user and
+	// password, a token, an nkey seed file, or a .creds file (user JWT and
+	// seed). None set: no credentials, or, for the embedded server and
+	// loopback URLs, the per-role ones it generated in DataDir (see
+	// ClientOptions). Secrets print as [redacted]; give them as ${ENV}.
+	User         string        `yaml:"user"`
+	Password     Secret        `yaml:"password"`
+	Token        Secret        `yaml:"token"`
+	NKeySeedFile string        `yaml:"nkey_seed_file"`
+	CredsFile    string        `yaml:"creds_file"`
+	TLS          NATSTLSConfig `yaml:"tls"`
 }
 
 // LogConfig sets the root logger.
@@ -324,14 +339,15 @@ func LoadConfig(path string, overrides ...func(*Config)) (*Config, error) {
 // Overrides (command-line flags) apply before defaults and validation.
 func ParseConfig(data []byte, dir string, overrides ...func(*Config)) (*Config, error) {
 	cfg := &Config{Dir: dir}
+	data, envProblems := expandEnv(data, os.LookupEnv)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return nil, &ConfigError{Problems: te.Errors}
+			return nil, &ConfigError{Problems: append(envProblems, te.Errors...)}
 		}
-		return nil, &ConfigError{Problems: []string{err.Error()}}
+		return nil, &ConfigError{Problems: append(envProblems, err.Error())}
 	}
 	// A camera's video file is opened by ingest, profile and bench, which
 	// know nothing of the config's directory: resolve it here, like the
@@ -345,7 +361,18 @@ func ParseConfig(data []byte, dir string, overrides ...func(*Config)) (*Config, 
 		o(cfg)
 	}
 	cfg.EnsureDefaults()
-	if err := cfg.Validate(); err != nil {
+	// Like the cameras' files: the NATS files and data dir are opened by
+	// code that knows nothing of the config's directory.
+	cfg.NATS.resolvePaths(cfg.Path)
+	err := cfg.Validate()
+	if len(envProblems) > 0 {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			envProblems = append(envProblems, ce.Problems...)
+		}
+		return nil, &ConfigError{Problems: envProblems}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -380,6 +407,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.NATS.ResultsMaxBytes == 0 {
 		c.NATS.ResultsMaxBytes = 1 << 30
+	}
+	if c.NATS.ResultsReplicas == 0 {
+		c.NATS.ResultsReplicas = 1
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -520,6 +550,12 @@ func (c *Config) Validate() error {
 	var p problems
 	if c.NATS.MaxPayload < 64<<10 || c.NATS.MaxPayload > 64<<20 {
 		p.add("nats.max_payload: %s is outside 64KB..64MB", c.NATS.MaxPayload)
+	}
+	c.NATS.validateSecurity(&p)
+	if c.NATS.ResultsReplicas < 1 || c.NATS.ResultsReplicas > 5 {
+		p.add("nats.results_replicas: must be within 1..5 (JetStream's limit), got %d", c.NATS.ResultsReplicas)
+	} else if c.NATS.ResultsReplicas > 1 && c.NATS.URL == "" {
+		p.add("nats.results_replicas: %d needs a NATS cluster (nats.url); the embedded server is one node", c.NATS.ResultsReplicas)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

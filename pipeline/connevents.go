@@ -76,6 +76,13 @@ type ConnOption func(*connOptions)
 type connOptions struct {
 	log    zerolog.Logger
 	events *ConnEvents
+	nats   []nats.Option
+}
+
+// WithNATSOptions passes options to nats.Connect: credentials, TLS
+// (NATSConfig.ClientOptions).
+func WithNATSOptions(opts ...nats.Option) ConnOption {
+	return func(o *connOptions) { o.nats = append(o.nats, opts...) }
 }
 
 // WithLogger makes Connect log the connection's disconnects, reconnects

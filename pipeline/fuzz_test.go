@@ -303,7 +303,10 @@ func FuzzParseConfig(f *testing.F) {
 	for _, s := range []string{minimalConfig, "", "{}", "cameras: []\nmodels: []\nmergr: {}\nmerger: {deadline: soon}\n",
 		minimalConfig + "reducto: {enabled: true, safety_margin: 0.1}\nnats: {max_payload: 1.5MB, results_max_bytes: 1e30GB}\n",
 		minimalConfig + "merger: {deadline: 1ms}\nbudget: {time: -1s}\n",
-		"a: &a [*a, *a]\n", "cameras: &c [{id: x}]\nmodels: *c\n"} {
+		"a: &a [*a, *a]\n", "cameras: &c [{id: x}]\nmodels: *c\n",
+		// ${ENV} substitution and the security options.
+		minimalConfig + "# ${NOT_SET}\nnats: {url: 'nats://u:${MLINK_FUZZ_UNSET}@h', user: \"$${x}\", password: ${HOME}}\n",
+		minimalConfig + "nats: {token: t, tls: {ca_file: x.pem, cert_file: c.pem}, results_replicas: 3}\n"} {
 		f.Add([]byte(s))
 	}
 	dir, err := filepath.Abs("../configs")

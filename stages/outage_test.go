@@ -147,7 +147,7 @@ func TestNATSOutageRecoversAndLosesNothingSilently(t *testing.T) {
 	setup := dial("setup")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pipeline.EnsureResultsStream(ctx, setup, time.Hour, 256<<20); err != nil {
+	if err := pipeline.EnsureResultsStream(ctx, setup, &pipeline.NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 256 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	p := startPipeline(t, dial, 2*time.Second)

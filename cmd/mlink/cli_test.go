@@ -111,14 +111,14 @@ func TestWatchPrintsLiveAndStoredResults(t *testing.T) {
 	defer app.shutdown()
 	// Live: results keep flowing; watch prints the next three and exits.
 	live, err := captureStdout(t, func() error {
-		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "-n", "3"})
+		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--data-dir", cfg.NATS.DataDir, "-n", "3"})
 	})
 	if err != nil || strings.Count(live, "plaza #") != 3 {
 		t.Fatalf("live watch printed %q (%v)", live, err)
 	}
 	// Stored results replayed with --since, as JSON lines.
 	out, err := captureStdout(t, func() error {
-		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--since", "1h", "--json", "-n", fmt.Sprint(frames)})
+		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--data-dir", cfg.NATS.DataDir, "--since", "1h", "--json", "-n", fmt.Sprint(frames)})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestWatchPrintsLiveAndStoredResults(t *testing.T) {
 	}
 	// The compact form names the camera, seq and each model's value.
 	out, err = captureStdout(t, func() error {
-		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--since", "1h", "--camera", "plaza", "-n", "1"})
+		return cmdWatch([]string{"--nats", app.srv.ClientURL(), "--data-dir", cfg.NATS.DataDir, "--since", "1h", "--camera", "plaza", "-n", "1"})
 	})
 	if err != nil || !strings.HasPrefix(out, "plaza #1 ") || !strings.Contains(out, "motion=") {
 		t.Fatalf("compact line %q (%v)", out, err)

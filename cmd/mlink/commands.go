@@ -41,7 +41,7 @@ func commands() []command {
 		{name: "run", synopsis: "-c FILE [--max-frames N] [--nats URL] [--policy P] [--budget B] [--budget-mode mean|cap] [--training local|remote] [--role ROLES] [--status auto|on|off] [--http ADDR|off] [--stop-timeout D]",
 			help: "run the pipeline (an embedded NATS server unless nats.url or --nats is set)", run: cmdRun,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _, cf := runFlags(); return fs, cf }},
-		{name: "watch", synopsis: "[--nats URL] [--camera ID] [--json] [--since D] [-n N]",
+		{name: "watch", synopsis: "[-c FILE] [--nats URL] [--data-dir DIR] [--camera ID] [--json] [--since D] [-n N]",
 			help: "print results live (~ predicted, = reused), after the stored ones of --since", run: cmdWatch,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _ := watchFlags(); return fs, nil }},
 		{name: "validate", synopsis: "-c FILE [--policy P] [--budget B]",

@@ -225,7 +225,7 @@ func TestComposeNATSConfigServesWhatMlinkNeeds(t *testing.T) {
 		}
 		// What mlink run creates at start: the results stream with the
 		// config's limits must fit the server's JetStream limits.
-		if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
+		if err := pipeline.EnsureResultsStream(ctx, nc, &cfg.NATS); err != nil {
 			t.Errorf("service %s: %v", name, err)
 		}
 		checked++

@@ -89,7 +89,7 @@ func storedResults(t *testing.T, a *app, cfg *pipeline.Config) []*pipeline.Resul
 	var nc *nats.Conn
 	var err error
 	if a.srv != nil {
-		nc, err = nats.Connect(a.srv.ClientURL())
+		nc, err = a.srv.Connect(t.Name()) // in-process, every permission
 	} else {
 		nc, err = nats.Connect(cfg.NATS.URL)
 	}

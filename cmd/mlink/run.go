@@ -347,13 +347,19 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		}
 		log.Info().Str("url", a.srv.ClientURL()).Msg("embedded NATS server started")
 	}
+	for _, w := range cfg.NATS.Warnings() {
+		log.Warn().Msg(w)
+	}
 	connect := func(name string) (*nats.Conn, error) {
+		// Names are "role" or "role-detail": the role is the connection's
+		// user and permissions on the bus.
+		role := pipeline.Role(strings.SplitN(name, "-", 2)[0])
 		var nc *nats.Conn
 		var err error
 		if a.srv != nil {
-			nc, err = a.srv.Connect("mlink-" + name)
+			nc, err = a.srv.ConnectAs(role, "mlink-"+name)
 		} else {
-			nc, err = pipeline.Connect(cfg.NATS.URL, "mlink-"+name, 10*time.Second, pipeline.WithLogger(log))
+			nc, err = pipeline.ConnectRole(&cfg.NATS, role, "mlink-"+name, 10*time.Second, pipeline.WithLogger(log))
 		}
 		if err != nil {
 			return nil, err
@@ -373,7 +379,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err != nil {
 		return a, err
 	}
-	if err := pipeline.EnsureResultsStream(ctx, nc, cfg.NATS.ResultsMaxAge, cfg.NATS.ResultsMaxBytes); err != nil {
+	if err := pipeline.EnsureResultsStream(ctx, nc, &cfg.NATS); err != nil {
 		return a, err
 	}
 	if a.results, err = trackResults(nc, onResult); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,15 +22,20 @@ import (
 // watchOptions are the flags of mlink watch.
 type watchOptions struct {
 	url, camera string
-	asJSON      bool
-	since       time.Duration
-	count       int
+	// config and dataDir locate the credentials of mlink's embedded server
+	// (and, with a config, its address or the external server's).
+	config, dataDir string
+	asJSON          bool
+	since           time.Duration
+	count           int
 }
 
 func watchFlags() (*flag.FlagSet, *watchOptions) {
 	fs := newFlagSet("watch")
 	o := &watchOptions{}
-	fs.StringVar(&o.url, "nats", "nats://"+pipeline.EmbeddedListen, "NATS server URL (default: the embedded server of mlink run)")
+	fs.StringVar(&o.url, "nats", "", "NATS server URL (default: the config's nats.url or embedded server, else nats://"+pipeline.EmbeddedListen+")")
+	fs.StringVar(&o.config, "c", "", "config file of the mlink run to watch: its NATS server, credentials and TLS")
+	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "without -c: the embedded server's data dir, where its credentials are ("+pipeline.EmbeddedCredentialsFile+")")
 	fs.StringVar(&o.camera, "camera", "", "only this camera")
 	fs.BoolVar(&o.asJSON, "json", false, "print each result as one JSON line")
 	fs.DurationVar(&o.since, "since", 0, "first replay the stored results of this long ago (e.g. 5m), then follow live")
@@ -49,7 +55,14 @@ func cmdWatch(args []string) error {
 		}
 		subject = pipeline.ResultsSubject(o.camera)
 	}
-	nc, err := pipeline.Connect(o.url, "mlink-watch", 0)
+	natsCfg, err := o.natsConfig()
+	if err != nil {
+		return err
+	}
+	nc, err := pipeline.ConnectRole(natsCfg, pipeline.RoleWatch, "mlink-watch", 0)
+	if errors.Is(err, nats.ErrAuthorization) && o.config == "" {
+		return fmt.Errorf("%w; mlink watch reads the credentials from --data-dir %s, or from the config of -c FILE", err, o.dataDir)
+	}
 	if err != nil {
 		return err
 	}
@@ -144,4 +157,36 @@ func printResultLine(w io.Writer, res *pipeline.Result) {
 		partial = " PARTIAL missing=" + strings.Join(res.Missing, ",")
 	}
 	fmt.Fprintf(w, "%s #%d %5.0fms %s%s\n", res.Camera, res.Seq, res.LatencyMS, strings.Join(parts, " "), partial)
+}
+
+// defaultDataDir is where the demo configs keep the embedded server's data
+// (nats.data_dir: ../.mlink/nats from configs/), seen from the checkout.
+const defaultDataDir = ".mlink/nats"
+
+// natsConfig is the bus to watch: the config's (-c), its URL overridden
+// by --nats, or --nats (default: the embedded server's default address)
+// with the credentials of --data-dir.
+func (o *watchOptions) natsConfig() (*pipeline.NATSConfig, error) {
+	if o.config == "" {
+		c := &pipeline.NATSConfig{URL: o.url, DataDir: o.dataDir}
+		if c.URL == "" {
+			c.URL = "nats://" + pipeline.EmbeddedListen
+		}
+		return c, nil
+	}
+	cfg, err := (&configFlags{path: o.config}).load()
+	if err != nil {
+		return nil, err
+	}
+	c := &cfg.NATS
+	if o.url != "" {
+		c.URL = o.url
+	}
+	if c.URL == "" {
+		if strings.HasSuffix(c.Listen, ":-1") {
+			return nil, &exitError{2, fmt.Errorf("-c %s: its embedded server listens on a free port (nats.listen %s): give --nats URL (mlink run logs it)", o.config, c.Listen)}
+		}
+		c.URL = "nats://" + c.Listen
+	}
+	return c, nil
 }
