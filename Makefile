@@ -35,6 +35,7 @@ bench-trace: build
 	$(BIN) bench --trace links/testdata/vtest.trace.gz --out docs/bench
 	$(BIN) bench --trace testdata/traces/vtest-left.trace.gz $(BENCH_ARGS) --sampling native --out docs/bench/vtest-left
 	$(BIN) bench --trace testdata/traces/vtest-right.trace.gz $(BENCH_ARGS) --sampling native --out docs/bench/vtest-right
+	$(BIN) bench --trace testdata/traces/vtest-zoo.trace.gz $(BENCH_ARGS) --sampling native --budget-mode mean --out docs/bench/vtest-zoo
 
 validate-configs: build
 	@for f in configs/*.yaml; do $(BIN) validate -c $$f || exit 1; done
