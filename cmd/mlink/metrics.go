@@ -201,6 +201,50 @@ func (a *app) registerMetrics() {
 		)
 		reg.MustRegister(a.resultMetrics.collectors()...)
 	}
+	// Messages refused at the trust boundaries, by stage and reason; and
+	// the NATS connections' disconnects, reconnects and async errors.
+	var rejecters []struct {
+		stage string
+		r     *pipeline.Rejects
+	}
+	if a.merger != nil {
+		rejecters = append(rejecters, struct {
+			stage string
+			r     *pipeline.Rejects
+		}{"merger", a.merger.Rejects()})
+	}
+	if a.predictor != nil {
+		rejecters = append(rejecters, struct {
+			stage string
+			r     *pipeline.Rejects
+		}{"predictor", a.predictor.Rejects()})
+	}
+	workers := a.workers
+	reg.MustRegister(metrics.NewCounterFamily("mlink_rejected_messages_total",
+		"Bus messages refused at a trust boundary (forged, out of window, unknown camera, oversized frame, ...), by stage and reason.",
+		[]string{"stage", "reason"}, func(emit metrics.Emit) {
+			sums := map[[2]string]uint64{}
+			for _, x := range rejecters {
+				for reason, n := range x.r.Snapshot() {
+					sums[[2]string{x.stage, string(reason)}] += n
+				}
+			}
+			for _, w := range workers {
+				for reason, n := range w.Rejects().Snapshot() {
+					sums[[2]string{"worker", string(reason)}] += n
+				}
+			}
+			for k, n := range sums {
+				emit(float64(n), k[0], k[1])
+			}
+		}))
+	reg.MustRegister(metrics.NewCounterFamily("mlink_nats_connection_events_total",
+		"Events of the process's NATS connections: disconnects, reconnects, slow consumers, async errors, closes.",
+		[]string{"event"}, func(emit metrics.Emit) {
+			for ev, n := range pipeline.Bus.Snapshot() {
+				emit(float64(n), string(ev))
+			}
+		}))
 	reg.MustRegister(
 		metrics.GaugeFunc("mlink_config_last_reload_successful", "1 if the last config reload succeeded (or none was tried), 0 if it was refused.", func() float64 { return b2f(a.reloads.lastOK.Load()) }),
 		metrics.GaugeFunc("mlink_config_last_reload_success_timestamp_seconds", "Unix time of the last successful reload (the start, before any).", func() float64 { return float64(a.reloads.lastSuccess.Load()) / 1e9 }),

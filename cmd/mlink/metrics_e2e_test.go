@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -84,7 +83,33 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	if err := a.wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	fams := scrapeMetrics(t, a.http.Addr())
+	// A forged output (no plan's token) on the real subject: refused by the
+	// merger, and counted where an operator looks.
+	forger, err := a.srv.Connect("mlink-test-forger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close()
+	forged := []byte(`{"camera":"plaza","seq":3,"model":"motion","kind":"vector","type":"class","value":[1,0,0,0],"source":"exact","token":"forged"}`)
+	if err := forger.Publish(pipeline.OutputsSubject("plaza", "motion"), forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := forger.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var fams map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		fams = scrapeMetrics(t, a.http.Addr())
+		if rejected(fams, "merger") > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if rejected(fams, "merger") < 1 {
+		t.Errorf("a forged output is not counted in mlink_rejected_messages_total{stage=\"merger\"}")
+	}
+	if _, ok := fams["mlink_nats_connection_events_total"]; !ok {
+		t.Error("/metrics has no mlink_nats_connection_events_total")
+	}
 	must := func(name string, labels ...string) float64 {
 		t.Helper()
 		v, ok := sample(fams, name, labels...)
@@ -169,7 +194,7 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 // storedRaw returns the bytes of every result in the results stream.
 func storedRaw(t *testing.T, a *app) [][]byte {
 	t.Helper()
-	nc, err := nats.Connect(a.srv.ClientURL())
+	nc, err := a.srv.Connect("mlink-test-results") // admin, in process: the server requires credentials
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,3 +252,20 @@ func BenchmarkMetricsScrape(b *testing.B) {
 }
 
 func zerologNop() zerolog.Logger { return zerolog.Nop() }
+
+// rejected sums mlink_rejected_messages_total over the reasons of a stage.
+func rejected(fams map[string]*dto.MetricFamily, stage string) float64 {
+	f := fams["mlink_rejected_messages_total"]
+	if f == nil {
+		return 0
+	}
+	sum := 0.0
+	for _, m := range f.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "stage" && l.GetValue() == stage {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
