@@ -86,6 +86,22 @@ func runToCompletion(t *testing.T, cfg *pipeline.Config, maxFrames int) (*app, [
 // subscriber that was away would.
 func storedResults(t *testing.T, a *app, cfg *pipeline.Config) []*pipeline.Result {
 	t.Helper()
+	var out []*pipeline.Result
+	for _, data := range storedMessages(t, a, cfg) {
+		r, err := pipeline.Unmarshal[pipeline.Result](data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// storedMessages returns the bytes of every result in the results stream:
+// in process with every permission from the embedded server, else from
+// cfg's server.
+func storedMessages(t *testing.T, a *app, cfg *pipeline.Config) [][]byte {
+	t.Helper()
 	var nc *nats.Conn
 	var err error
 	if a.srv != nil {
@@ -106,18 +122,14 @@ func storedResults(t *testing.T, a *app, cfg *pipeline.Config) []*pipeline.Resul
 	}
 	stream, _ := js.Stream(ctx, pipeline.ResultsStream)
 	info, _ := stream.Info(ctx)
-	var out []*pipeline.Result
+	var out [][]byte
 	for uint64(len(out)) < info.State.Msgs {
 		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for m := range batch.Messages() {
-			r, err := pipeline.Unmarshal[pipeline.Result](m.Data())
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, r)
+			out = append(out, m.Data())
 		}
 	}
 	return out

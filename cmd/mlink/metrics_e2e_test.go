@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -176,7 +175,7 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := storedRaw(t, a)
+	raw := storedMessages(t, a, cfg)
 	if len(raw) != frames {
 		t.Fatalf("%d stored results, want %d", len(raw), frames)
 	}
@@ -191,35 +190,6 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	}
 }
 
-// storedRaw returns the bytes of every result in the results stream.
-func storedRaw(t *testing.T, a *app) [][]byte {
-	t.Helper()
-	nc, err := a.srv.Connect("mlink-test-results") // admin, in process: the server requires credentials
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, _ := js.Stream(ctx, pipeline.ResultsStream)
-	info, _ := stream.Info(ctx)
-	var out [][]byte
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range batch.Messages() {
-			out = append(out, m.Data())
-		}
-	}
-	return out
-}
 
 // BenchmarkMetricsScrape is the cost of one /metrics scrape of a process
 // that ran the pipeline (two models, one camera, results counted), over
