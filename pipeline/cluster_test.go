@@ -52,10 +52,13 @@ func startShippedCluster(t *testing.T) []*clusterNode {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conf := string(data)
+		// One pass: replacing one port after another could rewrite a free
+		// port just written (free 42519 contains 4251).
+		var pairs []string
 		for from, to := range ports {
-			conf = strings.ReplaceAll(conf, from, to)
+			pairs = append(pairs, from, to)
 		}
+		conf := strings.NewReplacer(pairs...).Replace(string(data))
 		store := fmt.Sprintf("%q", ".mlink/nats-cluster/"+n)
 		if !strings.Contains(conf, store) {
 			t.Fatalf("node-%s.conf: no store_dir %s to move", n, store)

@@ -529,8 +529,13 @@ func (c *Controller) evidenceScale() float64 {
 }
 
 // bootstrapFrames is the configured bootstrap scaled by evidenceScale.
+// With remote training it is as configured: the trainer role counts the
+// profiled frames against its own config and knows no costs.
 func (c *Controller) bootstrapFrames() int {
 	n := max(1, c.cfg.BootstrapFrames)
+	if c.cfg.RemoteTraining {
+		return n
+	}
 	return min(n, max(minBootstrapFrames, int(math.Round(float64(n)*c.evidenceScale()))))
 }
 

@@ -129,16 +129,21 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 // OnlyCameras restricts the merger to the configured cameras: plans and
 // outputs of any other camera are rejected, so made-up camera names
 // cannot grow its state. An empty list restricts nothing (a valid config
-// has cameras; tests that publish frames themselves may have none). Call
-// before Run.
+// has cameras; tests that publish frames themselves may have none). A
+// reload calls it again while the merger runs.
 func (m *Merger) OnlyCameras(cams []pipeline.CameraConfig) {
 	if len(cams) == 0 {
 		return
 	}
-	m.known = make(map[string]bool, len(cams))
+	known := make(map[string]bool, len(cams))
 	for _, c := range cams {
-		m.known[c.ID] = true
+		known[c.ID] = true
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// A removed camera's state stays: its frames in flight still complete
+	// with it, and no new one is taken.
+	m.known = known
 }
 
 // Ready is closed once the merger receives plans and outputs.

@@ -167,6 +167,10 @@ func (a *app) applyReload(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("reload: %w", err)
 		}
 	}
+	if a.merger != nil && len(plan.added) > 0 {
+		// Before the camera streams: the merger takes only configured cameras.
+		a.merger.OnlyCameras(next.Cameras)
+	}
 	for _, c := range slices.Concat(plan.changed, plan.added) {
 		if err := a.startCamera(c); err != nil {
 			return "", fmt.Errorf("reload: camera %s: %w", c.ID, err)
