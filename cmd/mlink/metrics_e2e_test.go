@@ -190,7 +190,6 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	}
 }
 
-
 // BenchmarkMetricsScrape is the cost of one /metrics scrape of a process
 // that ran the pipeline (two models, one camera, results counted), over
 // loopback HTTP as Prometheus scrapes it.
