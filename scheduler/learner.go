@@ -173,11 +173,6 @@ func indexAges(ev *links.Evaluation) *ageCurves {
 			c.follow[k] = append(c.follow[k], agePoint{b.Age, b.Accuracy})
 		}
 	}
-	for _, m := range []map[string][]agePoint{c.track} {
-		for _, pts := range m {
-			slices.SortFunc(pts, func(a, b agePoint) int { return a.age - b.age })
-		}
-	}
 	for _, pts := range c.follow {
 		slices.SortFunc(pts, func(a, b agePoint) int { return a.age - b.age })
 	}
@@ -185,7 +180,7 @@ func indexAges(ev *links.Evaluation) *ageCurves {
 		k := temporalKey(t.Target, t.Sources)
 		c.temporal[k] = append(c.temporal[k], agePoint{t.Age, t.Accuracy})
 	}
-	for _, m := range []map[string][]agePoint{c.reuse, c.temporal} {
+	for _, m := range []map[string][]agePoint{c.reuse, c.temporal, c.track} {
 		for _, pts := range m {
 			slices.SortFunc(pts, func(a, b agePoint) int { return a.age - b.age })
 		}

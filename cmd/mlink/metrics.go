@@ -203,30 +203,21 @@ func (a *app) registerMetrics() {
 	}
 	// Messages refused at the trust boundaries, by stage and reason; and
 	// the NATS connections' disconnects, reconnects and async errors.
-	var rejecters []struct {
-		stage string
-		r     *pipeline.Rejects
-	}
+	rejecters := map[string]*pipeline.Rejects{}
 	if a.merger != nil {
-		rejecters = append(rejecters, struct {
-			stage string
-			r     *pipeline.Rejects
-		}{"merger", a.merger.Rejects()})
+		rejecters["merger"] = a.merger.Rejects()
 	}
 	if a.predictor != nil {
-		rejecters = append(rejecters, struct {
-			stage string
-			r     *pipeline.Rejects
-		}{"predictor", a.predictor.Rejects()})
+		rejecters["predictor"] = a.predictor.Rejects()
 	}
 	workers := a.workers
 	reg.MustRegister(metrics.NewCounterFamily("mlink_rejected_messages_total",
 		"Bus messages refused at a trust boundary (forged, out of window, unknown camera, oversized frame, ...), by stage and reason.",
 		[]string{"stage", "reason"}, func(emit metrics.Emit) {
 			sums := map[[2]string]uint64{}
-			for _, x := range rejecters {
-				for reason, n := range x.r.Snapshot() {
-					sums[[2]string{x.stage, string(reason)}] += n
+			for stage, r := range rejecters {
+				for reason, n := range r.Snapshot() {
+					sums[[2]string{stage, string(reason)}] += n
 				}
 			}
 			for _, w := range workers {

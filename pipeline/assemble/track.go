@@ -33,39 +33,28 @@ func Track(cur, prior *pipeline.Output, age float64) []pipeline.Box {
 	if prior == nil || prior.Seq >= cur.Seq || age <= 0 || len(out) == 0 {
 		return out
 	}
-	gap := float64(cur.Seq - prior.Seq)
-	type pair struct {
-		i, j int
-		iou  float64
+	scale := float32(age / float64(cur.Seq-prior.Seq))
+	for _, p := range matchBoxes(cur.Boxes, prior.Boxes, TrackMinIoU, true) {
+		dx, dy := centreShift(prior.Boxes[p[1]], cur.Boxes[p[0]])
+		out[p[0]] = shifted(cur.Boxes[p[0]], dx*scale, dy*scale)
 	}
-	var pairs []pair
-	for i, b := range cur.Boxes {
-		for j, p := range prior.Boxes {
-			if b.Class != p.Class {
-				continue
-			}
-			if v := boxIoU(b, p); v >= TrackMinIoU {
-				pairs = append(pairs, pair{i, j, v})
-			}
-		}
-	}
-	slices.SortStableFunc(pairs, func(a, b pair) int { return cmp.Compare(b.iou, a.iou) })
-	usedCur := make([]bool, len(cur.Boxes))
-	usedPrior := make([]bool, len(prior.Boxes))
-	for _, p := range pairs {
-		if usedCur[p.i] || usedPrior[p.j] {
-			continue
-		}
-		usedCur[p.i], usedPrior[p.j] = true, true
-		b, q := cur.Boxes[p.i], prior.Boxes[p.j]
-		scale := float32(age / gap)
-		dx := ((b.X1 + b.X2) - (q.X1 + q.X2)) / 2 * scale
-		dy := ((b.Y1 + b.Y2) - (q.Y1 + q.Y2)) / 2 * scale
-		out[p.i].X1, out[p.i].X2 = b.X1+dx, b.X2+dx
-		out[p.i].Y1, out[p.i].Y2 = b.Y1+dy, b.Y2+dy
-	}
-	kept := out[:0]
-	for _, b := range out {
+	return clipped(out)
+}
+
+// centreShift is how far the centre of a box moved from from to to.
+func centreShift(from, to pipeline.Box) (dx, dy float32) {
+	return ((to.X1 + to.X2) - (from.X1 + from.X2)) / 2, ((to.Y1 + to.Y2) - (from.Y1 + from.Y2)) / 2
+}
+
+func shifted(b pipeline.Box, dx, dy float32) pipeline.Box {
+	b.X1, b.X2, b.Y1, b.Y2 = b.X1+dx, b.X2+dx, b.Y1+dy, b.Y2+dy
+	return b
+}
+
+// clipped clips boxes to the frame in place, dropping those left empty.
+func clipped(boxes []pipeline.Box) []pipeline.Box {
+	kept := boxes[:0]
+	for _, b := range boxes {
 		if c, ok := clipBox(b); ok {
 			kept = append(kept, c)
 		}
@@ -117,10 +106,9 @@ func Follow(then, srcThen, srcNow *pipeline.Output, gain float64) []pipeline.Box
 	// The source's own motion: its boxes then matched to its boxes now.
 	moves := make([][2]float32, len(srcThen.Boxes))
 	moved := make([]bool, len(srcThen.Boxes))
-	for _, p := range matchBoxes(srcThen.Boxes, srcNow.Boxes, TrackMinIoU) {
-		a, b := srcThen.Boxes[p[0]], srcNow.Boxes[p[1]]
-		moves[p[0]] = [2]float32{((b.X1 + b.X2) - (a.X1 + a.X2)) / 2, ((b.Y1 + b.Y2) - (a.Y1 + a.Y2)) / 2}
-		moved[p[0]] = true
+	for _, p := range matchBoxes(srcThen.Boxes, srcNow.Boxes, TrackMinIoU, false) {
+		dx, dy := centreShift(srcThen.Boxes[p[0]], srcNow.Boxes[p[1]])
+		moves[p[0]], moved[p[0]] = [2]float32{dx, dy}, true
 	}
 	g := float32(gain)
 	for i, b := range then.Boxes {
@@ -130,25 +118,17 @@ func Follow(then, srcThen, srcNow *pipeline.Output, gain float64) []pipeline.Box
 				best, bestIoU = j, v
 			}
 		}
-		if best < 0 {
-			continue
-		}
-		dx, dy := moves[best][0]*g, moves[best][1]*g
-		out[i].X1, out[i].X2 = b.X1+dx, b.X2+dx
-		out[i].Y1, out[i].Y2 = b.Y1+dy, b.Y2+dy
-	}
-	kept := out[:0]
-	for _, b := range out {
-		if c, ok := clipBox(b); ok {
-			kept = append(kept, c)
+		if best >= 0 {
+			out[i] = shifted(b, moves[best][0]*g, moves[best][1]*g)
 		}
 	}
-	return kept
+	return clipped(out)
 }
 
-// matchBoxes matches a to b greedily by IoU (at least minIoU, any class),
-// highest first; each pair is [index in a, index in b].
-func matchBoxes(a, b []pipeline.Box, minIoU float64) [][2]int {
+// matchBoxes matches a to b greedily by IoU (at least minIoU; within a
+// class when sameClass), highest first; each pair is [index in a, index
+// in b].
+func matchBoxes(a, b []pipeline.Box, minIoU float64, sameClass bool) [][2]int {
 	type pair struct {
 		i, j int
 		iou  float64
@@ -156,6 +136,9 @@ func matchBoxes(a, b []pipeline.Box, minIoU float64) [][2]int {
 	var pairs []pair
 	for i := range a {
 		for j := range b {
+			if sameClass && a[i].Class != b[j].Class {
+				continue
+			}
 			if v := boxIoU(a[i], b[j]); v >= minIoU {
 				pairs = append(pairs, pair{i, j, v})
 			}
