@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/natstest"
@@ -141,38 +141,51 @@ func TestClusterKeepsEveryAcknowledgedResultWhenANodeDies(t *testing.T) {
 	}
 	sub.Flush()
 
-	// The publisher: each result is retried until JetStream acknowledges
-	// it; its message id makes a retry of a stored one a duplicate, not a
-	// second copy.
-	var (
-		mu      sync.Mutex
-		acked   = map[uint64]bool{}
-		lastAck = time.Now()
-		maxGap  time.Duration
-	)
+	// The merger's publisher: each result is published again until the
+	// stream acknowledges it; its message id makes a repeat of a stored one
+	// a duplicate, not a second copy.
+	pub, err := pipeline.NewResultPublisher(nc, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
 	pubCtx, stopPub := context.WithCancel(ctx)
-	pubDone := make(chan struct{})
+	retryDone := make(chan struct{})
+	go func() { defer close(retryDone); pub.Run(pubCtx, 30*time.Second) }()
+	var published atomic.Uint64
+	var maxGap atomic.Int64 // longest time between two acknowledgements, ns
+	feedDone := make(chan struct{})
 	go func() {
-		defer close(pubDone)
+		defer close(feedDone)
+		tick := time.NewTicker(5 * time.Millisecond) // 200 results/s
+		defer tick.Stop()
 		for seq := uint64(1); pubCtx.Err() == nil; seq++ {
-			data, _ := json.Marshal(pipeline.Result{Camera: "plaza", Seq: seq, CapturedAt: time.Now()})
-			for pubCtx.Err() == nil {
-				actx, acancel := context.WithTimeout(pubCtx, 2*time.Second)
-				_, err := js.Publish(actx, pipeline.ResultsSubject("plaza"), data, jetstream.WithMsgID(fmt.Sprint(seq)))
-				acancel()
-				if err == nil {
-					mu.Lock()
-					acked[seq] = true
-					maxGap = max(maxGap, time.Since(lastAck))
-					lastAck = time.Now()
-					mu.Unlock()
-					break
-				}
-				time.Sleep(50 * time.Millisecond)
+			r := &pipeline.Result{Camera: "plaza", Seq: seq, CapturedAt: time.Unix(1700000000, 0)}
+			data, _ := json.Marshal(r)
+			msg := nats.NewMsg(pipeline.ResultsSubject("plaza"))
+			msg.Data = data
+			if err := pub.Publish(msg, pipeline.ResultMsgID(r)); err != nil {
+				t.Error(err)
+				return
+			}
+			published.Store(seq)
+			select {
+			case <-pubCtx.Done():
+			case <-tick.C:
 			}
 		}
 	}()
-	ackedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	go func() { // the longest wait for an acknowledgement
+		last, lastAt := int64(0), time.Now()
+		for pubCtx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+			if n := pub.Stats().Acked.Load(); n != last {
+				last, lastAt = n, time.Now()
+			} else if gap := time.Since(lastAt); int64(gap) > maxGap.Load() {
+				maxGap.Store(int64(gap))
+			}
+		}
+	}()
+	ackedCount := func() int { return int(pub.Stats().Acked.Load()) }
 	natstest.WaitFor(t, 60*time.Second, "200 acknowledged results", func() bool { return ackedCount() >= 200 })
 
 	// Kill the stream's leader, as a machine that dies.
@@ -189,16 +202,15 @@ func TestClusterKeepsEveryAcknowledgedResultWhenANodeDies(t *testing.T) {
 	if victim == nil {
 		t.Fatalf("no node leads the results stream: %+v", info.Cluster)
 	}
-	mu.Lock()
-	maxGap = 0 // from here on: the gap the failover makes
-	mu.Unlock()
+	maxGap.Store(0) // from here on: the gap the failover makes
 	beforeAcked, beforeLive, killedAt := ackedCount(), live.Load(), time.Now()
 	victim.srv.Kill()
 	natstest.WaitFor(t, 90*time.Second, "200 more acknowledged results after the leader died", func() bool { return ackedCount() >= beforeAcked+200 })
 	natstest.WaitFor(t, 30*time.Second, "live results after the leader died", func() bool { return live.Load() >= beforeLive+200 })
 	recovered := time.Since(killedAt)
 	stopPub()
-	<-pubDone
+	<-feedDone
+	<-retryDone // every outstanding acknowledgement awaited (up to 30 s)
 
 	// Count: every acknowledged result is stored, once.
 	info, err = stream.Info(ctx)
@@ -224,26 +236,30 @@ func TestClusterKeepsEveryAcknowledgedResultWhenANodeDies(t *testing.T) {
 		}
 		stored[r.Seq]++
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	lost, dup := 0, 0
-	for seq := range acked {
+	n := published.Load()
+	st := pub.Stats()
+	missing, dup := 0, 0
+	for seq := uint64(1); seq <= n; seq++ {
 		if stored[seq] == 0 {
-			lost++
+			missing++
 		}
 	}
-	for _, n := range stored {
-		if n > 1 {
+	for _, c := range stored {
+		if c > 1 {
 			dup++
 		}
 	}
-	t.Logf("killed %s (stream leader) after %d acknowledged results; %d acknowledged in all, %d stored (%d duplicated), %d live; "+
+	t.Logf("killed %s (stream leader) after %d acknowledged results; %d published, %d acknowledged, %d published again, %d lost; %d stored (%d duplicated), %d live; "+
 		"longest wait for an acknowledgement across the failover %s; 200 more acknowledged %s after the kill",
-		victim.name, beforeAcked, len(acked), len(stored), dup, live.Load(), maxGap.Round(time.Millisecond), recovered.Round(time.Millisecond))
-	if lost > 0 {
-		t.Errorf("%d of %d acknowledged results are not in the stream after the node died", lost, len(acked))
+		victim.name, beforeAcked, n, st.Acked.Load(), st.Retried.Load(), st.Lost.Load(), len(stored), dup, live.Load(),
+		time.Duration(maxGap.Load()).Round(time.Millisecond), recovered.Round(time.Millisecond))
+	if missing > 0 || st.Lost.Load() > 0 {
+		t.Errorf("%d of %d published results are not in the stream after the node died (%d given up)", missing, n, st.Lost.Load())
+	}
+	if st.Acked.Load() != int64(n) || pub.Pending() != 0 {
+		t.Errorf("%d of %d results acknowledged, %d pending: every result must be acknowledged once the cluster is back", st.Acked.Load(), n, pub.Pending())
 	}
 	if dup > 0 {
-		t.Errorf("%d results are stored twice: a retried publish must be a duplicate", dup)
+		t.Errorf("%d results are stored twice: a repeated publish must be a duplicate", dup)
 	}
 }

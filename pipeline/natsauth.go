@@ -294,9 +294,11 @@ func RolePermissions(r Role) Permissions {
 		// The predicted models' outputs go to the merger like a worker's.
 		return Permissions{Publish: []string{OutputsSubject(any1, any2)}, Subscribe: []string{PredictSubject}}
 	case RoleMerger:
+		// Results are JetStream publishes: their acknowledgements come
+		// back on an inbox.
 		return Permissions{
 			Publish:   []string{ResultsSubject(any1), PredictSubject},
-			Subscribe: []string{AllPlans, AllOutputs},
+			Subscribe: []string{AllPlans, AllOutputs, inboxes},
 		}
 	case RoleTrainer:
 		// The durable consumer of the results stream.

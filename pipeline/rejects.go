@@ -44,6 +44,9 @@ const (
 	RejectFrameTooLarge RejectReason = "frame_too_large"
 	// RejectSizeMismatch: a JPEG whose size is not the frame's headers'.
 	RejectSizeMismatch RejectReason = "size_mismatch"
+	// RejectUnroutable: a well-formed message the stage could not pass on
+	// (the bus refused a publish, the plan did not encode).
+	RejectUnroutable RejectReason = "unroutable"
 )
 
 // DefaultRejectLogPeriod is how often, at most, one reason is logged again

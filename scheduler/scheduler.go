@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -28,6 +29,10 @@ type Scheduler struct {
 	in         chan *nats.Msg
 	ready      chan struct{}
 	stats      Stats
+	rejects    *pipeline.Rejects
+	// known holds the configured cameras (nil: any camera); a reload
+	// swaps it while Run routes.
+	known atomic.Pointer[map[string]bool]
 }
 
 // Stats counts the scheduler's work.
@@ -53,8 +58,51 @@ func New(nc *nats.Conn, policy Policy, log zerolog.Logger) *Scheduler {
 		log:        pipeline.Component(log, "scheduler").With().Str("policy", policy.Name()).Logger(),
 		in:         make(chan *nats.Msg, 1024),
 		ready:      make(chan struct{}),
+		rejects:    pipeline.NewRejects(pipeline.Component(log, "scheduler"), 0),
 	}
 }
+
+// OnlyCameras restricts the scheduler to the configured cameras: frames
+// and results of any other camera are rejected and counted, so that a
+// client publishing made-up camera names grows no per-camera state in the
+// policy and plans nothing. An empty list restricts nothing (tests that
+// publish frames themselves may configure none). A reload calls it again
+// while the scheduler runs.
+func (s *Scheduler) OnlyCameras(cams []pipeline.CameraConfig) {
+	if len(cams) == 0 {
+		return
+	}
+	known := make(map[string]bool, len(cams))
+	for _, c := range cams {
+		known[c.ID] = true
+	}
+	s.known.Store(&known)
+}
+
+// UseRejects makes the scheduler count its refusals in r: a process that
+// restarts its scheduler (a reload changing the policy) keeps one count.
+// Call before Run.
+func (s *Scheduler) UseRejects(r *pipeline.Rejects) { s.rejects = r }
+
+// Rejects returns the scheduler's counts of refused messages by reason.
+func (s *Scheduler) Rejects() *pipeline.Rejects { return s.rejects }
+
+// configured tells whether the scheduler takes messages of camera.
+func (s *Scheduler) configured(camera string) bool {
+	known := s.known.Load()
+	return known == nil || (*known)[camera]
+}
+
+// rejection is a refused message's reason and what was wrong.
+type rejection struct {
+	reason pipeline.RejectReason
+	err    error
+}
+
+func (r *rejection) Error() string { return r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+func reject(reason pipeline.RejectReason, err error) error { return &rejection{reason, err} }
 
 // Ready is closed once the scheduler receives frames.
 func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
@@ -93,7 +141,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			// the connection received them.
 			results, err = s.nc.ChanSubscribe(pipeline.AllResults, s.in)
 		} else {
-			results, err = s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) { observeResult(obs, m) })
+			results, err = s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) { s.observeResult(obs, m) })
 		}
 		if err != nil {
 			return fmt.Errorf("scheduler: subscribe results: %w", err)
@@ -122,7 +170,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		// A subscription of its own, so that a filter profiling a segment
 		// does not hold up the policy's observations.
 		results, err := s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
-			if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil {
+			if r := s.trustedResult(m); r != nil {
 				s.filter.ObserveResult(r)
 			}
 		})
@@ -144,12 +192,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return nil
 		case msg := <-s.in:
 			if observes && s.inLine && strings.HasPrefix(msg.Subject, resultsPrefix) {
-				observeResult(obs, msg)
+				s.observeResult(obs, msg)
 				continue
 			}
 			if err := s.route(msg); err != nil {
 				s.stats.Rejected.Add(1)
-				s.log.Warn().Err(err).Str("subject", msg.Subject).Msg("rejecting frame")
+				var r *rejection
+				if errors.As(err, &r) {
+					s.rejects.Reject(r.reason, msg.Subject, r.err)
+				} else {
+					// Not the message's fault (the bus refused a publish):
+					// also sampled, a flood of frames would flood the log.
+					s.rejects.Reject(pipeline.RejectUnroutable, msg.Subject, err)
+				}
 			}
 		}
 	}
@@ -161,25 +216,50 @@ var (
 	resultsPrefix = strings.TrimSuffix(pipeline.AllResults, "*")
 )
 
-func observeResult(obs Observer, m *nats.Msg) {
+func (s *Scheduler) observeResult(obs Observer, m *nats.Msg) {
 	// A gap record (a frame lost on the way) is no evidence for a policy.
-	if r, err := pipeline.Unmarshal[pipeline.Result](m.Data); err == nil && r.Reason != pipeline.PartialLost {
+	if r := s.trustedResult(m); r != nil && r.Reason != pipeline.PartialLost {
 		obs.ObserveResult(r)
 	}
+}
+
+// trustedResult decodes a result the policy may learn from: well formed,
+// of the camera its subject names, a configured one. Anything else is
+// rejected and counted (nil): a forged result for a made-up camera would
+// otherwise give the policy state for it. Called from the results
+// subscription's goroutine or the routing one; Rejects is safe for both.
+func (s *Scheduler) trustedResult(m *nats.Msg) *pipeline.Result {
+	r, err := pipeline.Unmarshal[pipeline.Result](m.Data)
+	if err != nil {
+		s.rejects.Reject(pipeline.RejectMalformed, m.Subject, err)
+		return nil
+	}
+	if pipeline.ResultsSubject(r.Camera) != m.Subject {
+		s.rejects.Reject(pipeline.RejectCameraMismatch, m.Subject, fmt.Errorf("result of camera %q", r.Camera))
+		return nil
+	}
+	if !s.configured(r.Camera) {
+		s.rejects.Reject(pipeline.RejectUnknownCamera, m.Subject, fmt.Errorf("result of camera %q, which is not configured", r.Camera))
+		return nil
+	}
+	return r
 }
 
 func (s *Scheduler) route(msg *nats.Msg) error {
 	f, err := pipeline.DecodeFrame(msg)
 	if err != nil {
-		return err
+		return reject(pipeline.RejectMalformed, err)
 	}
 	if pipeline.FramesSubject(f.Camera) != msg.Subject {
-		return fmt.Errorf("frame of camera %q published on %s", f.Camera, msg.Subject)
+		return reject(pipeline.RejectCameraMismatch, fmt.Errorf("frame of camera %q published on %s", f.Camera, msg.Subject))
+	}
+	if !s.configured(f.Camera) {
+		return reject(pipeline.RejectUnknownCamera, fmt.Errorf("frame of camera %q, which is not configured", f.Camera))
 	}
 	// A cheap check that the body is a JPEG at all; workers report frames
 	// that are damaged inside.
 	if !bytes.HasPrefix(f.JPEG, jpegStart) {
-		return fmt.Errorf("frame %s/%d: body is not a JPEG image", f.Camera, f.Seq)
+		return reject(pipeline.RejectMalformed, fmt.Errorf("frame %s/%d: body is not a JPEG image", f.Camera, f.Seq))
 	}
 	send := s.filter == nil || s.sendPast(f)
 	// The policy plans every frame, filtered or not, so that its state

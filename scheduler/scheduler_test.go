@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -110,3 +111,80 @@ var (
 	connect  = natstest.Connect
 	waitFor  = natstest.WaitFor
 )
+
+// TestSchedulerTakesOnlyConfiguredCameras floods the scheduler with frames
+// and results of made-up cameras, as any client of a server without auth
+// can: none is planned, none gives the policy per-camera state, each is
+// counted by reason, and the configured camera is planned throughout.
+func TestSchedulerTakesOnlyConfiguredCameras(t *testing.T) {
+	srv := startBus(t)
+	nc := connect(t, srv)
+	policy, err := NewController(ControllerConfig{Policy: PolicyAll, Models: []string{"hog"}}, nil, nil, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(connect(t, srv), policy, zerolog.Nop())
+	s.OnlyCameras([]pipeline.CameraConfig{{ID: "cam"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	var mu sync.Mutex
+	planned := map[string]int{}
+	nc.Subscribe(pipeline.AllPlans, func(m *nats.Msg) {
+		if p, err := pipeline.Unmarshal[pipeline.Plan](m.Data); err == nil {
+			mu.Lock()
+			planned[p.Camera]++
+			mu.Unlock()
+		}
+	})
+	nc.Flush()
+	<-s.Ready()
+
+	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
+	frame := func(camera string, seq uint64) *nats.Msg {
+		return pipeline.FrameMsg(pipeline.FramesSubject(camera), &pipeline.Frame{Camera: camera, Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg})
+	}
+	const fakes = 500
+	for i := range fakes {
+		nc.PublishMsg(frame(fmt.Sprintf("fake-%d", i), 1))
+		nc.PublishMsg(frame("cam", uint64(i+1)))
+		// A result for a made-up camera, and one whose body names the
+		// real camera on another camera's subject.
+		data, _ := pipeline.Marshal(&pipeline.Result{Camera: fmt.Sprintf("fake-%d", i), Seq: 1, Outputs: map[string]*pipeline.Output{}})
+		nc.Publish(pipeline.ResultsSubject(fmt.Sprintf("fake-%d", i)), data)
+		data, _ = pipeline.Marshal(&pipeline.Result{Camera: "cam", Seq: uint64(i + 1), Outputs: map[string]*pipeline.Output{}})
+		nc.Publish(pipeline.ResultsSubject("elsewhere"), data)
+	}
+	nc.Publish(pipeline.ResultsSubject("cam"), []byte("{not json"))
+	waitFor(t, 10*time.Second, "every frame routed or refused", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return planned["cam"] == fakes && s.Rejects().Total() == 3*fakes+1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(planned) != 1 {
+		t.Errorf("plans for %d cameras, want only cam's: %v", len(planned), len(planned))
+	}
+	got := s.Rejects().Snapshot()
+	want := map[pipeline.RejectReason]uint64{
+		pipeline.RejectUnknownCamera:  2 * fakes,
+		pipeline.RejectCameraMismatch: fakes,
+		pipeline.RejectMalformed:      1,
+	}
+	for reason, n := range want {
+		if got[reason] != n {
+			t.Errorf("rejected %d as %s, want %d (all: %v)", got[reason], reason, n, got)
+		}
+	}
+	if n := len(policy.frameIndex); n != 1 {
+		t.Errorf("the policy keeps state for %d cameras, want 1 (cam)", n)
+	}
+	if s.Stats().Rejected.Load() != fakes {
+		t.Errorf("Stats().Rejected = %d frames, want %d", s.Stats().Rejected.Load(), fakes)
+	}
+}

@@ -36,6 +36,10 @@ type Merger struct {
 	log        zerolog.Logger
 	now        func() time.Time
 	rejects    *pipeline.Rejects
+	// acked publishes results with JetStream acknowledgements (AckResults);
+	// drain bounds the wait for the last ones at stop.
+	acked *pipeline.ResultPublisher
+	drain time.Duration
 
 	in    chan *nats.Msg
 	ready chan struct{}
@@ -84,6 +88,23 @@ type cameraState struct {
 func (m *Merger) gapWait(c *cameraState) time.Duration {
 	return min(max(4*c.interval, 500*time.Millisecond), m.deadline)
 }
+
+// AckResults makes the merger publish results as JetStream publishes the
+// results stream acknowledges, publishing again what it does not (an
+// election, an outage) for up to pipeline.ResultGiveUp; stopping, it waits
+// up to drain for the last acknowledgements. The stream must exist (mlink
+// run's control connection makes it). Call before Run.
+func (m *Merger) AckResults(drain time.Duration) error {
+	p, err := pipeline.NewResultPublisher(m.nc, m.log)
+	if err != nil {
+		return fmt.Errorf("merger: %w", err)
+	}
+	m.acked, m.drain = p, drain
+	return nil
+}
+
+// ResultPublisher returns the publisher of AckResults (nil without).
+func (m *Merger) ResultPublisher() *pipeline.ResultPublisher { return m.acked }
 
 // MergerStats counts what the merger did.
 type MergerStats struct {
@@ -173,6 +194,13 @@ func (m *Merger) Run(ctx context.Context) error {
 	if err := m.nc.Flush(); err != nil {
 		return fmt.Errorf("merger: flush subscriptions: %w", err)
 	}
+	var republished chan struct{}
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	defer stopPub()
+	if m.acked != nil {
+		republished = make(chan struct{})
+		go func() { defer close(republished); m.acked.Run(pubCtx, m.drain) }()
+	}
 	close(m.ready)
 	tick := time.NewTicker(min(m.deadline/10, 100*time.Millisecond))
 	defer tick.Stop()
@@ -180,6 +208,11 @@ func (m *Merger) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.flushAll()
+			if republished != nil {
+				// After the last partial results: those too are stored.
+				stopPub()
+				<-republished
+			}
 			return nil
 		case msg := <-m.in:
 			m.handle(msg)
@@ -540,7 +573,11 @@ func (m *Merger) publish(res *pipeline.Result) bool {
 	msg := nats.NewMsg(pipeline.ResultsSubject(res.Camera))
 	msg.Header.Set(pipeline.HeaderSeq, strconv.FormatUint(res.Seq, 10))
 	msg.Data = data
-	if err := m.nc.PublishMsg(msg); err != nil {
+	publish := m.nc.PublishMsg
+	if m.acked != nil {
+		publish = func(msg *nats.Msg) error { return m.acked.Publish(msg, pipeline.ResultMsgID(res)) }
+	}
+	if err := publish(msg); err != nil {
 		m.log.Error().Err(err).Str("camera", res.Camera).Uint64("seq", res.Seq).Msg("publish result")
 		return false
 	}

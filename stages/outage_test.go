@@ -150,7 +150,7 @@ func TestNATSOutageRecoversAndLosesNothingSilently(t *testing.T) {
 	if err := pipeline.EnsureResultsStream(ctx, setup, &pipeline.NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 256 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	p := startPipeline(t, dial, 2*time.Second)
+	p := startPipeline(t, dial, 2*time.Second, ackResults)
 	p.waitResults(t, 20)
 
 	killed := time.Now()
@@ -205,8 +205,12 @@ func TestNATSOutageRecoversAndLosesNothingSilently(t *testing.T) {
 		counts[key]++
 	}
 	st := p.camera.Stats()
-	t.Logf("%d frames published: %v; in-flight slots released on reconnect %d, by timeout %d",
-		last, fmt.Sprint(counts), st.InFlightReleased, st.InFlightTimeouts)
+	ps := p.merger.ResultPublisher().Stats()
+	t.Logf("%d frames published: %v; in-flight slots released on reconnect %d, by timeout %d; results published %d, acknowledged %d, published again %d, given up %d",
+		last, fmt.Sprint(counts), st.InFlightReleased, st.InFlightTimeouts, ps.Published.Load(), ps.Acked.Load(), ps.Retried.Load(), ps.Lost.Load())
+	if ps.Lost.Load() != 0 {
+		t.Errorf("the merger gave up on %d results", ps.Lost.Load())
+	}
 	if st.InFlightTimeouts != 0 {
 		t.Errorf("%d in-flight slots came back only by timeout", st.InFlightTimeouts)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +59,14 @@ func startTrustPipeline(t *testing.T) *trustPipeline {
 
 // startPipeline runs the pipeline with connections from dial (one per
 // stage, named) and the merger's deadline.
-func startPipeline(t *testing.T, dial func(name string) *nats.Conn, deadline time.Duration) *trustPipeline {
+//
+// With ackResults the merger publishes results as mlink run's does, with
+// JetStream acknowledgements (the results stream must exist).
+type pipelineOption int
+
+const ackResults pipelineOption = 1
+
+func startPipeline(t *testing.T, dial func(name string) *nats.Conn, deadline time.Duration, opts ...pipelineOption) *trustPipeline {
 	t.Helper()
 	needFile(t, vtestPath, "apt-get install opencv-doc")
 	p := &trustPipeline{attacker: dial("attacker")}
@@ -94,6 +102,11 @@ func startPipeline(t *testing.T, dial func(name string) *nats.Conn, deadline tim
 
 	p.merger = NewMerger(dial("merger"), pipeline.MergerConfig{Deadline: deadline, MaxPending: 256}, zerolog.Nop())
 	p.merger.OnlyCameras([]pipeline.CameraConfig{{ID: "plaza"}})
+	if slices.Contains(opts, ackResults) {
+		if err := p.merger.AckResults(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 	run("merger", p.merger.Run)
 	<-p.merger.Ready()
 
@@ -112,6 +125,7 @@ func startPipeline(t *testing.T, dial func(name string) *nats.Conn, deadline tim
 		t.Fatal(err)
 	}
 	sched := scheduler.New(dial("scheduler"), policy, zerolog.Nop())
+	sched.OnlyCameras([]pipeline.CameraConfig{{ID: "plaza"}})
 	run("scheduler", sched.Run)
 	<-sched.Ready()
 

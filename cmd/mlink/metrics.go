@@ -200,6 +200,15 @@ func (a *app) registerMetrics() {
 			metrics.CounterFunc("mlink_merger_evicted_total", "Frames emitted partial early because merger.max_pending frames were held.", func() float64 { return i(st.Evicted.Load()) }),
 		)
 		reg.MustRegister(a.resultMetrics.collectors()...)
+		if pub := a.merger.ResultPublisher(); pub != nil {
+			ps := pub.Stats()
+			reg.MustRegister(
+				metrics.CounterFunc("mlink_results_stream_acked_total", "Results the results stream acknowledged (stored).", func() float64 { return i(ps.Acked.Load()) }),
+				metrics.CounterFunc("mlink_results_stream_republished_total", "Result publishes repeated because the stream did not acknowledge them in time (an election, an outage); live subscribers see each repeat.", func() float64 { return i(ps.Retried.Load()) }),
+				metrics.CounterFunc("mlink_results_stream_lost_total", "Results given up unacknowledged (not stored in the results stream).", func() float64 { return i(ps.Lost.Load()) }),
+				metrics.GaugeFunc("mlink_results_stream_pending", "Results published and not yet acknowledged.", func() float64 { return float64(pub.Pending()) }),
+			)
+		}
 	}
 	// Messages refused at the trust boundaries, by stage and reason; and
 	// the NATS connections' disconnects, reconnects and async errors.
@@ -209,6 +218,9 @@ func (a *app) registerMetrics() {
 	}
 	if a.predictor != nil {
 		rejecters["predictor"] = a.predictor.Rejects()
+	}
+	if a.schedRejects != nil {
+		rejecters["scheduler"] = a.schedRejects
 	}
 	workers := a.workers
 	reg.MustRegister(metrics.NewCounterFamily("mlink_rejected_messages_total",

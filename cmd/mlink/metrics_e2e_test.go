@@ -149,6 +149,11 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	if n := must("mlink_stage_sent_total", "stage", "merger"); n != frames {
 		t.Errorf("merger sent %v results, want %d", n, frames)
 	}
+	// Results are JetStream publishes: each acknowledged (stored), none
+	// given up; the scrape may come before the last acknowledgement.
+	if acked, lost := must("mlink_results_stream_acked_total"), must("mlink_results_stream_lost_total"); acked+must("mlink_results_stream_pending") != frames || lost != 0 {
+		t.Errorf("results stream: %v acknowledged, %v pending, %v lost, want %d acknowledged or pending and none lost", acked, must("mlink_results_stream_pending"), lost, frames)
+	}
 	if used, budget := must("mlink_model_exact_seconds_total"), must("mlink_budget_ms_per_frame"); used <= 0 || budget != 450 {
 		t.Errorf("model time %v s, budget %v ms/frame (want > 0 and 450)", used, budget)
 	}

@@ -167,9 +167,15 @@ func (a *app) applyReload(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("reload: %w", err)
 		}
 	}
-	if a.merger != nil && len(plan.added) > 0 {
-		// Before the camera streams: the merger takes only configured cameras.
-		a.merger.OnlyCameras(next.Cameras)
+	if len(plan.added) > 0 {
+		// Before the camera streams: the merger and the scheduler take
+		// only configured cameras.
+		if a.merger != nil {
+			a.merger.OnlyCameras(next.Cameras)
+		}
+		if a.sched != nil {
+			a.sched.OnlyCameras(next.Cameras)
+		}
 	}
 	for _, c := range slices.Concat(plan.changed, plan.added) {
 		if err := a.startCamera(c); err != nil {

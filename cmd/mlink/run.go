@@ -231,12 +231,14 @@ type app struct {
 
 	workers []*stages.ModelWorker
 	// frames shares decoded frames between this process's workers.
-	frames    *stages.FrameCache
-	merger    *stages.Merger
-	sched     *scheduler.Scheduler
-	reducto   *reducto.FrameFilter // nil unless reducto.enabled
-	predictor *stages.LinkPredictor
-	linkStore *stages.LinkStore
+	frames *stages.FrameCache
+	merger *stages.Merger
+	sched  *scheduler.Scheduler
+	// schedRejects counts the scheduler's refusals across its restarts.
+	schedRejects *pipeline.Rejects
+	reducto      *reducto.FrameFilter // nil unless reducto.enabled
+	predictor    *stages.LinkPredictor
+	linkStore    *stages.LinkStore
 	// trainer learns links from the results stream (trainer role, with
 	// scheduler.training remote).
 	trainer *scheduler.Trainer
@@ -399,6 +401,12 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		}
 		a.merger = stages.NewMerger(mc, cfg.Merger, log)
 		a.merger.OnlyCameras(cfg.Cameras)
+		// The stream exists (EnsureResultsStream above): results are
+		// stored even across an election or an outage. A stop waits for
+		// the last acknowledgements for a part of its deadline.
+		if err := a.merger.AckResults(resultsDrain(o.stopTimeout)); err != nil {
+			return a, err
+		}
 		if _, err := a.goStage(tierMerger, "merger", a.merger.Ready(), false, a.merger.Run); err != nil {
 			return a, err
 		}
@@ -517,6 +525,16 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	return a, nil
 }
 
+// resultsDrain is how long a stopping merger waits for the results
+// stream's last acknowledgements: a sixth of the stop's deadline, at most
+// 5 s (an election takes 6–8 s; a stop should not wait for one).
+func resultsDrain(stop time.Duration) time.Duration {
+	if stop <= 0 {
+		return 5 * time.Second
+	}
+	return min(stop/6, 5*time.Second)
+}
+
 // startScheduler builds the configured policy over the loaded models and
 // starts the scheduler stage with it (at start-up, and again when a reload
 // changes the policy or the budget). Measured costs are kept across.
@@ -529,6 +547,11 @@ func (a *app) startScheduler() error {
 		return err
 	}
 	sched := scheduler.New(a.schedConn, policy, a.log)
+	sched.OnlyCameras(a.cfg.Cameras)
+	if a.schedRejects == nil {
+		a.schedRejects = sched.Rejects()
+	}
+	sched.UseRejects(a.schedRejects)
 	a.sched = sched
 	if a.cfg.Scheduler.InLineTraining {
 		sched.ObserveInLine()
