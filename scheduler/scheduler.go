@@ -104,6 +104,10 @@ func (r *rejection) Unwrap() error { return r.err }
 
 func reject(reason pipeline.RejectReason, err error) error { return &rejection{reason, err} }
 
+// QueueDepth is the number of frames (and, observing in line, results)
+// received and not yet routed.
+func (s *Scheduler) QueueDepth() int { return len(s.in) }
+
 // Ready is closed once the scheduler receives frames.
 func (s *Scheduler) Ready() <-chan struct{} { return s.ready }
 

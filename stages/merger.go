@@ -167,6 +167,10 @@ func (m *Merger) OnlyCameras(cams []pipeline.CameraConfig) {
 	m.known = known
 }
 
+// QueueDepth is the number of plans and outputs received and not yet
+// joined (the merger's bounded input queue).
+func (m *Merger) QueueDepth() int { return len(m.in) }
+
 // Ready is closed once the merger receives plans and outputs.
 func (m *Merger) Ready() <-chan struct{} { return m.ready }
 

@@ -30,6 +30,18 @@ type LinkPredictor struct {
 	ready   chan struct{}
 	stats   PredictorStats
 	rejects *pipeline.Rejects
+	sub     atomic.Pointer[nats.Subscription] // while Run serves
+}
+
+// QueueDepth is the number of predict requests received and not yet
+// served (the subscription's pending messages).
+func (lp *LinkPredictor) QueueDepth() int {
+	sub := lp.sub.Load()
+	if sub == nil {
+		return 0
+	}
+	n, _, _ := sub.Pending()
+	return max(n, 0)
 }
 
 type predictorBox struct{ p Predictor }
@@ -81,6 +93,8 @@ func (lp *LinkPredictor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("predictor: subscribe: %w", err)
 	}
+	lp.sub.Store(sub)
+	defer lp.sub.Store(nil)
 	if err := lp.nc.Flush(); err != nil {
 		return fmt.Errorf("predictor: flush subscription: %w", err)
 	}

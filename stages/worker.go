@@ -108,6 +108,10 @@ func (w *ModelWorker) LimitFramePixels(n int) {
 // Rejects returns the worker's counts of refused frames by reason.
 func (w *ModelWorker) Rejects() *pipeline.Rejects { return w.rejects }
 
+// QueueDepth is the number of frames received and waiting for the model
+// (bounded by the model's queue; past it the oldest are dropped).
+func (w *ModelWorker) QueueDepth() int { return len(w.queue) }
+
 // Ready is closed once the worker receives frames.
 func (w *ModelWorker) Ready() <-chan struct{} { return w.ready }
 

@@ -107,6 +107,15 @@ func (a *app) registerMetrics() {
 		func(s stageCounts) (float64, bool) { return s.sent, true })
 	stageCounter("mlink_stage_errors_total", "Messages a stage failed on or rejected.",
 		func(s stageCounts) (float64, bool) { return s.errors, true })
+	reg.MustRegister(metrics.NewGaugeFamily("mlink_stage_queue_depth",
+		"Messages waiting in a stage's input queue: frames (scheduler, each model's worker), plans and outputs (merger), predict requests (predictor). A queue that stays full is a stage that cannot keep up.",
+		[]string{"stage"}, func(emit metrics.Emit) {
+			for _, s := range a.stageCounts() {
+				if s.hasQueue {
+					emit(s.queue, s.stage)
+				}
+			}
+		}))
 
 	// Cameras (a reload adds and removes them: listed at scrape time).
 	camera := func(name, help string, gauge bool, v func(st cameraSnap) float64) {
@@ -272,6 +281,8 @@ type stageCounts struct {
 	stage                  string
 	received, sent, errors float64
 	hasReceived            bool
+	queue                  float64 // messages waiting in the stage's input queue
+	hasQueue               bool
 }
 
 func (a *app) stageCounts() []stageCounts {
@@ -287,21 +298,25 @@ func (a *app) stageCounts() []stageCounts {
 	if sch != nil {
 		st := sch.Stats()
 		out = append(out, stageCounts{stage: "scheduler", received: float64(st.Frames.Load() + st.Rejected.Load()), hasReceived: true,
-			sent: float64(st.Frames.Load()), errors: float64(st.Rejected.Load() + st.FilterErrors.Load())})
+			sent: float64(st.Frames.Load()), errors: float64(st.Rejected.Load() + st.FilterErrors.Load()),
+			queue: float64(sch.QueueDepth()), hasQueue: true})
 	}
 	for _, w := range a.workers {
 		st := w.Stats()
 		out = append(out, stageCounts{stage: "worker " + w.Spec().Name, received: float64(st.Frames.Load() + st.Rejected.Load()), hasReceived: true,
-			sent: float64(st.Frames.Load()), errors: float64(st.Errors.Load() + st.Rejected.Load())})
+			sent: float64(st.Frames.Load()), errors: float64(st.Errors.Load() + st.Rejected.Load()),
+			queue: float64(w.QueueDepth()), hasQueue: true})
 	}
 	if a.predictor != nil {
 		st := a.predictor.Stats()
 		out = append(out, stageCounts{stage: "predictor", received: float64(st.Requests.Load()), hasReceived: true,
-			sent: float64(st.Predictions.Load()), errors: float64(st.Errors.Load())})
+			sent: float64(st.Predictions.Load()), errors: float64(st.Errors.Load()),
+			queue: float64(a.predictor.QueueDepth()), hasQueue: true})
 	}
 	if a.merger != nil {
 		st := a.merger.Stats()
-		out = append(out, stageCounts{stage: "merger", sent: float64(st.Results.Load()), errors: float64(st.BadMessages.Load())})
+		out = append(out, stageCounts{stage: "merger", sent: float64(st.Results.Load()), errors: float64(st.BadMessages.Load()),
+			queue: float64(a.merger.QueueDepth()), hasQueue: true})
 	}
 	return out
 }

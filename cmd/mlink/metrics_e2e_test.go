@@ -143,6 +143,17 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	if n := must("mlink_result_latency_seconds"); n != frames {
 		t.Errorf("latency histogram counted %v results, want %d", n, frames)
 	}
+	// Every queue listed, and empty once the run's results are all out.
+	for _, stage := range append([]string{"scheduler", "merger"}, func() (ws []string) {
+		for _, m := range cfg.ModelNames() {
+			ws = append(ws, "worker "+m)
+		}
+		return
+	}()...) {
+		if q := must("mlink_stage_queue_depth", "stage", stage); q != 0 {
+			t.Errorf("%s: %v messages queued after the run", stage, q)
+		}
+	}
 	if n := must("mlink_scheduler_frames_total"); n != frames {
 		t.Errorf("scheduler planned %v frames, want %d", n, frames)
 	}

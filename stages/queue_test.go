@@ -1,0 +1,49 @@
+package stages
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/stages/opencv"
+	"github.com/mlink-project/mlink/stages/vision"
+)
+
+// A worker whose model takes a while per frame (HOG on frames upscaled to
+// 2000 px) shows its backlog in QueueDepth (the mlink_stage_queue_depth
+// gauge), bounded by the model's queue, and drains it.
+func TestWorkerQueueDepthShowsTheBacklog(t *testing.T) {
+	srv := startBus(t)
+	spec := &pipeline.ModelSpec{Name: "slow_hog", Backend: pipeline.BackendHOG, Output: pipeline.TypeBoxes, Workers: 1, Queue: 3,
+		Params: map[string]float64{"upscale_width": 2000}}
+	w, err := NewModelWorker(connect(t, srv), spec, func(s *pipeline.ModelSpec) (vision.Backend, error) { return opencv.NewHOG(s) }, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-w.Ready()
+	if q := w.QueueDepth(); q != 0 {
+		t.Fatalf("an idle worker's queue depth is %d", q)
+	}
+	pub := connect(t, srv)
+	jpeg := encodeTestJPEG(t, 320, 240, false)
+	for seq := uint64(1); seq <= 8; seq++ {
+		f := &pipeline.Frame{Camera: "plaza", Seq: seq, CapturedAt: time.Now(), Width: 320, Height: 240, JPEG: jpeg, Token: pipeline.NewToken()}
+		pub.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject("slow_hog"), f))
+	}
+	pub.Flush()
+	peak := 0
+	waitFor(t, 10*time.Second, "a backlog in the queue", func() bool { peak = max(peak, w.QueueDepth()); return peak >= 2 })
+	if peak > spec.Queue {
+		t.Errorf("queue depth %d over the model's queue of %d", peak, spec.Queue)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
