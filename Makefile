@@ -104,7 +104,7 @@ bench: build
 # memory flat. SOAK_DURATION=5m for a shorter one.
 SOAK_DURATION ?= 30m
 soak: build
-	$(BIN) bench soak -c configs/soak.yaml --duration $(SOAK_DURATION) --every 1m --json .mlink/soak.json
+	$(BIN) bench soak -c configs/soak.yaml --policy mlink-hybrid --budget 40ms --duration $(SOAK_DURATION) --every 1m --json .mlink/soak.json
 
 clean:
 	rm -rf bin .mlink

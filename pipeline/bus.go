@@ -106,7 +106,7 @@ func (e *EmbeddedServer) Connect(name string) (*nats.Conn, error) {
 // process.
 func (e *EmbeddedServer) ConnectAs(r Role, name string) (*nats.Conn, error) {
 	opts := append([]nats.Option{nats.Name(name), nats.InProcessServer(e.srv), nats.MaxReconnects(-1),
-		nats.UserInfo(string(r), e.creds.Users[r])},
+		nats.UserInfo(string(r), e.creds.Users[r]), nats.CustomInboxPrefix(InboxPrefix(r))},
 		connectionHandlers(name, connOptions{log: zerolog.Nop(), events: Bus})...)
 	nc, err := nats.Connect("", opts...)
 	if err != nil {

@@ -170,6 +170,31 @@ func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 		worker.Flush()
 		natstest.WaitFor(t, 10*time.Second, "worker refused subscribing to "+s, func() bool { return v.of(s) })
 	}
+
+	// Replies: the merger takes its acknowledgements on its own inboxes,
+	// and cannot read the control role's (JetStream API answers) nor
+	// every client's.
+	var mv violations
+	opts, _ = cfg.ClientOptions(pipeline.RoleMerger)
+	merger, err := pipeline.Connect(cfg.URL, "perm-merger-sub", 0, pipeline.WithNATSOptions(append(opts, nats.ErrorHandler(mv.handler))...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merger.Close()
+	if in := merger.NewInbox(); !strings.HasPrefix(in, pipeline.InboxPrefix(pipeline.RoleMerger)+".") {
+		t.Errorf("the merger's inbox %s is not under its role's prefix", in)
+	}
+	own, _ := merger.SubscribeSync(merger.NewInbox())
+	for _, s := range []string{pipeline.InboxPrefix(pipeline.RoleControl) + ".>", "_INBOX.>"} {
+		if _, err := merger.SubscribeSync(s); err != nil {
+			t.Fatal(err)
+		}
+		merger.Flush()
+		natstest.WaitFor(t, 10*time.Second, "merger refused subscribing to "+s, func() bool { return mv.of(s) })
+	}
+	if !own.IsValid() || mv.of(own.Subject) {
+		t.Errorf("the merger may not subscribe to its own inbox %s", own.Subject)
+	}
 }
 
 func TestWatchReadsResultsButCannotDeleteTheStream(t *testing.T) {

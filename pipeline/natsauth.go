@@ -155,7 +155,7 @@ func fileError(err error) error {
 // credentials mlink's embedded server generated in data_dir, if there are
 // any. They are never sent to another machine's server unasked.
 func (c *NATSConfig) ClientOptions(r Role) ([]nats.Option, error) {
-	var opts []nats.Option
+	opts := []nats.Option{nats.CustomInboxPrefix(InboxPrefix(r))}
 	switch {
 	case c.User != "":
 		opts = append(opts, nats.UserInfo(c.User, c.Password.Reveal()))
@@ -264,9 +264,14 @@ const (
 	jsAPI      = "$JS.API.>"
 	jsAck      = "$JS.ACK.>"
 	jsFlow     = "$JS.FC.>" // flow control replies of push consumers (the link store's)
-	inboxes    = "_INBOX.>"
 	linksStore = "$O.MLINK_LINKS.>"
 )
+
+// InboxPrefix is where the connections of role r take replies (the
+// client's custom inbox prefix, which ClientOptions and ConnectAs set):
+// with a prefix per role a role's permissions can name its own inboxes,
+// not every client's _INBOX.>.
+func InboxPrefix(r Role) string { return "_INBOX_" + string(r) }
 
 // RolePermissions is the least a role needs, derived from the subjects
 // (subjects.go): only ingest publishes frames, only the scheduler plans
@@ -276,6 +281,9 @@ const (
 // stream and the link store); mlink watch may only read the results stream.
 func RolePermissions(r Role) Permissions {
 	any1, any2 := "*", "*"
+	// Replies (JetStream API answers, publish acknowledgements) come back
+	// on the role's own inboxes only: no role reads another's.
+	inboxes := InboxPrefix(r) + ".>"
 	switch r {
 	case RoleIngest:
 		// Results release a camera's in-flight slots.
