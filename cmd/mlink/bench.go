@@ -27,6 +27,7 @@ func cmdBench(args []string) error { return dispatch(append([]string{"bench"}, a
 type benchPipelineOptions struct {
 	frames, modelFrames int
 	out                 string
+	split               bool
 }
 
 func benchPipelineFlags() (*flag.FlagSet, *configFlags, *benchPipelineOptions) {
@@ -36,6 +37,7 @@ func benchPipelineFlags() (*flag.FlagSet, *configFlags, *benchPipelineOptions) {
 	fs.IntVar(&o.frames, "frames", 100, "frames per camera in the end-to-end runs")
 	fs.IntVar(&o.modelFrames, "model-frames", 20, "frames to time each model alone on")
 	fs.StringVar(&o.out, "out", "", "also write the report as JSON to this file")
+	fs.BoolVar(&o.split, "split", false, "also run with every model in a second process (mlink run --role worker): throughput of two processes against one")
 	return fs, cf, o
 }
 
@@ -48,7 +50,7 @@ func cmdBenchPipeline(args []string) error {
 	if err != nil {
 		return err
 	}
-	rep, err := benchPipeline(cfg, o.frames, o.modelFrames)
+	rep, err := benchPipeline(cfg, o.frames, o.modelFrames, cf.path, o.split)
 	if err != nil {
 		return err
 	}
@@ -78,6 +80,10 @@ type pipelineReport struct {
 	// ThroughputRatio is end-to-end frames/s over the frames/s the models
 	// alone would reach run one after another (1000 / ModelSumMS).
 	ThroughputRatio float64 `json:"throughput_ratio"`
+	// Split is the end-to-end run with the models in a second process
+	// (--split); SplitRatio its frames/s over the one process's.
+	Split      *runMeasure `json:"split,omitempty"`
+	SplitRatio float64     `json:"split_throughput_ratio,omitempty"`
 }
 
 type runMeasure struct {
@@ -94,7 +100,7 @@ type runMeasure struct {
 	RSSEndMB   float64 `json:"rss_end_mb"`
 }
 
-func benchPipeline(cfg *pipeline.Config, frames, modelFrames int) (*pipelineReport, error) {
+func benchPipeline(cfg *pipeline.Config, frames, modelFrames int, cfgPath string, split bool) (*pipelineReport, error) {
 	rep := &pipelineReport{Config: cfg.Dir, Frames: frames, Cameras: len(cfg.Cameras), ModelMS: map[string]float64{}, ModelCPUMS: map[string]float64{}}
 	imgs, err := sampleFrames(cfg, "", modelFrames)
 	if err != nil {
@@ -133,6 +139,16 @@ func benchPipeline(cfg *pipeline.Config, frames, modelFrames int) (*pipelineRepo
 	}
 	if rep.PipelineOnly, err = measureRun(cfg, frames, openNoop); err != nil {
 		return nil, err
+	}
+	if split {
+		s, err := measureSplitRun(cfg, cfgPath, frames)
+		if err != nil {
+			return nil, fmt.Errorf("split run: %w", err)
+		}
+		rep.Split = &s
+		if rep.E2E.FPS > 0 {
+			rep.SplitRatio = s.FPS / rep.E2E.FPS
+		}
 	}
 	if rep.ModelSumCPUMS > 0 {
 		// CPU against CPU: the pipeline's own work per frame (no-op models)
@@ -225,6 +241,10 @@ func (r *pipelineReport) print(w *os.File) {
 		r.PipelineOnly.FPS, r.PipelineOnly.LatencyP50, r.PipelineOnly.LatencyP99, r.PipelineOnly.CPUPerFrame)
 	fmt.Fprintf(w, "pipeline overhead: %.1f%% of the models' CPU per frame; end-to-end throughput %.2fx the models run one after another\n",
 		100*r.OverheadShare, r.ThroughputRatio)
+	if s := r.Split; s != nil {
+		fmt.Fprintf(w, "two processes:  %6.2f frames/s (%.2fx one process), latency p50 %.0f ms p99 %.0f ms, CPU %.1f ms/frame (both), %d results (%d partial), RSS %.0f MB (both, end)\n",
+			s.FPS, r.SplitRatio, s.LatencyP50, s.LatencyP99, s.CPUPerFrame, s.Results, s.Partial, s.RSSEndMB)
+	}
 }
 
 // noopBackend stands in for every model when the benchmark measures the

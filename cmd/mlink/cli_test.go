@@ -193,12 +193,39 @@ func TestProfileWritesAReadableTrace(t *testing.T) {
 
 func TestBenchPipelineReportsOverhead(t *testing.T) {
 	cfg := demoConfig(t, "motion")
-	rep, err := benchPipeline(cfg, 8, 3)
+	rep, err := benchPipeline(cfg, 8, 3, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.E2E.Results != 8 || rep.PipelineOnly.Results != 8 || rep.ModelMS["motion"] <= 0 ||
 		rep.E2E.FPS <= 0 || rep.PipelineOnly.CPUPerFrame <= 0 || rep.OverheadShare <= 0 {
 		t.Errorf("incomplete report %+v", rep)
+	}
+	if rep.Split != nil {
+		t.Error("a split run without --split")
+	}
+}
+
+// --split runs the models in a child `mlink run --role worker` process
+// against this process's NATS server: every frame's result comes back,
+// and the CPU of both processes is counted.
+func TestBenchPipelineSplitRunsTheModelsInASecondProcess(t *testing.T) {
+	path := processConfig(t, motionModel)
+	cfg, err := pipeline.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := benchPipeline(cfg, 20, 3, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Split
+	if s == nil || s.Results != 20 || s.Partial != 0 || s.FPS <= 0 || rep.SplitRatio <= 0 {
+		t.Fatalf("split run %+v, ratio %v", s, rep.SplitRatio)
+	}
+	// The models' CPU is the child's: a split run that counted only this
+	// process would report less than the models alone burn.
+	if s.CPUPerFrame < rep.ModelCPUMS["motion"] {
+		t.Errorf("split run CPU %.2f ms/frame below the model's own %.2f: the worker process is not counted", s.CPUPerFrame, rep.ModelCPUMS["motion"])
 	}
 }

@@ -64,7 +64,7 @@ func commands() []command {
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _ := benchTraceFlags(); return fs, nil }},
 		{name: "bench trace", hidden: true, run: cmdBenchTrace,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _ := benchTraceFlags(); return fs, nil }},
-		{name: "bench pipeline", synopsis: "-c FILE [--frames N] [--out FILE.json]",
+		{name: "bench pipeline", synopsis: "-c FILE [--frames N] [--split] [--out FILE.json]",
 			help: "measure throughput, latency and the pipeline's own overhead", run: cmdBenchPipeline,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, cf, _ := benchPipelineFlags(); return fs, cf }},
 		{name: "bench live", synopsis: "-c FILE [--policy P] [--budget B] [--seconds N]",

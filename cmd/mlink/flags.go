@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -21,6 +22,7 @@ import (
 type configFlags struct {
 	path       string
 	natsURL    string
+	dataDir    string
 	policy     string
 	budget     string
 	budgetMode string
@@ -36,6 +38,7 @@ func (c *configFlags) register(fs flagSet, overrides bool) {
 	fs.StringVar(&c.path, "c", "", "config file")
 	if overrides {
 		fs.StringVar(&c.natsURL, "nats", "", "NATS server URL (overrides nats.url; empty: embedded server)")
+		fs.StringVar(&c.dataDir, "data-dir", "", "NATS data dir: the embedded server's store and credentials (overrides nats.data_dir)")
 		fs.StringVar(&c.policy, "policy", "", "scheduling policy (overrides scheduler.policy): "+strings.Join(pipeline.PolicyNames(), ", "))
 		fs.StringVar(&c.budget, "budget", "", "budget per frame (overrides budget.*), e.g. 5GB, 400ms or 5GB,400ms")
 		fs.StringVar(&c.budgetMode, "budget-mode", "", "what a time budget means (overrides budget.time_mode): mean (throughput, the default) or cap (no frame over it)")
@@ -52,6 +55,11 @@ func (c *configFlags) load() (*pipeline.Config, error) {
 	cfg, err := pipeline.LoadConfig(c.path, func(cfg *pipeline.Config) {
 		if c.natsURL != "" {
 			cfg.NATS.URL = c.natsURL
+		}
+		if c.dataDir != "" {
+			// A flag's relative path is the shell's, not the config file's.
+			dir, _ := filepath.Abs(c.dataDir)
+			cfg.NATS.DataDir = dir
 		}
 		if c.policy != "" {
 			cfg.Scheduler.Policy = pipeline.PolicyName(c.policy)
