@@ -230,6 +230,10 @@ type SchedulerConfig struct {
 	// this many, then the links are fine-tuned on them (every window is
 	// measured; tuning on a handful of frames overfits them).
 	TuneFrames int `yaml:"tune_frames"`
+	// TurnBatch: frames on which a rotating model ran on its turn (it and
+	// the always-run sources exact: a fresh training pair) are pooled until
+	// there are this many, then the links are fine-tuned on them. 0 is off.
+	TurnBatch int `yaml:"turn_batch"`
 	// TemporalLinks trains temporal links (a model's own last exact output
 	// among a link's inputs) for mlink-hybrid, which then uses them where
 	// they measure best. Off by default: they roughly double training time
@@ -658,6 +662,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Scheduler.ActiveShare < 0 || c.Scheduler.ActiveShare > 0.5 {
 		p.add("scheduler.active_share: must be within [0, 0.5], got %g", c.Scheduler.ActiveShare)
+	}
+	if c.Scheduler.TurnBatch < 0 {
+		p.add("scheduler.turn_batch: must be 0 (off) or more, got %d", c.Scheduler.TurnBatch)
 	}
 	if c.Scheduler.TuneFrames < 1 {
 		p.add("scheduler.tune_frames: must be at least 1, got %d", c.Scheduler.TuneFrames)

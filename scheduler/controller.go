@@ -63,6 +63,9 @@ type ControllerConfig struct {
 	// TuneFrames: profiled frames pooled before a fine-tuning (see
 	// TrainerConfig.MinTuneFrames).
 	TuneFrames int
+	// TurnBatch: rotation-turn frames pooled before a fine-tuning (see
+	// TrainerConfig.TurnBatch); 0 is off.
+	TurnBatch int
 	// Importance weighs each camera's and model's outputs (dcta; see
 	// Importance.Of). nil: all weigh 1.
 	Importance Importance
@@ -205,7 +208,7 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 	}
 	if spec.Links && !cfg.RemoteTraining {
 		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous, ActiveBatch: cfg.ActiveBatch,
-			MinTuneFrames: cfg.TuneFrames},
+			MinTuneFrames: cfg.TuneFrames, TurnBatch: cfg.TurnBatch},
 			learner, c.InstallLinks, log)
 	}
 	if _, ok := c.scheme.(selectsAtStart); ok {
@@ -615,7 +618,7 @@ func (c *Controller) InstallLinks(l Links) {
 	if hook != nil {
 		hook(l.Predictor)
 	}
-	if l.Reason == "active" {
+	if l.Reason == "active" || l.Reason == "turns" {
 		return // the same evidence: nothing to re-select
 	}
 	at := l.At

@@ -33,6 +33,12 @@ type TrainerConfig struct {
 	// ones before the links are measured and the models re-selected (a
 	// selection on one frame's evidence would follow noise). Default 10.
 	MinMeasureFrames int
+	// TurnBatch: frames on which a model the selection does not run on
+	// every frame ran on its turn, next to other exact outputs, are pooled
+	// until there are this many; then the links are fine-tuned on them.
+	// Every such frame is a fresh (sources, target) pair the budget paid
+	// for anyway. 0 is off.
+	TurnBatch int
 }
 
 // TrainerStats counts a trainer's work.
@@ -44,6 +50,10 @@ type TrainerStats struct {
 	// fine-tunings on them.
 	Sampled       atomic.Int64
 	ActiveTunings atomic.Int64
+	// Turns counts rotation-turn frames collected; TurnTunings the
+	// fine-tunings on them.
+	Turns       atomic.Int64
+	TurnTunings atomic.Int64
 }
 
 // Links is what a trainer hands over: links, the evidence measured on
@@ -77,8 +87,13 @@ type Trainer struct {
 	sampled    []*links.TraceRecord // frames chosen by active sampling
 	pooled     []*links.TraceRecord // window frames waiting for a fine-tune
 	unmeasured []*links.TraceRecord // window frames waiting to be measured
-	inWindow   bool
-	training   bool
+	turns      []*links.TraceRecord // rotation-turn frames waiting for a fine-tune
+	// served holds the models some plan served without running them
+	// (predicted, reused, tracked): on a frame where one runs, it is a
+	// training target.
+	served   map[string]bool
+	inWindow bool
+	training bool
 	// retryAt is the history length at which a failed first training is
 	// tried again (not on every later frame).
 	retryAt   int
@@ -105,7 +120,7 @@ func NewTrainer(cfg TrainerConfig, learner Learner, install func(Links), log zer
 	if cfg.MinMeasureFrames <= 0 {
 		cfg.MinMeasureFrames = min(10, cfg.MinTuneFrames)
 	}
-	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer")}
+	return &Trainer{cfg: cfg, learner: learner, install: install, log: pipeline.Component(log, "trainer"), served: map[string]bool{}}
 }
 
 // SetBootstrapFrames changes how many profiled frames the first links wait
@@ -150,6 +165,9 @@ func (t *Trainer) Observe(r *pipeline.Result) {
 		t.mu.Unlock()
 		if ended {
 			t.background(t.endOfWindow)
+		}
+		if t.cfg.TurnBatch > 0 {
+			t.observeTurn(r)
 		}
 		return
 	}
@@ -202,6 +220,67 @@ func (t *Trainer) observeSampled(rec *links.TraceRecord) {
 	if ready {
 		t.background(t.fineTuneSampled)
 	}
+}
+
+// observeTurn collects a frame on which a model that is not run on every
+// frame ran (its turn), with at least one other model exact; a full batch
+// fine-tunes the links.
+func (t *Trainer) observeTurn(r *pipeline.Result) {
+	t.mu.Lock()
+	for _, list := range [][]string{r.Plan.Predicted, r.Plan.Reused, r.Plan.Tracked} {
+		for _, name := range list {
+			t.served[name] = true
+		}
+	}
+	target := false
+	rec := &links.TraceRecord{Camera: r.Camera, Seq: r.Seq, Time: r.CapturedAt, Outputs: map[string]*pipeline.Output{}}
+	for name, o := range r.Outputs {
+		if o.Source == pipeline.SourceExact && o.Error == "" {
+			rec.Outputs[name] = o
+			target = target || t.served[name]
+		}
+	}
+	if !target || len(rec.Outputs) < 2 || t.predictor == nil {
+		t.mu.Unlock()
+		return
+	}
+	t.turns = appendBounded(t.turns, rec, 4*t.cfg.TurnBatch)
+	ready := len(t.turns) >= t.cfg.TurnBatch && !t.training
+	if ready {
+		t.training = true
+	}
+	t.mu.Unlock()
+	t.stats.Turns.Add(1)
+	if ready {
+		t.background(t.fineTuneTurns)
+	}
+}
+
+// fineTuneTurns trains the links further on the pooled rotation turns.
+// The evidence stays the last measured (on profiling frames: turn frames
+// lack most targets, so they cannot measure the whole set).
+func (t *Trainer) fineTuneTurns() {
+	t.mu.Lock()
+	turns, p, ev := t.turns, t.predictor, t.evidence
+	t.turns = nil
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.training = false
+		t.mu.Unlock()
+	}()
+	tuned, err := t.learner.FineTune(p, turns)
+	if err != nil {
+		t.stats.TrainErrors.Add(1)
+		t.log.Warn().Err(err).Msg("fine-tuning links on rotation turns failed; keeping the previous links")
+		return
+	}
+	t.stats.TurnTunings.Add(1)
+	carryEvaluation(tuned, ev)
+	t.mu.Lock()
+	t.predictor = tuned
+	t.mu.Unlock()
+	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "turns", At: turns[len(turns)-1].Time})
 }
 
 // fineTuneSampled adapts the links to the frames they predicted worst.

@@ -168,3 +168,38 @@ func feeder(tr *Trainer) func(profiling bool) {
 		tr.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: seq, Exact: threeModels, Profiling: profiling}))
 	}
 }
+
+// Rotation turns (a model served without running on other frames, exact
+// here beside another model) are pooled and fine-tune the links every
+// TurnBatch; frames where only always-run models ran, or one model alone,
+// are no training pairs and do not count.
+func TestTrainerFineTunesOnRotationTurns(t *testing.T) {
+	learner := &tableLearner{acc: matrix{"person": {"action": 0.9}}}
+	var reasons []string
+	tr := NewTrainer(TrainerConfig{BootstrapFrames: 4, Synchronous: true, TurnBatch: 3}, learner,
+		func(l Links) { reasons = append(reasons, l.Reason) }, zerolog.Nop())
+	seq := uint64(0)
+	observe := func(p pipeline.Plan) {
+		seq++
+		p.Camera, p.Seq, p.CapturedAt = "cam", seq, time.Unix(int64(seq), 0)
+		tr.Observe(profiledResult(p))
+	}
+	for range 4 {
+		observe(pipeline.Plan{Exact: threeModels, Profiling: true})
+	}
+	for range 6 {
+		observe(pipeline.Plan{Exact: []string{"person"}, Reused: []string{"action", "object"}}) // no pair
+		observe(pipeline.Plan{Exact: []string{"person", "object"}, Reused: []string{"action"}}) // object's turn
+	}
+	if st := tr.Stats(); st.Turns.Load() != 6 || st.TurnTunings.Load() != 2 || learner.finetuned.Load() != 2 {
+		t.Fatalf("turns %d, turn fine-tunings %d, learner fine-tunings %d; want 6, 2, 2", st.Turns.Load(), st.TurnTunings.Load(), learner.finetuned.Load())
+	}
+	if len(reasons) != 3 || reasons[1] != "turns" || reasons[2] != "turns" {
+		t.Errorf("hand-overs %v", reasons)
+	}
+	off := NewTrainer(TrainerConfig{BootstrapFrames: 4, Synchronous: true}, &tableLearner{}, func(Links) {}, zerolog.Nop())
+	off.Observe(profiledResult(pipeline.Plan{Camera: "cam", Seq: 1, Exact: []string{"person", "object"}, Reused: []string{"action"}}))
+	if off.Stats().Turns.Load() != 0 {
+		t.Error("TurnBatch 0 collects turns")
+	}
+}

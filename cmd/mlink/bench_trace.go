@@ -62,6 +62,7 @@ type benchTraceOptions struct {
 	seed         int64
 	epochs       int
 	activeShare  float64
+	turnBatch    int
 	activeBatch  int
 	tuneFrames   int
 	temporal     bool
@@ -119,12 +120,13 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	seed := fs.Int64("seed", 1, "seed of link training")
 	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
+	turns := fs.Int("turn-batch", 0, "fine-tune the links on every N frames on which a rotating model ran on its turn (0: off)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance from this config's scheduler section (flags given override it)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
-			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
+			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active, turnBatch: *turns,
 			holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto}
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -146,6 +148,9 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			}
 			if !given["active-share"] {
 				o.activeShare = sc.ActiveShare
+			}
+			if !given["turn-batch"] {
+				o.turnBatch = sc.TurnBatch
 			}
 			if !given["temporal"] {
 				o.temporal = sc.TemporalLinks
@@ -404,7 +409,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			learners[true] = learners[false] // the same links: train them once
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
-			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
+			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, HoldOut: o.holdOut,
 			Sampling: sampling, Log: log, Importance: o.importance}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes

@@ -54,6 +54,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ActiveShare:     cfg.Scheduler.ActiveShare,
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,
+		TurnBatch:       cfg.Scheduler.TurnBatch,
 		Importance:      cfg.Scheduler.Importance,
 	}, learner, a.costs, a.log)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,7 +31,13 @@ type soakSample struct {
 	LatencyP99  float64 `json:"latency_p99_ms"`
 	RSSMB       float64 `json:"rss_mb"`
 	HeapMB      float64 `json:"heap_mb"`
-	Goroutines  int     `json:"goroutines"`
+	// GoMB is the memory the Go runtime holds from the OS (Sys less what
+	// it released): RSS above it is C memory (OpenCV, ONNX Runtime).
+	GoMB       float64 `json:"go_mb"`
+	Goroutines int     `json:"goroutines"`
+	// Mats is the number of gocv Mats alive (-tags matprofile builds
+	// only; -1 otherwise).
+	Mats int `json:"mats"`
 }
 
 // soakReport is the whole soak: samples and the verdict.
@@ -144,7 +149,7 @@ func cmdBenchSoak(args []string) error {
 	rep := soakReport{Config: cf.path, Cameras: len(cfg.Cameras), Policy: string(cfg.Scheduler.Policy),
 		Budget: schedulerBudget(cfg).String(), Every: every.String()}
 	fmt.Printf("soak: %d cameras, policy %s, budget %s, %s sampled every %s\n", rep.Cameras, rep.Policy, rep.Budget, *duration, *every)
-	fmt.Printf("%8s %8s %9s %7s %7s %9s %9s %8s %8s %6s\n", "elapsed", "fps", "captured", "dropped", "partial", "p50 ms", "p99 ms", "RSS MB", "heap MB", "gorout")
+	fmt.Printf("%8s %8s %9s %7s %7s %9s %9s %8s %8s %8s %6s %6s\n", "elapsed", "fps", "captured", "dropped", "partial", "p50 ms", "p99 ms", "RSS MB", "Go MB", "heap MB", "gorout", "Mats")
 	mu.Lock()
 	lat, partial = nil, 0
 	mu.Unlock()
@@ -174,7 +179,9 @@ func cmdBenchSoak(args []string) error {
 		runtime.ReadMemStats(&ms)
 		s := soakSample{
 			ElapsedS: time.Since(t0).Seconds(), FPS: float64(r1-r0) / el, CapturedFPS: float64(c1-c0) / el,
-			Dropped: d1 - d0, Partial: part, RSSMB: rssMB(), HeapMB: float64(ms.HeapAlloc) / (1 << 20), Goroutines: runtime.NumGoroutine(),
+			Dropped: d1 - d0, Partial: part, RSSMB: float64(pipeline.RSS()) / (1 << 20), HeapMB: float64(ms.HeapAlloc) / (1 << 20),
+			GoMB: float64(ms.Sys-ms.HeapReleased) / (1 << 20), Goroutines: runtime.NumGoroutine(),
+			Mats: liveMats(),
 		}
 		if len(rep.Samples) > 0 { // the first interval is the warm-up
 			all = append(all, window...)
@@ -182,8 +189,8 @@ func cmdBenchSoak(args []string) error {
 		s.LatencyP50, s.LatencyP99 = percentile(window, 50), percentile(window, 99)
 		rep.Samples = append(rep.Samples, s)
 		r0, c0, d0 = r1, c1, d1
-		fmt.Printf("%7.0fs %8.2f %9.2f %7d %7d %9.0f %9.0f %8.1f %8.1f %6d\n", s.ElapsedS, s.FPS, s.CapturedFPS, s.Dropped, s.Partial,
-			s.LatencyP50, s.LatencyP99, s.RSSMB, s.HeapMB, s.Goroutines)
+		fmt.Printf("%7.0fs %8.2f %9.2f %7d %7d %9.0f %9.0f %8.1f %8.1f %8.1f %6d %6d\n", s.ElapsedS, s.FPS, s.CapturedFPS, s.Dropped, s.Partial,
+			s.LatencyP50, s.LatencyP99, s.RSSMB, s.GoMB, s.HeapMB, s.Goroutines, s.Mats)
 	}
 	rep.LatencyP99 = percentile(all, 99)
 	rep.judge()
@@ -238,19 +245,4 @@ func (r *soakReport) print(w io.Writer) {
 	if len(r.Problems) == 0 {
 		fmt.Fprintln(w, "verdict: held (throughput within 85% of its median, memory flat)")
 	}
-}
-
-// rssMB is the process's resident set size (Linux /proc), 0 elsewhere.
-func rssMB() float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -30,7 +30,7 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	tr := scheduler.NewTrainer(scheduler.TrainerConfig{BootstrapFrames: cfg.Scheduler.BootstrapFrames, HoldOut: cfg.Scheduler.HoldOut,
-		ActiveBatch: cfg.Scheduler.ActiveBatch, MinTuneFrames: cfg.Scheduler.TuneFrames},
+		ActiveBatch: cfg.Scheduler.ActiveBatch, MinTuneFrames: cfg.Scheduler.TuneFrames, TurnBatch: cfg.Scheduler.TurnBatch},
 		learner, a.publishLinks, a.log)
 	a.trainer = tr
 	if set, err := a.linkStore.Latest(ctx); err != nil {

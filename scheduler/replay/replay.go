@@ -54,6 +54,8 @@ type Options struct {
 	ActiveBatch int
 	// TuneFrames: profiled frames pooled before a fine-tuning (default 30).
 	TuneFrames int
+	// TurnBatch: rotation-turn frames pooled before a fine-tuning (0: off).
+	TurnBatch int
 	// Learner trains links (mlink policies); share one between replays of
 	// the same trace (see CachedLearner) to train once.
 	Learner scheduler.Learner
@@ -312,6 +314,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		ActiveShare:     opts.ActiveShare,
 		ActiveBatch:     opts.ActiveBatch,
 		TuneFrames:      opts.TuneFrames,
+		TurnBatch:       opts.TurnBatch,
 		Importance:      opts.Importance,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
