@@ -55,6 +55,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,
 		Importance:      cfg.Scheduler.Importance,
+		CoE:             cfg.Scheduler.CoE,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err
