@@ -187,3 +187,17 @@ func ReadCoEConfig(path string) (CoEConfig, error) {
 	}
 	return doc.Scheduler.CoE, nil
 }
+
+// Escalation asks the scheduler to run more models on a frame it planned:
+// a cascade's next tier, after the tier before disagreed (policy coe). The
+// merger sends it on EscalateSubject; the scheduler re-sends the frame it
+// kept to those models' workers with the frame's token. It takes an
+// escalation only with the token of a frame it keeps, and only for models
+// of that frame's later tiers, each once: a forged one can neither name a
+// frame nor multiply work.
+type Escalation struct {
+	Camera string   `json:"camera"`
+	Seq    uint64   `json:"seq"`
+	Models []string `json:"models"`
+	Token  string   `json:"token"`
+}

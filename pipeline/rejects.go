@@ -44,6 +44,10 @@ const (
 	RejectFrameTooLarge RejectReason = "frame_too_large"
 	// RejectSizeMismatch: a JPEG whose size is not the frame's headers'.
 	RejectSizeMismatch RejectReason = "size_mismatch"
+	// RejectNotEscalable: an escalation for a frame the scheduler does not
+	// keep (any more), or for models that are not the frame's later
+	// cascade tiers, or already sent.
+	RejectNotEscalable RejectReason = "not_escalable"
 )
 
 // DefaultRejectLogPeriod is how often, at most, one reason is logged again
