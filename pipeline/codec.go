@@ -92,7 +92,7 @@ func frameDim(s string) (int, error) {
 // Marshal encodes a typed message as JSON. Plans, outputs and results are
 // JSON so that any subscriber, in any language, can read them. It fails only
 // on NaN or infinite numbers, which a backend must not emit.
-func Marshal[T Plan | Output | Result | Heartbeat | PredictRequest](v *T) ([]byte, error) {
+func Marshal[T Plan | Output | Result | Heartbeat | PredictRequest | Escalation](v *T) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("encode %T: %w", *v, err)
@@ -103,7 +103,7 @@ func Marshal[T Plan | Output | Result | Heartbeat | PredictRequest](v *T) ([]byt
 // Unmarshal decodes a JSON message into a typed value. A null output in a
 // result's or predict request's map is an error: every consumer may rely on
 // the outputs it finds there.
-func Unmarshal[T Plan | Output | Result | Heartbeat | PredictRequest](data []byte) (*T, error) {
+func Unmarshal[T Plan | Output | Result | Heartbeat | PredictRequest | Escalation](data []byte) (*T, error) {
 	v := new(T)
 	if err := json.Unmarshal(data, v); err != nil {
 		return nil, fmt.Errorf("decode %T: %w", *v, err)

@@ -252,6 +252,8 @@ type SchedulerConfig struct {
 	// model's outputs; an output's weight is its own key's, else its
 	// camera's times its model's, each 1 when not given.
 	Importance map[string]float64 `yaml:"importance"`
+	// CoE declares policy coe's cascades of ensembles (pipeline/coe.go).
+	CoE CoEConfig `yaml:"coe"`
 }
 
 // Training modes of the link policies.
@@ -688,6 +690,7 @@ func (c *Config) Validate() error {
 		p.add("budget.time_mode: %q is not one of mean, cap", c.Budget.TimeMode)
 	}
 	c.validateImportance(&p)
+	c.Scheduler.CoE.validate(&p, c.ModelNames())
 	switch policy.Needs {
 	case NeedsTimeBudget:
 		if c.Budget.MSPerFrame == 0 {

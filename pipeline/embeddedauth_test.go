@@ -78,6 +78,7 @@ var subjectsOfTheBus = []struct {
 	{pipeline.OutputsSubject("plaza", "hog"), []pipeline.Role{pipeline.RoleWorker, pipeline.RolePredictor}},
 	{pipeline.HealthSubject("hog"), []pipeline.Role{pipeline.RoleWorker}},
 	{pipeline.PredictSubject, []pipeline.Role{pipeline.RoleMerger}},
+	{pipeline.EscalateSubject("plaza"), []pipeline.Role{pipeline.RoleMerger}},
 	{pipeline.ResultsSubject("plaza"), []pipeline.Role{pipeline.RoleMerger}},
 }
 
@@ -155,7 +156,8 @@ func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 	}
 
 	// Subscriptions too: a worker cannot read the frames of every camera
-	// (it gets them per model from the scheduler), nor watch plans.
+	// (it gets them per model from the scheduler), nor watch plans or
+	// escalations.
 	var v violations
 	opts, _ := cfg.ClientOptions(pipeline.RoleWorker)
 	worker, err := pipeline.Connect(cfg.URL, "perm-worker-sub", 0, pipeline.WithNATSOptions(append(opts, nats.ErrorHandler(v.handler))...))
@@ -163,7 +165,7 @@ func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer worker.Close()
-	for _, s := range []string{pipeline.AllFrames, pipeline.AllPlans} {
+	for _, s := range []string{pipeline.AllFrames, pipeline.AllPlans, pipeline.AllEscalations} {
 		if _, err := worker.SubscribeSync(s); err != nil {
 			t.Fatal(err)
 		}

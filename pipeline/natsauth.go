@@ -290,8 +290,9 @@ func RolePermissions(r Role) Permissions {
 		return Permissions{Publish: []string{FramesSubject(any1)}, Subscribe: []string{ResultsSubject(any1)}}
 	case RoleScheduler:
 		return Permissions{
-			Publish:   []string{PlanSubject(any1), InferSubject(any1)},
-			Subscribe: []string{AllFrames, AllResults, AllHealth},
+			Publish: []string{PlanSubject(any1), InferSubject(any1)},
+			// Escalations re-send a kept frame to a cascade's next tier.
+			Subscribe: []string{AllFrames, AllResults, AllHealth, AllEscalations},
 		}
 	case RoleWorker:
 		return Permissions{
@@ -305,7 +306,9 @@ func RolePermissions(r Role) Permissions {
 		// Results are JetStream publishes: their acknowledgements come
 		// back on an inbox.
 		return Permissions{
-			Publish:   []string{ResultsSubject(any1), PredictSubject},
+			// It escalates a frame whose cascade tier disagreed (policy
+			// coe): the scheduler, which has the frame, re-sends it.
+			Publish:   []string{ResultsSubject(any1), PredictSubject, EscalateSubject(any1)},
 			Subscribe: []string{AllPlans, AllOutputs, inboxes},
 		}
 	case RoleTrainer:

@@ -47,6 +47,10 @@ const (
 	// RejectUnroutable: a well-formed message the stage could not pass on
 	// (the bus refused a publish, the plan did not encode).
 	RejectUnroutable RejectReason = "unroutable"
+	// RejectNotEscalable: an escalation for a frame the scheduler does not
+	// keep (any more), or for models that are not the frame's later
+	// cascade tiers, or already sent.
+	RejectNotEscalable RejectReason = "not_escalable"
 )
 
 // DefaultRejectLogPeriod is how often, at most, one reason is logged again

@@ -42,6 +42,11 @@ const (
 	PredictQueue   = "mlink-predictors"
 )
 
+// EscalateSubject carries the merger's escalations of a camera's frames to
+// the scheduler (policy coe: a cascade's tier disagreed, its next tier
+// must run on the frame).
+func EscalateSubject(camera string) string { return "mlink.escalate." + camera }
+
 // HealthSubject carries a model worker's heartbeats.
 func HealthSubject(model string) string { return "mlink.health." + model }
 
@@ -52,6 +57,8 @@ const (
 	AllPlans   = "mlink.plan.*"
 	AllResults = "mlink.results.*"
 	AllHealth  = "mlink.health.*"
+	// AllEscalations: the scheduler takes every camera's escalations.
+	AllEscalations = "mlink.escalate.*"
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -200,6 +200,12 @@ type Plan struct {
 	// exact boxes along a cheaper detector's motion since that frame
 	// (assemble.Follow): the policy measured it to beat reuse and tracking.
 	Follow map[string]FollowLink `json:"follow,omitempty"`
+	// Cascades (policy coe) are the frame's cascades of ensembles: Exact
+	// holds each one's first tier; its later tiers' models are Reused
+	// until the merger, seeing a tier disagree, escalates the frame to the
+	// next tier (assemble.Escalations, Escalate; they move to Exact). Each
+	// cascade's Output is answered by the tier that agreed (assemble.Answers).
+	Cascades []Cascade `json:"cascades,omitempty"`
 }
 
 // FollowLink is a delta link of Plan.Follow: the executed detector whose

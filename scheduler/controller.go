@@ -69,6 +69,8 @@ type ControllerConfig struct {
 	// Importance weighs each camera's and model's outputs (dcta; see
 	// Importance.Of). nil: all weigh 1.
 	Importance Importance
+	// CoE holds policy coe's cascades (scheduler.coe).
+	CoE pipeline.CoEConfig
 }
 
 // Selection is the controller's current decision.

@@ -33,6 +33,9 @@ type Scheduler struct {
 	// known holds the configured cameras (nil: any camera); a reload
 	// swaps it while Run routes.
 	known atomic.Pointer[map[string]bool]
+	// kept are each camera's recent frames with cascades (policy coe),
+	// which an escalation re-sends to a later tier; routing goroutine only.
+	kept map[string][]*keptFrame
 }
 
 // Stats counts the scheduler's work.
@@ -47,6 +50,12 @@ type Stats struct {
 	// model reused); FilterErrors the frames it failed on (sent anyway).
 	Filtered     atomic.Int64
 	FilterErrors atomic.Int64
+	// Escalations counts the frames re-sent to a cascade's later tier
+	// (policy coe), EscalatedBytes the JPEG bytes that crossed tiers so
+	// (once per model: each model's workers get the frame), which is the
+	// communication a tier on other workers costs.
+	Escalations    atomic.Int64
+	EscalatedBytes atomic.Int64
 }
 
 // New creates a scheduler; Run starts it.
@@ -55,6 +64,7 @@ func New(nc *nats.Conn, policy Policy, log zerolog.Logger) *Scheduler {
 		nc:         nc,
 		policy:     policy,
 		filterErrs: map[string]*filterErrors{},
+		kept:       map[string][]*keptFrame{},
 		log:        pipeline.Component(log, "scheduler").With().Str("policy", policy.Name()).Logger(),
 		in:         make(chan *nats.Msg, 1024),
 		ready:      make(chan struct{}),
@@ -186,6 +196,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return fmt.Errorf("scheduler: pending limits: %w", err)
 		}
 	}
+	// A cascade's later tier runs on a frame the merger escalates (policy
+	// coe): through the routing queue, so the kept frames need no lock.
+	esc, err := s.nc.ChanSubscribe(pipeline.AllEscalations, s.in)
+	if err != nil {
+		return fmt.Errorf("scheduler: subscribe escalations: %w", err)
+	}
+	defer esc.Unsubscribe()
 	if err := s.nc.Flush(); err != nil {
 		return fmt.Errorf("scheduler: flush subscription: %w", err)
 	}
@@ -199,25 +216,39 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				s.observeResult(obs, msg)
 				continue
 			}
-			if err := s.route(msg); err != nil {
-				s.stats.Rejected.Add(1)
-				var r *rejection
-				if errors.As(err, &r) {
-					s.rejects.Reject(r.reason, msg.Subject, r.err)
-				} else {
-					// Not the message's fault (the bus refused a publish):
-					// also sampled, a flood of frames would flood the log.
-					s.rejects.Reject(pipeline.RejectUnroutable, msg.Subject, err)
+			if strings.HasPrefix(msg.Subject, escalatePrefix) {
+				if err := s.escalate(msg); err != nil {
+					s.refuse(msg, err)
 				}
+				continue
+			}
+			if err := s.route(msg); err != nil {
+				s.refuse(msg, err)
 			}
 		}
 	}
 }
 
+// refuse counts a frame or escalation the scheduler did not route, by its
+// reason, and logs it sampled.
+func (s *Scheduler) refuse(msg *nats.Msg, err error) {
+	s.stats.Rejected.Add(1)
+	var r *rejection
+	if errors.As(err, &r) {
+		s.rejects.Reject(r.reason, msg.Subject, r.err)
+		return
+	}
+	// Not the message's fault (the bus refused a publish): also sampled,
+	// a flood of frames would flood the log.
+	s.rejects.Reject(pipeline.RejectUnroutable, msg.Subject, err)
+}
+
 var (
 	jpegStart = []byte{0xFF, 0xD8, 0xFF}
-	// resultsPrefix tells results from frames in the routing queue.
-	resultsPrefix = strings.TrimSuffix(pipeline.AllResults, "*")
+	// resultsPrefix and escalatePrefix tell results and escalations from
+	// frames in the routing queue.
+	resultsPrefix  = strings.TrimSuffix(pipeline.AllResults, "*")
+	escalatePrefix = strings.TrimSuffix(pipeline.AllEscalations, "*")
 )
 
 func (s *Scheduler) observeResult(obs Observer, m *nats.Msg) {
@@ -292,6 +323,9 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 		if err := s.nc.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject(model), f)); err != nil {
 			return fmt.Errorf("publish frame to %s: %w", model, err)
 		}
+	}
+	if len(plan.Cascades) > 0 {
+		s.keep(f, &plan)
 	}
 	s.stats.Frames.Add(1)
 	if filtered {

@@ -164,6 +164,7 @@ func runLive(t *testing.T, tr *replay.Trace, opts replay.Options) ([]*pipeline.R
 		HoldOut:         opts.HoldOut,
 		Synchronous:     true,
 		TuneFrames:      opts.TuneFrames,
+		CoE:             opts.CoE,
 	}, opts.Learner, scheduler.NewCostModel(tr.Costs()), opts.Log)
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +279,7 @@ func comparePlans(t *testing.T, where string, g, w *pipeline.Plan) {
 	t.Helper()
 	same := g.Camera == w.Camera && g.Seq == w.Seq && g.Policy == w.Policy && g.Profiling == w.Profiling && g.Sampled == w.Sampled &&
 		slices.Equal(g.Exact, w.Exact) && slices.Equal(g.Predicted, w.Predicted) && slices.Equal(g.Reused, w.Reused) &&
-		slices.Equal(g.Temporal, w.Temporal) && slices.Equal(g.Sources, w.Sources)
+		slices.Equal(g.Temporal, w.Temporal) && slices.Equal(g.Sources, w.Sources) && reflect.DeepEqual(g.Cascades, w.Cascades)
 	if !same {
 		t.Fatalf("%s: plans differ\nlive   %+v\nreplay %+v", where, g, w)
 	}

@@ -116,6 +116,9 @@ type MergerStats struct {
 	// Gaps counts gap records: seqs given up because no plan arrived for
 	// them while later frames waited.
 	Gaps atomic.Int64
+	// Escalations counts frames sent on to a cascade's next tier (policy
+	// coe), once per tier.
+	Escalations atomic.Int64
 }
 
 type frameKey struct {
@@ -397,8 +400,33 @@ func (m *Merger) addOutput(out *pipeline.Output, subject string) {
 	}
 	out.Token = ""
 	j.outputs[out.Model] = out
+	m.escalate(k, j)
 	m.requestPredictions(k, j)
 	m.emitReady(out.Camera, c)
+}
+
+// escalate sends a frame on to a cascade's next tier when the tier before
+// disagreed (policy coe; assemble decides, as in the replay): the plan now
+// runs those models too, so the frame waits for them, and the scheduler,
+// which keeps the frame, re-sends it to their workers with its token.
+func (m *Merger) escalate(k frameKey, j *joining) {
+	if len(j.plan.Cascades) == 0 {
+		return
+	}
+	models := assemble.Escalations(j.plan, j.outputs)
+	if len(models) == 0 {
+		return
+	}
+	assemble.Escalate(j.plan, models)
+	m.stats.Escalations.Add(1)
+	data, err := pipeline.Marshal(&pipeline.Escalation{Camera: k.camera, Seq: k.seq, Models: models, Token: j.plan.Token})
+	if err == nil {
+		err = m.nc.Publish(pipeline.EscalateSubject(k.camera), data)
+	}
+	if err != nil {
+		// The frame goes out partial at its deadline, the tier missing.
+		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Strs("models", models).Msg("escalate to the next cascade tier")
+	}
 }
 
 // requestPredictions asks the link predictors for a frame's predicted
@@ -543,6 +571,9 @@ func (m *Merger) emit(k frameKey, j *joining, reason pipeline.PartialReason) {
 		}
 	}
 	for name, o := range assemble.FillReused(j.plan, j.outputs, last) {
+		res.Outputs[name] = o
+	}
+	for name, o := range assemble.Answers(j.plan, j.outputs) {
 		res.Outputs[name] = o
 	}
 	assemble.UpdateLast(last, j.plan, res.Outputs)

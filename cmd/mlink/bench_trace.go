@@ -73,6 +73,11 @@ type benchTraceOptions struct {
 	video         string
 	// importance weighs outputs for dcta (the config's scheduler.importance).
 	importance map[string]float64
+	// cascadesFrom is the config policy coe's cascades are read from ("":
+	// -c's, else the trace's profiling config beside it); cascades, when
+	// -c gave them.
+	cascadesFrom string
+	cascades     *pipeline.CoEConfig
 }
 
 func cmdBenchTrace(args []string) error {
@@ -123,7 +128,8 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	turns := fs.Int("turn-batch", 0, "fine-tune the links on every N frames on which a rotating model ran on its turn (0: off)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
-	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance from this config's scheduler section (flags given override it)")
+	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance, coe from this config's scheduler section (flags given override it)")
+	cascades := fs.String("cascades", "", "take policy coe's cascades (scheduler.coe) from this config (default: -c's, else the trace's profiling config beside it, X.yaml for X.trace.gz)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active, turnBatch: *turns,
@@ -157,7 +163,9 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			}
 			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 			o.importance = sc.Importance
+			o.cascades = &sc.CoE
 		}
+		o.cascadesFrom = *cascades
 		var problems []error
 		if o.trace == "" {
 			problems = append(problems, errors.New("--trace TRACE is required"))
@@ -384,6 +392,10 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			o.policies = slices.DeleteFunc(slices.Clone(o.policies), timed)
 		}
 	}
+	coe, err := benchCascades(o, tr)
+	if err != nil {
+		return nil, err
+	}
 	outputs := videoOutputs(tr)
 	var rows []report.Row
 	for _, stride := range o.samplings {
@@ -410,7 +422,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log, Importance: o.importance}
+			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {
@@ -440,6 +452,9 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 						return nil, fmt.Errorf("bench %s at %s (%s, %s): %w", policy, b, sampling, mode, err)
 					}
 					rows = append(rows, got...)
+					for _, r := range got {
+						printCascades(progress, r)
+					}
 					n++
 				}
 				label := sampling
@@ -556,4 +571,49 @@ func (r *reductoSims) send(target float64) (send, profiled func(string, uint64) 
 	}
 	r.byTgt[target] = [2]func(string, uint64) bool{send, profiled}
 	return send, profiled, nil
+}
+
+// benchCascades are policy coe's cascades for the trace: from --cascades,
+// else -c's config, else the trace's profiling config beside it (X.yaml
+// for X.trace.gz) when there is one; none: coe runs as skip-per-model.
+func benchCascades(o benchTraceOptions, tr *replay.Trace) (pipeline.CoEConfig, error) {
+	var cfg pipeline.CoEConfig
+	from := o.cascadesFrom
+	switch {
+	case from != "":
+	case o.cascades != nil:
+		cfg = *o.cascades
+	default:
+		beside := strings.TrimSuffix(strings.TrimSuffix(o.trace, ".gz"), ".trace") + ".yaml"
+		if _, err := os.Stat(beside); err == nil {
+			from = beside
+		}
+	}
+	if from != "" {
+		var err error
+		if cfg, err = pipeline.ReadCoEConfig(from); err != nil {
+			return cfg, fmt.Errorf("bench: %w", err)
+		}
+	}
+	if err := cfg.Validate(tr.Models()); err != nil {
+		return cfg, fmt.Errorf("bench: the cascades of %s do not fit the trace's models: %w", from, err)
+	}
+	return cfg, nil
+}
+
+// printCascades says how a coe row's cascades routed the frames: the
+// deferral rate of each tier that defers.
+func printCascades(w io.Writer, r report.Row) {
+	for _, c := range r.Cascades {
+		var tiers []string
+		for t := range c.Reached {
+			if t+1 < len(c.Reached) {
+				tiers = append(tiers, fmt.Sprintf("tier %d %v θ=%.2f deferred %.0f%%", t+1, c.Tiers[t], c.Thetas[t], 100*c.Deferred(t)))
+			}
+		}
+		if len(tiers) == 0 {
+			tiers = []string{"one tier: " + fmt.Sprint(c.Tiers)}
+		}
+		fmt.Fprintf(w, "bench: %s at %s: cascade %s: %d visits; %s\n", r.Policy, r.Budget, c.Task, c.Visits, strings.Join(tiers, "; "))
+	}
 }

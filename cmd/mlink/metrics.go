@@ -196,6 +196,8 @@ func (a *app) registerMetrics() {
 			metrics.CounterFunc("mlink_scheduler_executions_total", "Model executions the scheduler requested.", sched(func(st *scheduler.Stats) int64 { return st.Executions.Load() })),
 			metrics.CounterFunc("mlink_scheduler_planned_outputs_total", "Model outputs planned (executed, predicted or reused); 1 - executions/planned is the share saved.", sched(func(st *scheduler.Stats) int64 { return st.Planned.Load() })),
 			metrics.CounterFunc("mlink_scheduler_filtered_frames_total", "Frames the frame filter (Reducto) kept from the models.", sched(func(st *scheduler.Stats) int64 { return st.Filtered.Load() })),
+			metrics.CounterFunc("mlink_scheduler_escalations_total", "Frames re-sent to a cascade's next tier because the tier before disagreed (policy coe).", sched(func(st *scheduler.Stats) int64 { return st.Escalations.Load() })),
+			metrics.CounterFunc("mlink_scheduler_escalated_bytes_total", "JPEG bytes re-sent to later cascade tiers' workers: what crossed tiers (policy coe).", sched(func(st *scheduler.Stats) int64 { return st.EscalatedBytes.Load() })),
 			metrics.GaugeFunc("mlink_links_agreement", "Measured agreement of predicted outputs with exact ones on held-out profiling frames (0..1; 0 before any or without links).",
 				control(func(st *scheduler.ControllerStats) float64 { v, _ := st.MeasuredAccuracy(); return v })),
 			metrics.CounterFunc("mlink_scheduler_profiled_frames_total", "Frames profiled (every model run) for link training and measurement.",

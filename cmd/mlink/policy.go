@@ -56,6 +56,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		TuneFrames:      cfg.Scheduler.TuneFrames,
 		TurnBatch:       cfg.Scheduler.TurnBatch,
 		Importance:      cfg.Scheduler.Importance,
+		CoE:             cfg.Scheduler.CoE,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

@@ -96,8 +96,10 @@ func (l *Last) set(model string, o *pipeline.Output, frame map[string]*pipeline.
 // error output; one not given is left out, the caller decides whether
 // that makes the frame partial), the predicted models predicted by p from
 // the plan's sources (an error output when that fails), and the reused
-// models' last exact outputs. last is read, not changed: call UpdateLast
-// after the frame.
+// models' last exact outputs; each decided cascade's answer (Answers)
+// serves its output. last is read, not changed: call UpdateLast after the
+// frame. A plan with cascades must have been escalated first
+// (Escalations, Escalate) until no cascade waits for a tier.
 func Assemble(p Predictor, plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last) map[string]*pipeline.Output {
 	out := make(map[string]*pipeline.Output, len(plan.Exact)+len(plan.Predicted)+len(plan.Reused))
 	for _, m := range plan.Exact {
@@ -111,6 +113,9 @@ func Assemble(p Predictor, plan *pipeline.Plan, exact map[string]*pipeline.Outpu
 		}
 	}
 	for m, o := range FillReused(plan, exact, last) {
+		out[m] = o
+	}
+	for m, o := range Answers(plan, exact) {
 		out[m] = o
 	}
 	return out
@@ -258,6 +263,14 @@ func UpdateLast(last *Last, plan *pipeline.Plan, outputs map[string]*pipeline.Ou
 	}
 	for m, o := range frame {
 		last.set(m, o, frame)
+	}
+	// A cascade's answer is its output's latest value: the frames between
+	// the cascade's turns reuse it, not the final model's last own run.
+	for i := range plan.Cascades {
+		m := plan.Cascades[i].Output
+		if o := outputs[m]; answered(plan, m, o) {
+			last.set(m, o, nil)
+		}
 	}
 }
 

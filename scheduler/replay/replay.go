@@ -75,6 +75,8 @@ type Options struct {
 	// OnResult, if set, sees every frame's result after the policy did
 	// (tests compare the replay with the live pipeline frame by frame).
 	OnResult func(*pipeline.Result)
+	// CoE holds policy coe's cascades (a trace's scheduler.coe).
+	CoE pipeline.CoEConfig
 }
 
 // Trace is a loaded trace.
@@ -199,6 +201,15 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 			exact[m] = recordedOutput(rec, m, types[m], costs[m].MS)
 			frameMS += costs[m].MS // a model that failed spent its time too
 		}
+		// A cascade whose tier disagrees runs its next tier on the same
+		// frame, as the live merger escalates it (assemble decides both).
+		for esc := assemble.Escalations(&plan, exact); len(esc) > 0; esc = assemble.Escalations(&plan, exact) {
+			assemble.Escalate(&plan, esc)
+			for _, m := range esc {
+				exact[m] = recordedOutput(rec, m, types[m], costs[m].MS)
+				frameMS += costs[m].MS
+			}
+		}
 		sc.executions += len(plan.Exact)
 		// The rest of the frame is what the live merger and link predictors
 		// make of it (package assemble is their one copy of that logic).
@@ -207,6 +218,9 @@ func Run(t *Trace, opts Options) (report.Row, error) {
 		assemble.UpdateLast(last, &plan, res.Outputs)
 		profiled := plan.Profiling || (opts.FilterProfiles != nil && opts.FilterProfiles(rec.Camera, rec.Seq))
 		sc.score(rec, produced(res), types, frameMS, profiled, loaded(models, plan, ctrl))
+		if !profiled {
+			sc.route(&plan, exact)
+		}
 		ctrl.ObserveResult(res)
 		if opts.OnResult != nil {
 			opts.OnResult(res)
@@ -275,6 +289,13 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 	if !ok {
 		return nil, nil, fmt.Errorf("replay: unknown policy %q (known: %s)", opts.Policy, strings.Join(pipeline.PolicyNames(), ", "))
 	}
+	if name == scheduler.PolicyCoE {
+		for _, c := range opts.CoE.Cascades {
+			if err := scheduler.CheckCascade(c, models); err != nil {
+				return nil, nil, fmt.Errorf("replay: %w", err)
+			}
+		}
+	}
 	var learner scheduler.Learner
 	if spec.Links {
 		if opts.Learner == nil {
@@ -316,6 +337,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		TuneFrames:      opts.TuneFrames,
 		TurnBatch:       opts.TurnBatch,
 		Importance:      opts.Importance,
+		CoE:             opts.CoE,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, err

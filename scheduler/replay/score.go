@@ -6,6 +6,7 @@ import (
 
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/scheduler/report"
 )
@@ -30,6 +31,34 @@ type scorer struct {
 	// camera holds each (camera, model)'s strict accuracy over unprofiled
 	// frames: sum and count.
 	camera map[[2]string]*[2]float64
+	// cascades are the cascades' routing on unprofiled frames, by task.
+	cascades []report.CascadeScore
+}
+
+// route books where each cascade of a frame's plan answered.
+func (s *scorer) route(plan *pipeline.Plan, exact map[string]*pipeline.Output) {
+	for i := range plan.Cascades {
+		c := &plan.Cascades[i]
+		j := slices.IndexFunc(s.cascades, func(cs report.CascadeScore) bool { return cs.Task == c.Task })
+		if j < 0 {
+			cs := report.CascadeScore{Task: c.Task}
+			for _, t := range c.Tiers {
+				cs.Thetas = append(cs.Thetas, t.Theta)
+				cs.Tiers = append(cs.Tiers, t.Models)
+			}
+			s.cascades = append(s.cascades, cs)
+			j = len(s.cascades) - 1
+		}
+		cs := &s.cascades[j]
+		d := assemble.Decide(c, exact)
+		cs.Visits++
+		for len(cs.Reached) < len(c.Tiers) {
+			cs.Reached = append(cs.Reached, 0)
+		}
+		for t := 0; t <= d.Tier && t < len(cs.Reached); t++ {
+			cs.Reached[t]++
+		}
+	}
 }
 
 type modelScore struct {
@@ -224,6 +253,7 @@ func (s *scorer) row(opts Options, t *Trace, costs map[string]scheduler.Cost) re
 	}
 	row.OverBudgetShare = float64(over) / float64(s.frames)
 	s.perCamera(&row, opts.Importance)
+	row.Cascades = s.cascades
 	row.Fits = fits(opts.Budget, row)
 	return row
 }

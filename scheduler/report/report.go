@@ -56,6 +56,28 @@ type Row struct {
 	// bench was given importances.
 	PerCamera        map[string]float64 `json:"per_camera,omitempty"`
 	AccuracyWeighted float64            `json:"accuracy_weighted,omitempty"`
+	// Cascades (policy coe) are each cascade's visits on the frames the
+	// policy did not profile, and how far they went.
+	Cascades []CascadeScore `json:"cascades,omitempty"`
+}
+
+// CascadeScore is one cascade's routing in a Row.
+type CascadeScore struct {
+	Task string `json:"task"`
+	// Visits are the frames the cascade ran on; Reached[t] of them visited
+	// tier t (Reached[0] = Visits). Tiers are the tiers run, each with its θ.
+	Visits  int        `json:"visits"`
+	Reached []int      `json:"reached"`
+	Thetas  []float64  `json:"thetas"`
+	Tiers   [][]string `json:"tiers"`
+}
+
+// Deferred is the share of tier t's visits deferred to the next tier.
+func (c CascadeScore) Deferred(t int) float64 {
+	if t+1 >= len(c.Reached) || c.Reached[t] == 0 {
+		return 0
+	}
+	return float64(c.Reached[t+1]) / float64(c.Reached[t])
 }
 
 // ModelScore is one model's outcome in a Row.
