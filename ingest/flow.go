@@ -97,7 +97,19 @@ type creditWindow struct {
 	freed    chan struct{}        // signalled when a credit comes back
 	// reconnects is the connection's reconnect count last seen by acquire.
 	reconnects uint64
+	// settled, after a reconnect, is when the other stages have had time
+	// to reconnect and subscribe again (zero: no reconnect pending).
+	settled time.Time
 }
+
+// reconnectSettle is how long after this camera's connection is back the
+// frames it publishes are still at risk: the scheduler's connection may
+// come back later than the camera's (210 ms later in one outage test), and
+// a frame published before the scheduler subscribes again is lost with no
+// later frame to reveal the gap. Those frames' credits are released once
+// the window has passed, so a lost one cannot hold a slot for
+// in_flight_timeout.
+const reconnectSettle = 2 * time.Second
 
 func newCreditWindow(max int, timeout time.Duration) *creditWindow {
 	return &creditWindow{
@@ -127,10 +139,23 @@ func (w *creditWindow) acquire(ctx context.Context, reconnects func() uint64) (e
 			if n := reconnects(); n != w.reconnects {
 				w.reconnects = n
 				released += w.releaseAll()
+				w.settled = time.Now().Add(reconnectSettle)
 			}
 		}
 		w.mu.Lock()
 		now := time.Now()
+		if !w.settled.IsZero() && !now.Before(w.settled) {
+			// Frames published in the settling window: released even if
+			// their results are still to come (a late result releases
+			// nothing twice).
+			for seq, at := range w.inFlight {
+				if at.Before(w.settled) {
+					delete(w.inFlight, seq)
+					released++
+				}
+			}
+			w.settled = time.Time{}
+		}
 		oldest := now
 		for seq, at := range w.inFlight {
 			if now.Sub(at) >= w.timeout {
@@ -148,6 +173,9 @@ func (w *creditWindow) acquire(ctx context.Context, reconnects func() uint64) (e
 		wait := oldest.Add(w.timeout).Sub(now)
 		if reconnects != nil {
 			wait = min(wait, reconnectPoll)
+		}
+		if !w.settled.IsZero() {
+			wait = min(wait, w.settled.Sub(now))
 		}
 		timer := time.NewTimer(wait)
 		select {
