@@ -82,10 +82,14 @@ function fmtValue(m) {
       const p = val.length ? Math.max(...val) : 0;
       return (m.label || "?") + " (" + p.toFixed(2) + ")";
     }
-    case "boxes": return (m.boxes || []).length + " boxes";
-    case "lines": return (m.boxes || []).length + " segments";
+    case "boxes": return plural((m.boxes || []).length, "box", "boxes");
+    case "lines": return plural((m.boxes || []).length, "segment", "segments");
     default: return val.map(x => (Math.round(x * 100) / 100).toString()).join(", ");
   }
+}
+
+function plural(n, one, many) {
+  return n + " " + (n === 1 ? one : many);
 }
 
 function renderModels(v, ev) {
@@ -117,7 +121,7 @@ function renderPlan(v, ev) {
 
 function applyStats(st) {
   lastStats = st;
-  let live = st.clients + " viewer" + (st.clients === 1 ? "" : "s");
+  let live = plural(st.clients, "viewer", "viewers");
   if (st.agreement !== undefined && st.agreement !== null) live += " · link agreement " + (st.agreement * 100).toFixed(1) + "%";
   live += " · budget " + (st.budget_ms ? st.budget_ms + " ms/frame" : "none");
   if (st.dropped) live += " · " + st.dropped + " updates missed";
