@@ -169,4 +169,18 @@ func TestDashboardInHeadlessChromiumUpdatesLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (seq %s → %s; sources seen %v; stats: %s)", path, first, later, sources, stats)
+
+	// Stopping with the page open: its stream ends as the HTTP side stops
+	// (not after the server's 5 s grace), and the page notices.
+	start := time.Now()
+	a.shutdown()
+	took := time.Since(start)
+	conn, err := chromedp.Run(bctx, chromedp.Text(`#conn`))
+	t.Logf("stopped in %s with the page open; page says %q", took, conn)
+	if took > 4*time.Second {
+		t.Errorf("the stop took %s with the page open: its stream held the HTTP side's shutdown", took)
+	}
+	if err != nil || conn == "live" {
+		t.Errorf("the page still says %q (%v) after the process stopped", conn, err)
+	}
 }

@@ -131,12 +131,19 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkUpdateLatency is the dashboard's update latency: a result
-// published on NATS (demo-sized, eight models) to its event parsed by an
-// SSE client over loopback HTTP, one at a time. It reports the median and
-// 99th percentile, and the whole process's CPU per update (the bus, the
-// feed's decode, the hub, the stream and the client's parse: an upper
-// bound of the dashboard's own).
+// published on NATS (demo-sized, eight models) to its event parsed by
+// each of 1 or 4 SSE clients over loopback HTTP, one result at a time. It
+// reports the median and 99th percentile over every client's events, and
+// the whole process's CPU per update (the bus, the feed's decode, the
+// hub, the streams and the clients' parse: an upper bound of the
+// dashboard's own).
 func BenchmarkUpdateLatency(b *testing.B) {
+	for _, n := range []int{1, 4} {
+		b.Run("streams="+strconv.Itoa(n), func(b *testing.B) { benchUpdateLatency(b, n) })
+	}
+}
+
+func benchUpdateLatency(b *testing.B, streams int) {
 	srv := natstest.Start(b)
 	pub, err := srv.Connect("publisher")
 	if err != nil {
@@ -155,28 +162,33 @@ func BenchmarkUpdateLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer feed.Close()
-	s := openStream(b, serve(b, hub).URL)
-	s.next(b, EventState)
+	url := serve(b, hub).URL
+	var clients []*stream
+	for range streams {
+		s := openStream(b, url)
+		s.next(b, EventState)
+		clients = append(clients, s)
+	}
 	var lat []time.Duration
 	seq := uint64(0)
 	cpu0 := cpuTime()
 	for b.Loop() {
 		seq++
-		r := demoResult("plaza", seq)
-		data, _ := pipeline.Marshal(r)
+		data, _ := pipeline.Marshal(demoResult("plaza", seq))
 		start := time.Now()
 		if err := pub.Publish(pipeline.ResultsSubject("plaza"), data); err != nil {
 			b.Fatal(err)
 		}
 		pub.Flush()
-		ev := s.next(b, EventResult)
-		lat = append(lat, ev.at.Sub(start))
+		for _, s := range clients {
+			lat = append(lat, s.next(b, EventResult).at.Sub(start))
+		}
 	}
 	cpu := cpuTime() - cpu0
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[(len(lat)-1)*99/100].Microseconds()), "p99-µs")
-	b.ReportMetric(float64(cpu.Microseconds())/float64(len(lat)), "cpu-µs/update")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(seq), "cpu-µs/update")
 }
 
 // BenchmarkObserveResult is the hub's own CPU per result (build, encode,
