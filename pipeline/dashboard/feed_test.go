@@ -196,7 +196,7 @@ func benchUpdateLatency(b *testing.B, streams int) {
 func BenchmarkObserveResult(b *testing.B) {
 	hub := NewHub(Options{Cameras: []string{"plaza"}, Models: demoModels, ClientBuffer: 1 << 16})
 	for range 4 {
-		c := hub.join()
+		c, _ := hub.join()
 		defer hub.leave(c)
 	}
 	results := make([]*pipeline.Result, 1024)

@@ -86,7 +86,7 @@ func (h *Hub) serveFrame(w http.ResponseWriter, r *http.Request) {
 // and a stats event each StatsEvery, with heartbeat comments. It returns
 // when the client goes, a write fails or times out, or the hub closes.
 func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
-	cl := h.join()
+	cl, cams := h.join()
 	if cl == nil {
 		http.Error(w, "the dashboard is stopping", http.StatusServiceUnavailable)
 		return
@@ -108,7 +108,7 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if !write(func(w io.Writer) error { _, err := io.WriteString(w, "retry: 2000\n\n"); return err }) {
 		return
 	}
-	state, err := json.Marshal(h.State())
+	state, err := json.Marshal(State{Models: h.opts.Models, Cameras: cams, Stats: h.stats(cl)})
 	if err != nil || !write(sseEvent{EventState, state}.writeTo) {
 		return
 	}

@@ -145,8 +145,9 @@ func (h *Hub) SetCameras(ids []string) {
 }
 
 // ObserveResult takes a result: it becomes its camera's newest and goes to
-// every stream. Results of unknown cameras, and older than the newest
-// (redelivered), are ignored. It does not block.
+// every stream. Results of unknown cameras, and a repeat of the newest,
+// are ignored; an older seq is a camera that restarted (its seqs start
+// again from 1). It does not block.
 func (h *Hub) ObserveResult(r *pipeline.Result) {
 	if r.Reason == pipeline.PartialLost {
 		// A gap record has nothing to show; it counts as a frame lost.
@@ -178,8 +179,12 @@ func (h *Hub) keep(r *pipeline.Result, ev *ResultEvent) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	c := h.cameras[r.Camera]
-	if c == nil || (c.result != nil && r.Seq <= c.result.Seq) {
+	if c == nil || (c.result != nil && r.Seq == c.result.Seq) {
 		return false
+	}
+	if c.result != nil && r.Seq < c.result.Seq {
+		// Restarted: the waiting frames are of the old run.
+		c.waiting = slices.Delete(c.waiting, 0, len(c.waiting))
 	}
 	c.results++
 	if r.Partial {
@@ -214,9 +219,13 @@ func (h *Hub) ObserveFrame(f *pipeline.Frame) {
 		return
 	}
 	fr := &frame{FrameInfo{Seq: f.Seq, Width: f.Width, Height: f.Height}, f.JPEG}
+	// Frames and results come on two subscriptions: a frame may be
+	// handled just after its own result. Older frames have no result to
+	// come (or are of a restarted camera, whose frames are kept again
+	// after its first result).
 	if c.result != nil && f.Seq <= c.result.Seq {
 		if f.Seq == c.result.Seq && (c.shown == nil || c.shown.Seq != f.Seq) {
-			c.shown = fr // the result came first
+			c.shown = fr
 		}
 		return
 	}
@@ -243,13 +252,15 @@ func (h *Hub) broadcastLocked(ev sseEvent) {
 	}
 }
 
-// join registers a stream; nil once the hub is closed.
-func (h *Hub) join() *client {
+// join registers a stream and returns the cameras' state at that instant:
+// every later result is in the stream's buffer, every earlier one in the
+// state. Nil once the hub is closed.
+func (h *Hub) join() (*client, []CameraState) {
 	h.watchMu.Lock()
 	defer h.watchMu.Unlock()
 	select {
 	case <-h.done:
-		return nil
+		return nil, nil
 	default:
 	}
 	c := &client{events: make(chan sseEvent, h.opts.ClientBuffer)}
@@ -257,11 +268,12 @@ func (h *Hub) join() *client {
 	h.clients[c] = struct{}{}
 	first := len(h.clients) == 1
 	watch := h.watch
+	cams := h.camerasLocked()
 	h.mu.Unlock()
 	if first && watch != nil {
 		watch(true)
 	}
-	return c
+	return c, cams
 }
 
 func (h *Hub) leave(c *client) {
@@ -325,9 +337,14 @@ func (h *Hub) Stats() HubStats {
 
 // State is a snapshot of the dashboard.
 func (h *Hub) State() State {
-	st := State{Models: h.opts.Models, Stats: h.stats(nil)}
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	cams := h.camerasLocked()
+	h.mu.Unlock()
+	return State{Models: h.opts.Models, Cameras: cams, Stats: h.stats(nil)}
+}
+
+func (h *Hub) camerasLocked() []CameraState {
+	out := make([]CameraState, 0, len(h.opts.Cameras))
 	for _, id := range h.opts.Cameras {
 		c := h.cameras[id]
 		cs := CameraState{Camera: id, Result: c.result}
@@ -335,9 +352,9 @@ func (h *Hub) State() State {
 			fi := c.shown.FrameInfo
 			cs.Frame = &fi
 		}
-		st.Cameras = append(st.Cameras, cs)
+		out = append(out, cs)
 	}
-	return st
+	return out
 }
 
 // frameOf returns a camera's shown frame; known false for a camera not

@@ -128,7 +128,7 @@ func TestEveryStreamGetsTheStateThenEveryResultInOrder(t *testing.T) {
 		hub.ObserveResult(testResult("plaza", seq))
 	}
 	hub.ObserveResult(testResult("elsewhere", 9)) // not configured: ignored
-	hub.ObserveResult(testResult("plaza", 4))     // redelivered: ignored
+	hub.ObserveResult(testResult("plaza", 6))     // a repeat: ignored
 	hub.ObserveResult(testResult("gate", 1))
 	for i, s := range streams {
 		st := decode[State](t, s.next(t, EventState).data)
@@ -145,8 +145,15 @@ func TestEveryStreamGetsTheStateThenEveryResultInOrder(t *testing.T) {
 			t.Fatalf("stream %d: %s/%d after plaza/6, want gate/1 (nothing else)", i, ev.Camera, ev.Seq)
 		}
 	}
-	if st := hub.Stats(); st.Dropped != 0 || st.Events != 7 {
-		t.Errorf("stats %+v: want 7 events (plaza 1-6, gate 1), none dropped", st)
+	// A camera that restarted: its seqs start again.
+	hub.ObserveResult(testResult("plaza", 1))
+	for i, s := range streams {
+		if ev := decode[ResultEvent](t, s.next(t, EventResult).data); ev.Camera != "plaza" || ev.Seq != 1 {
+			t.Fatalf("stream %d: %s/%d after the camera restarted, want plaza/1", i, ev.Camera, ev.Seq)
+		}
+	}
+	if st := hub.Stats(); st.Dropped != 0 || st.Events != 8 {
+		t.Errorf("stats %+v: want 8 events (plaza 1-6, gate 1, plaza 1), none dropped", st)
 	}
 }
 
@@ -182,9 +189,9 @@ func TestResultEventsCarryEveryModelWithItsSource(t *testing.T) {
 
 func TestASlowStreamMissesEventsCountedAndNeverBlocksTheFeed(t *testing.T) {
 	hub := NewHub(Options{Cameras: []string{"plaza"}, Models: testModels, ClientBuffer: 4})
-	stuck := hub.join() // never reads
+	stuck, _ := hub.join() // never reads
 	defer hub.leave(stuck)
-	fast := hub.join()
+	fast, _ := hub.join()
 	defer hub.leave(fast)
 	got := make(chan struct{})
 	go func() {
@@ -243,6 +250,15 @@ func TestFramesAreBoundedAndPairedWithTheirResult(t *testing.T) {
 	hub.ObserveResult(testResult("plaza", 60))
 	if ev := hub.State().Cameras[0].Result; ev.Frame == nil || ev.Frame.Seq != 49 || ev.Seq != 60 {
 		t.Errorf("result 60 without its frame: %+v", ev)
+	}
+	// A camera that restarted (seqs from 1 again) pairs its frames again
+	// from its first result on.
+	hub.ObserveFrame(testFrame("plaza", 1, size))
+	hub.ObserveResult(testResult("plaza", 1))
+	hub.ObserveFrame(testFrame("plaza", 2, size))
+	hub.ObserveResult(testResult("plaza", 2))
+	if f, _ := hub.frameOf("plaza"); f == nil || f.Seq != 2 {
+		t.Errorf("after a restart, shown frame %+v, want 2", f)
 	}
 	// Many cameras: memory grows with the configured ones only.
 	ids := make([]string, 100)
