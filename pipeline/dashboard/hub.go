@@ -92,7 +92,7 @@ type Hub struct {
 // camera is what the hub keeps of one camera.
 type camera struct {
 	result *ResultEvent // newest, nil before any
-	shown  *frame       // the newest result's frame (or the latest before any matched)
+	shown  *frame       // the newest result's frame (before one matched: the first frame kept)
 	// waiting holds the frames newer than the newest result, oldest
 	// first, at most Options.WaitingFrames.
 	waiting []*frame
