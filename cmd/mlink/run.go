@@ -21,6 +21,7 @@ import (
 	"github.com/mlink-project/mlink/ingest"
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/dashboard"
 	"github.com/mlink-project/mlink/pipeline/engine"
 	"github.com/mlink-project/mlink/pipeline/httpd"
 	"github.com/mlink-project/mlink/pipeline/metrics"
@@ -62,7 +63,7 @@ func runFlags() (*flag.FlagSet, *runOptions, *configFlags) {
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of "+strings.Join(allRoles, ","))
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
-	fs.StringVar(&o.httpFlag, "http", "", "HTTP side (/healthz, /readyz, /metrics, POST /-/reload): host:port, port 0 for a free one, or off (overrides http.listen; default "+pipeline.DefaultHTTPListen+")")
+	fs.StringVar(&o.httpFlag, "http", "", "HTTP side (/healthz, /readyz, /metrics, POST /-/reload, the dashboard at /): host:port, port 0 for a free one, or off (overrides http.listen; default "+pipeline.DefaultHTTPListen+")")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second, "on SIGINT/SIGTERM, stop gracefully for most of this, then force the exit")
 	return fs, o, cf
 }
@@ -203,6 +204,9 @@ type app struct {
 	// stage has started (until then /readyz says so).
 	http    *httpd.Server
 	started atomic.Bool
+	// dash is the dashboard's hub (nil when off); a reload gives it the
+	// new cameras.
+	dash *dashboard.Hub
 	// metrics is the process's registry; resultMetrics count the results
 	// (merger role only).
 	metrics       *metrics.Registry
@@ -387,7 +391,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if a.results, err = trackResults(nc, onResult); err != nil {
 		return a, err
 	}
-	if err := a.startHTTP(); err != nil {
+	if err := a.startHTTP(nc); err != nil {
 		return a, err
 	}
 

@@ -30,8 +30,9 @@ type Server struct {
 	ln  net.Listener
 	srv *http.Server
 
-	mu     sync.Mutex
-	checks []check
+	mu         sync.Mutex
+	checks     []check
+	onShutdown []func()
 }
 
 // New makes a server with /healthz and /readyz mounted.
@@ -55,6 +56,15 @@ func (s *Server) AddCheck(name string, fn CheckFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.checks = append(s.checks, check{name, fn})
+}
+
+// OnShutdown adds f to what runs when the server starts to stop: handlers
+// that stream until told to (server-sent events) end then, so that the
+// shutdown does not wait its 5 s for them. Call it before Run.
+func (s *Server) OnShutdown(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onShutdown = append(s.onShutdown, f)
 }
 
 // Ready runs every check and returns the reasons the process is not ready,
@@ -110,6 +120,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("httpd: Run before Listen")
 	}
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	for _, f := range s.onShutdown {
+		s.srv.RegisterOnShutdown(f)
+	}
+	s.mu.Unlock()
 	served := make(chan error, 1)
 	go func() { served <- s.srv.Serve(s.ln) }()
 	select {

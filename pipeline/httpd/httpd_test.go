@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -71,5 +72,39 @@ func TestAPortInUseIsAStartUpErrorNamingTheFlag(t *testing.T) {
 	err = New().Listen(l.Addr().String(), "--http")
 	if err == nil || !strings.Contains(err.Error(), "--http "+l.Addr().String()) || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAStreamingHandlerEndsAtShutdownWithoutTheGracePeriod(t *testing.T) {
+	s := New()
+	stop := make(chan struct{})
+	s.OnShutdown(func() { close(stop) })
+	s.Handle("GET /stream", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "open\n")
+		http.NewResponseController(w).Flush()
+		<-stop // as an event stream: until told
+	}))
+	if err := s.Listen("127.0.0.1:0", "--http"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	resp, err := http.Get("http://" + s.Addr() + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, line); err != nil || string(line) != "open\n" {
+		t.Fatalf("stream: %q %v", line, err)
+	}
+	start := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("shutdown took %s with a stream open: the stream was not told to end", took)
 	}
 }
