@@ -66,7 +66,7 @@ FUZZTIME ?= 5s
 TEST_FUZZTIME ?= 3s
 FUZZMINIMIZE ?= 100x
 FUZZ_NOCGO := pipeline/FuzzDecodeFrame pipeline/FuzzJPEGSize pipeline/FuzzUnmarshalOutput pipeline/FuzzUnmarshalPlan \
-	pipeline/FuzzUnmarshalResult pipeline/FuzzUnmarshalPredictRequest pipeline/FuzzUnmarshalHeartbeat \
+	pipeline/FuzzUnmarshalResult pipeline/FuzzUnmarshalPredictRequest pipeline/FuzzUnmarshalHeartbeat pipeline/FuzzUnmarshalEscalation \
 	pipeline/FuzzParseConfig pipeline/FuzzParseByteSize \
 	links/FuzzTraceReader links/FuzzLoadLinks links/FuzzUnmarshalSet
 FUZZ_CGO := stages/FuzzDecodeFrame ingest/FuzzMJPEG

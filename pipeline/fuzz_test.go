@@ -171,7 +171,7 @@ func FuzzJPEGSize(f *testing.F) {
 // roundTrip checks the codec of one message type on arbitrary bytes: what
 // decodes re-encodes, and the re-encoding decodes to a value that encodes
 // to the same bytes; what does not decode is an error naming the type.
-func roundTrip[T Plan | Output | Result | Heartbeat | PredictRequest](t *testing.T, data []byte) *T {
+func roundTrip[T Plan | Output | Result | Heartbeat | PredictRequest | Escalation](t *testing.T, data []byte) *T {
 	v, err := Unmarshal[T](data)
 	if err != nil {
 		if v != nil {
@@ -205,7 +205,7 @@ func noNull(t *testing.T, what string, outs map[string]*Output) {
 	}
 }
 
-func marshalSeed[T Plan | Output | Result | Heartbeat | PredictRequest](f *testing.F, v *T) {
+func marshalSeed[T Plan | Output | Result | Heartbeat | PredictRequest | Escalation](f *testing.F, v *T) {
 	b, err := Marshal(v)
 	if err != nil {
 		f.Fatal(err)
@@ -286,6 +286,16 @@ func FuzzUnmarshalHeartbeat(f *testing.F) {
 	f.Add([]byte(`{"frames":9223372036854775808}`))
 	f.Add([]byte(`{"at":"0000-01-01T00:00:00Z","queued":1e3}`))
 	f.Fuzz(func(t *testing.T, data []byte) { roundTrip[Heartbeat](t, data) })
+}
+
+// FuzzUnmarshalEscalation: the merger's request that the scheduler re-send
+// a frame to a cascade's next tier (policy coe) decodes or is an error
+// naming its type, and round-trips.
+func FuzzUnmarshalEscalation(f *testing.F) {
+	marshalSeed(f, &Escalation{Camera: "plaza", Seq: 7, Models: []string{"hog"}, Token: "T0K3N"})
+	f.Add([]byte(`{"models":null,"seq":18446744073709551615}`))
+	f.Add([]byte(`{"models":["a","a",""],"token":"\u0000"}`))
+	f.Fuzz(func(t *testing.T, data []byte) { roundTrip[Escalation](t, data) })
 }
 
 // FuzzParseConfig: a config either parses, defaults and validates, or is a
