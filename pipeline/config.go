@@ -248,6 +248,8 @@ type SchedulerConfig struct {
 	// model's outputs; an output's weight is its own key's, else its
 	// camera's times its model's, each 1 when not given.
 	Importance map[string]float64 `yaml:"importance"`
+	// JellyBean is policy jellybean's SLOs, variants and worker pools.
+	JellyBean JellyBeanConfig `yaml:"jellybean"`
 }
 
 // Training modes of the link policies.
@@ -681,6 +683,7 @@ func (c *Config) Validate() error {
 		p.add("budget.time_mode: %q is not one of mean, cap", c.Budget.TimeMode)
 	}
 	c.validateImportance(&p)
+	c.validateJellyBean(&p)
 	switch policy.Needs {
 	case NeedsTimeBudget:
 		if c.Budget.MSPerFrame == 0 {

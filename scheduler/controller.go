@@ -66,6 +66,8 @@ type ControllerConfig struct {
 	// Importance weighs each camera's and model's outputs (dcta; see
 	// Importance.Of). nil: all weigh 1.
 	Importance Importance
+	// JellyBean is policy jellybean's SLOs, variants and pools.
+	JellyBean pipeline.JellyBeanConfig
 }
 
 // Selection is the controller's current decision.

@@ -72,6 +72,9 @@ type benchTraceOptions struct {
 	video         string
 	// importance weighs outputs for dcta (the config's scheduler.importance).
 	importance map[string]float64
+	// jellybean is policy jellybean's SLOs, variants and pools (the
+	// config's scheduler.jellybean).
+	jellybean pipeline.JellyBeanConfig
 }
 
 func cmdBenchTrace(args []string) error {
@@ -121,7 +124,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
-	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance from this config's scheduler section (flags given override it)")
+	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance, jellybean from this config's scheduler section (flags given override it)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active,
@@ -152,6 +155,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			}
 			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 			o.importance = sc.Importance
+			o.jellybean = sc.JellyBean
 		}
 		var problems []error
 		if o.trace == "" {
@@ -405,7 +409,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log, Importance: o.importance}
+			Sampling: sampling, Log: log, Importance: o.importance, JellyBean: o.jellybean}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {

@@ -55,6 +55,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,
 		Importance:      cfg.Scheduler.Importance,
+		JellyBean:       cfg.Scheduler.JellyBean,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

@@ -73,6 +73,8 @@ type Options struct {
 	// OnResult, if set, sees every frame's result after the policy did
 	// (tests compare the replay with the live pipeline frame by frame).
 	OnResult func(*pipeline.Result)
+	// JellyBean is policy jellybean's SLOs, variants and pools.
+	JellyBean pipeline.JellyBeanConfig
 }
 
 // Trace is a loaded trace.
@@ -313,6 +315,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		ActiveBatch:     opts.ActiveBatch,
 		TuneFrames:      opts.TuneFrames,
 		Importance:      opts.Importance,
+		JellyBean:       opts.JellyBean,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, err
