@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -56,6 +57,9 @@ type JellyPlan struct {
 	// Run is each task's chosen variant ("" where the task is not run and
 	// its models reuse their last exact outputs).
 	Run map[string]string
+	// Every is each run task's rate: its variant on every k-th frame (1
+	// in an SLO plan; more within a budget the SLO plan does not fit).
+	Every map[string]int
 	// MS is the chosen variants' cost per frame; Accuracy the tasks' mean
 	// accuracy by the evidence.
 	MS, Accuracy float64
@@ -79,11 +83,14 @@ func (p *JellyPlan) String() string {
 	var parts []string
 	for _, t := range p.Tasks {
 		v := p.Run[t.Name]
+		if k := p.Every[t.Name]; k > 1 {
+			v += fmt.Sprintf("/%d", k)
+		}
 		switch {
 		case v == "":
 			parts = append(parts, t.Name+"=reused")
 		case p.Placed:
-			parts = append(parts, fmt.Sprintf("%s=%s@%s", t.Name, v, strings.Join(p.Placement.Pools(v), "+")))
+			parts = append(parts, fmt.Sprintf("%s=%s@%s", t.Name, v, strings.Join(p.Placement.Pools(p.Run[t.Name]), "+")))
 		default:
 			parts = append(parts, t.Name+"="+v)
 		}
@@ -162,7 +169,7 @@ func PlanJellyBean(tasks []Task, cfg pipeline.JellyBeanConfig, k int) (*JellyPla
 	var best *JellyPlan
 	var placeErr error
 	for _, a := range cands {
-		p := jellyPlanOf(tasks, a)
+		p := jellyPlanOf(tasks, a, nil)
 		if len(cfg.Pools) > 0 {
 			if p.Placement, err = Place(p.operators(tasks, cfg), cfg.Pools, jellyDemand(cfg)); err != nil {
 				if placeErr == nil {
@@ -195,16 +202,19 @@ func jellyDemand(cfg pipeline.JellyBeanConfig) Demand {
 }
 
 // jellyPlanOf is assignment a as a plan (a choice of -1: the task is not
-// run).
-func jellyPlanOf(tasks []Task, a Assignment) *JellyPlan {
-	p := &JellyPlan{Tasks: tasks, Run: map[string]string{}}
+// run), each task's variant run on every every[task]-th frame (nil or
+// unset: every frame).
+func jellyPlanOf(tasks []Task, a Assignment, every map[string]int) *JellyPlan {
+	p := &JellyPlan{Tasks: tasks, Run: map[string]string{}, Every: map[string]int{}}
 	for i, c := range a.Choice {
 		if c < 0 {
 			continue
 		}
 		v := tasks[i].Variants[c]
+		k := max(1, every[tasks[i].Name])
 		p.Run[tasks[i].Name] = v.Model
-		p.MS += v.MS
+		p.Every[tasks[i].Name] = k
+		p.MS += v.MS / float64(k)
 		p.Accuracy += v.Accuracy
 	}
 	if len(tasks) > 0 {
@@ -224,7 +234,11 @@ func (p *JellyPlan) models() []string {
 	return out
 }
 
-// operators are the plan's chosen variants in task order.
+// operators are the plan's chosen variants, the cheapest first: the tasks
+// are independent, so any order is the workflow's, and this one keeps the
+// light models at the edge and moves the plan up a tier only for the
+// heavy ones (forward only, one heavy model early would take every later
+// one up with it).
 func (p *JellyPlan) operators(tasks []Task, cfg pipeline.JellyBeanConfig) []Operator {
 	out := float64(cfg.OutputBytes)
 	if out <= 0 {
@@ -234,37 +248,96 @@ func (p *JellyPlan) operators(tasks []Task, cfg pipeline.JellyBeanConfig) []Oper
 	for _, t := range tasks {
 		for _, v := range t.Variants {
 			if p.Run[t.Name] == v.Model {
-				ops = append(ops, Operator{Model: v.Model, MS: v.MS, OutputBytes: out})
+				// On every k-th frame: a k-th of the throughput.
+				k := float64(max(1, p.Every[t.Name]))
+				ops = append(ops, Operator{Model: v.Model, MS: v.MS / k, OutputBytes: out / k})
 			}
 		}
 	}
+	slices.SortStableFunc(ops, func(a, b Operator) int { return cmp.Compare(a.MS, b.MS) })
 	return ops
 }
 
-// mostAccurateWithin is the plan within budget b that serves the tasks
-// best: per task one variant or none (its models reused, worth unrun), the
-// sum over tasks of accuracy × the task's outputs (every output is one a
-// user gets) maximised by the knapsack solver. The plan is placed if it
-// can be.
-func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[string]Cost, b Budget, unrun func(Task) float64) *JellyPlan {
+// jellyEvery are the rates a task may be served at within a budget: its
+// variant on every k-th frame.
+var jellyEvery = []int{1, 2, 4, 8, 16}
+
+// jellyEvidence is what the within-budget plan values outputs by:
+// predicted(target, source) the accuracy of target predicted from source
+// alone, reused(model, age) of model's last exact output age frames old
+// (neverAge: from the last profiling frame).
+type jellyEvidence struct {
+	predicted func(target, source string) float64
+	reused    func(model string, age int) float64
+}
+
+// served is the mean worth of task t's outputs when variant v runs on every
+// k-th frame (the sum of servedAs over the task's variants).
+func (e jellyEvidence) served(t Task, v Variant, k int) float64 {
+	total := 0.0
+	for _, o := range t.Variants {
+		total += e.servedAs(o.Model, v.Model, k)
+	}
+	return total
+}
+
+// servedAs is the mean worth of model o's output when its task's variant v
+// runs on every k-th frame: v exact on its turns and reused between them;
+// another variant predicted from v on v's turns and reused (its last exact
+// output, from the last profiling frame) between them.
+func (e jellyEvidence) servedAs(o, v string, k int) float64 {
+	if o == v {
+		run := 1.0
+		for age := 1; age < k; age++ {
+			run += e.reused(o, age)
+		}
+		return run / float64(k)
+	}
+	return (e.predicted(o, v) + float64(k-1)*e.reused(o, neverAge)) / float64(k)
+}
+
+// unrun is the worth of task t's outputs when it is not run: each reused
+// from the last profiling frame.
+func (e jellyEvidence) unrun(t Task) float64 {
+	total := 0.0
+	for _, o := range t.Variants {
+		total += e.reused(o.Model, neverAge)
+	}
+	return total
+}
+
+// mostAccurateWithin is the plan within budget b that serves the outputs
+// best, when the SLO plan does not fit it: per task one variant run on
+// every k-th frame (k in jellyEvery: the task at a k-th of the SLO's
+// throughput), or none (every output of the task reused), maximising the
+// worth of all outputs — each output counts, as each is one a user gets —
+// by the multiple-choice knapsack solver. The plan is placed at the rates
+// it serves, if it can be.
+func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[string]Cost, b Budget, ev jellyEvidence) *JellyPlan {
 	var items []KnapsackItem
-	type ref struct{ task, variant int }
-	var refs []ref
+	type choice struct{ task, variant, k int }
+	var choices []choice
 	capacity := b.MS
-	weight := func(m string) float64 { return costs[m].MS }
+	weight := func(m string, k int) float64 { return costs[m].MS / float64(k) }
+	every := jellyEvery
+	if b.MS <= 0 || b.Capped() {
+		every = []int{1} // memory is held on every frame; a cap binds every frame
+	}
 	if b.MS <= 0 {
 		capacity = float64(b.Memory)
-		weight = func(m string) float64 { return float64(costs[m].Memory) }
+		weight = func(m string, _ int) float64 { return float64(costs[m].Memory) }
 	}
 	for ti, t := range tasks {
-		base := unrun(t)
+		base := ev.unrun(t)
 		for vi, v := range t.Variants {
-			gain := (v.Accuracy - base) * float64(len(t.Variants))
-			if gain <= 0 {
-				continue
+			for _, k := range every {
+				gain := ev.served(t, v, k) - base
+				if gain <= 0 {
+					continue
+				}
+				items = append(items, KnapsackItem{Value: gain, Weight: weight(v.Model, k), Group: ti + 1})
+				choices = append(choices, choice{ti, vi, k})
 			}
-			items = append(items, KnapsackItem{Value: gain, Weight: weight(v.Model), Group: ti + 1})
-			refs = append(refs, ref{ti, vi})
 		}
 	}
 	if capacity <= 0 {
@@ -275,17 +348,23 @@ func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[st
 	for i := range a.Choice {
 		a.Choice[i] = -1
 	}
+	p := &JellyPlan{Every: map[string]int{}}
+	worth, outputs := 0.0, 0
+	for _, t := range tasks {
+		worth += ev.unrun(t)
+		outputs += len(t.Variants)
+	}
 	for i, bin := range packed.Bin {
 		if bin >= 0 {
-			a.Choice[refs[i].task] = refs[i].variant
+			ch := choices[i]
+			a.Choice[ch.task] = ch.variant
+			p.Every[tasks[ch.task].Name] = ch.k
+			worth += items[i].Value
 		}
 	}
-	p := jellyPlanOf(tasks, a)
-	// A task not run counts at its reused worth.
-	for _, t := range tasks {
-		if p.Run[t.Name] == "" && len(tasks) > 0 {
-			p.Accuracy += unrun(t) / float64(len(tasks))
-		}
+	*p = *jellyPlanOf(tasks, a, p.Every)
+	if outputs > 0 {
+		p.Accuracy = worth / float64(outputs) // the outputs' mean worth
 	}
 	if len(cfg.Pools) > 0 {
 		var err error
@@ -303,55 +382,69 @@ func (s *jellybeanScheme) Select(c *Controller, ev SetEvidence, costs map[string
 		return nil // no evidence yet: the bootstrap's profiling
 	}
 	models := c.cfg.Models
-	tasks := jellybeanTasks(models, s.cfg, costs, func(ref, v string) float64 { return PredictedAccuracy(ref, []string{v}, ev) })
-	unrun := func(Task) float64 { return 0 }
-	if _, ok := ev.(ReuseEvidence); ok {
-		sev := c.streamEvidence(ev)
-		unrun = func(t Task) float64 { return sev.ReuseAccuracy(t.Variants[0].Model, neverAge) }
+	je := jellyEvidence{
+		predicted: func(target, source string) float64 { return PredictedAccuracy(target, []string{source}, ev) },
+		reused:    func(string, int) float64 { return 0 },
 	}
+	if _, ok := ev.(ReuseEvidence); ok {
+		je.reused = c.streamEvidence(ev).ReuseAccuracy
+	}
+	tasks := jellybeanTasks(models, s.cfg, costs, je.predicted)
 	plan, err := PlanJellyBean(tasks, s.cfg, BeamWidth)
 	note := ""
 	switch {
 	case err != nil:
-		plan = mostAccurateWithin(tasks, s.cfg, costs, b, unrun)
+		plan = mostAccurateWithin(tasks, s.cfg, costs, b, je)
 		plan.Refusal = err
 		note = fmt.Sprintf("refused: %v; running the most accurate plan within the budget instead", err)
 		c.log.Warn().Err(err).Msg("jellybean: no plan meets the SLOs")
 	case !b.Fits(sum(costs, plan.models())):
 		slo := plan
-		plan = mostAccurateWithin(tasks, s.cfg, costs, b, unrun)
+		plan = mostAccurateWithin(tasks, s.cfg, costs, b, je)
 		plan.OverBudget = true
 		note = fmt.Sprintf("the SLO plan (%s) exceeds the budget %s: the most accurate plan within it, SLOs not met", slo, b)
 	}
 	s.last.Store(plan)
-	sel := &Selection{Accuracy: map[string]float64{}}
+	sel := &Selection{Accuracy: map[string]float64{}, Every: map[string]int{}}
 	run := map[string]bool{}
-	for _, m := range plan.Run {
-		run[m] = true
-	}
-	for _, m := range models {
-		if run[m] {
-			sel.Exact = append(sel.Exact, m)
-		}
-	}
 	for _, t := range tasks {
-		for _, v := range t.Variants {
-			switch {
-			case run[v.Model]:
-			case plan.Run[t.Name] != "":
-				sel.Predicted = append(sel.Predicted, v.Model)
-				sel.Accuracy[v.Model] = PredictedAccuracy(v.Model, sel.Exact, ev)
-			default:
-				sel.Reused = append(sel.Reused, v.Model)
-				sel.Accuracy[v.Model] = unrun(Task{Variants: []Variant{v}})
+		if m := plan.Run[t.Name]; m != "" {
+			run[m] = true
+			if k := plan.Every[t.Name]; k > 1 {
+				sel.Every[m] = k
 			}
 		}
 	}
-	total := float64(len(sel.Exact))
-	for _, acc := range sel.Accuracy {
-		total += acc
+	for _, m := range models {
+		if run[m] && sel.Every[m] == 0 {
+			sel.Exact = append(sel.Exact, m)
+		}
 	}
-	sel.Expected = total / float64(max(1, len(models)))
+	worth := float64(len(sel.Exact))
+	for _, t := range tasks {
+		v := plan.Run[t.Name]
+		k := max(1, plan.Every[t.Name])
+		for _, o := range t.Variants {
+			switch {
+			case v == "":
+				sel.Reused = append(sel.Reused, o.Model)
+				sel.Accuracy[o.Model] = je.reused(o.Model, neverAge)
+			case k > 1:
+				// Between the variant's turns; on them Plan runs it and
+				// predicts the others.
+				sel.Reused = append(sel.Reused, o.Model)
+				sel.Accuracy[o.Model] = je.servedAs(o.Model, v, k)
+			case o.Model != v:
+				sel.Predicted = append(sel.Predicted, o.Model)
+				sel.Accuracy[o.Model] = PredictedAccuracy(o.Model, sel.Exact, ev)
+			default:
+				continue // run on every frame: exact
+			}
+			worth += sel.Accuracy[o.Model]
+		}
+	}
+	sel.Expected = worth / float64(max(1, len(models)))
+	sel.phases, _ = staggerPhases(models, sel.Every, costs)
 	sel.Reason = " (jellybean: " + plan.String()
 	if note != "" {
 		sel.Reason += "; " + note
@@ -362,8 +455,34 @@ func (s *jellybeanScheme) Select(c *Controller, ev SetEvidence, costs map[string
 	return sel
 }
 
-func (*jellybeanScheme) Plan(c *Controller, f FrameInfo, index int64, now time.Time, plan pipeline.Plan) pipeline.Plan {
-	return c.planWithLinks(f, index, now, plan)
+// Plan is the link policies' plan; on the turn of a variant run every k-th
+// frame, the task's other variants are predicted from it rather than
+// reused.
+func (s *jellybeanScheme) Plan(c *Controller, f FrameInfo, index int64, now time.Time, plan pipeline.Plan) pipeline.Plan {
+	sel := c.selection.Load()
+	plan = c.planWithLinks(f, index, now, plan)
+	jp := s.last.Load()
+	if sel == nil || jp == nil || plan.Profiling || len(sel.Every) == 0 {
+		return plan
+	}
+	predicted := false
+	for _, t := range jp.Tasks {
+		v := jp.Run[t.Name]
+		if sel.Every[v] <= 1 || !slices.Contains(plan.Exact, v) {
+			continue
+		}
+		for _, o := range t.Variants {
+			if o.Model != v && slices.Contains(plan.Reused, o.Model) {
+				plan.Reused = slices.DeleteFunc(plan.Reused, func(m string) bool { return m == o.Model })
+				plan.Predicted = append(plan.Predicted, o.Model)
+				predicted = true
+			}
+		}
+	}
+	if predicted {
+		plan.Sources = nil // every executed model: the turn's variant among them
+	}
+	return plan
 }
 
 func (*jellybeanScheme) Observe(c *Controller, r *pipeline.Result) { c.observeLinks(r) }

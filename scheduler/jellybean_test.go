@@ -257,15 +257,17 @@ func TestJellyBeanSelection(t *testing.T) {
 	if p := c.JellyBeanPlan(); p == nil || !p.SLOMet || p.MS != 767 {
 		t.Errorf("plan %v, want the SLO plan at 767 ms", p)
 	}
-	// 500 ms per frame: hog_960 (people at 0.8 × 2 outputs) cannot join
-	// haar_fast (0.9 × 2); both gain more than motion (1 × 1) alone, the
-	// faces most per output: haar_fast and motion run, people is reused.
+	// 500 ms per frame (no reuse measured: a reused output is worth
+	// nothing): haar_fast on every frame (1 + 0.9 for haar) and motion
+	// (1) take 407 ms; hog_960 on every 4th frame (90 ms) serves people a
+	// quarter of the time ((1 + 0.8) / 4) — more than hog_960 on every
+	// frame with haar_fast on every 4th (1.8 + 1.9 / 4).
 	sel = s.Select(c, ev, costs, Budget{MS: 500})
 	if want := []string{"haar_fast", "motion"}; !slices.Equal(sel.Exact, want) {
 		t.Errorf("within 500 ms: exact %v, want %v", sel.Exact, want)
 	}
-	if !slices.Equal(sel.Reused, []string{"hog", "hog_960"}) || !slices.Equal(sel.Predicted, []string{"haar"}) {
-		t.Errorf("within 500 ms: reused %v predicted %v", sel.Reused, sel.Predicted)
+	if !slices.Equal(sel.Reused, []string{"hog", "hog_960"}) || !slices.Equal(sel.Predicted, []string{"haar"}) || sel.Every["hog_960"] != 4 {
+		t.Errorf("within 500 ms: reused %v predicted %v every %v, want hog_960 every 4th frame", sel.Reused, sel.Predicted, sel.Every)
 	}
 	if !strings.Contains(sel.Reason, "exceeds the budget") || !c.JellyBeanPlan().OverBudget {
 		t.Errorf("within 500 ms: reason %q does not say the SLO plan is over the budget", sel.Reason)
@@ -295,8 +297,68 @@ func TestJellyBeanWithoutVariantsRunsModelsOrNot(t *testing.T) {
 	if sel := c.scheme.Select(c, ev, costs, Budget{}); !slices.Equal(sel.Exact, models) {
 		t.Errorf("no budget: exact %v, want every model", sel.Exact)
 	}
+	// Within 120 ms: b and c on every frame (110 ms), a on every 16th
+	// (6.25 ms), reused between.
 	sel := c.scheme.Select(c, ev, costs, Budget{MS: 120})
-	if !slices.Equal(sel.Exact, []string{"b", "c"}) || !slices.Equal(sel.Reused, []string{"a"}) || len(sel.Predicted) != 0 {
-		t.Errorf("within 120 ms: %s, want b and c run, a reused", sel)
+	if !slices.Equal(sel.Exact, []string{"b", "c"}) || !slices.Equal(sel.Reused, []string{"a"}) || len(sel.Predicted) != 0 || sel.Every["a"] != 16 {
+		t.Errorf("within 120 ms: %s, want b and c run, a on every 16th frame", sel)
+	}
+}
+
+// A variant run on every k-th frame: on its turns it runs and the task's
+// other variants are predicted from it (every executed model a source);
+// between them the task's outputs are reused.
+func TestJellyBeanPlanPredictsTheSiblingsOnAVariantsTurns(t *testing.T) {
+	models := []string{"hog", "hog_960", "haar", "haar_fast", "motion"}
+	costs := map[string]Cost{"hog": {MS: 1200}, "hog_960": {MS: 360}, "haar": {MS: 600}, "haar_fast": {MS: 400}, "motion": {MS: 7}}
+	ev := reuseMatrix{matrix: matrix{"hog_960": {"hog": 0.8}, "haar_fast": {"haar": 0.9}}}
+	c, err := NewController(ControllerConfig{Policy: PolicyJellyBean, Models: models, Period: time.Hour, Budget: Budget{MS: 500},
+		RemoteTraining: true, JellyBean: pipeline.JellyBeanConfig{
+			Variants: map[string][]string{"people": {"hog", "hog_960"}, "faces": {"haar", "haar_fast"}},
+		}}, nil, NewCostModel(costs), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0)
+	c.InstallLinks(Links{Predictor: constPredictor{}, Evidence: ev, Reason: "bootstrap", At: t0})
+	if k := c.Selection().Every["hog_960"]; k != 4 {
+		t.Fatalf("selection %s: want hog_960 on every 4th frame", c.Selection())
+	}
+	turns := 0
+	for i := range 17 {
+		at := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		plan := c.Plan(FrameInfo{Camera: "cam", Seq: uint64(i + 1), CapturedAt: at})
+		if i > 0 { // the books pace the turns by what was spent (the profiled frame left out: no debt)
+			res := &pipeline.Result{Camera: "cam", Seq: uint64(i + 1), CapturedAt: at, Plan: plan, Outputs: map[string]*pipeline.Output{}}
+			for _, m := range plan.Exact {
+				res.Outputs[m] = &pipeline.Output{Model: m, Source: pipeline.SourceExact, InferMS: costs[m].MS}
+			}
+			c.ObserveResult(res)
+		}
+		if i == 0 {
+			if !plan.Profiling {
+				t.Fatalf("the camera's first frame %+v: want it profiled", plan)
+			}
+			continue
+		}
+		if len(plan.Models()) != len(models) {
+			t.Fatalf("frame %d: plan %+v does not serve every model", i, plan)
+		}
+		onTurn := slices.Contains(plan.Exact, "hog_960")
+		switch {
+		case onTurn:
+			turns++
+			if !slices.Contains(plan.Predicted, "hog") || slices.Contains(plan.Reused, "hog") || plan.Sources != nil {
+				t.Errorf("frame %d, hog_960's turn: %+v, want hog predicted from every executed model", i, plan)
+			}
+		case !slices.Contains(plan.Reused, "hog") || !slices.Contains(plan.Reused, "hog_960"):
+			t.Errorf("frame %d, between turns: %+v, want hog and hog_960 reused", i, plan)
+		}
+		if !slices.Contains(plan.Exact, "haar_fast") || !slices.Contains(plan.Predicted, "haar") {
+			t.Errorf("frame %d: %+v, want haar_fast run and haar predicted", i, plan)
+		}
+	}
+	if turns != 4 {
+		t.Errorf("hog_960 ran on %d of 16 frames, want 4", turns)
 	}
 }
