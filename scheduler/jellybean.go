@@ -405,6 +405,9 @@ func (s *jellybeanScheme) Select(c *Controller, ev SetEvidence, costs map[string
 		note = fmt.Sprintf("the SLO plan (%s) exceeds the budget %s: the most accurate plan within it, SLOs not met", slo, b)
 	}
 	s.last.Store(plan)
+	// Once per selection: the plan, its price and placement (the
+	// controller's "models selected" line says what runs).
+	c.log.Info().Str("plan", plan.String()).Bool("slo_met", plan.SLOMet).Bool("over_budget", plan.OverBudget).Str("note", note).Msg("jellybean plan")
 	sel := &Selection{Accuracy: map[string]float64{}, Every: map[string]int{}}
 	run := map[string]bool{}
 	for _, t := range tasks {

@@ -15,7 +15,8 @@ import (
 // jellybean live on vtest: two variants of one task (MOG2's motion level
 // and its blob count) and BlazeFace a task of its own, with no accuracy
 // target. Past the bootstrap the cheaper activity variant runs and the
-// other is predicted from it, so not every model runs on a frame; every
+// other is predicted by links over the models run, so not every model runs
+// on a frame; every
 // result has every model, each output as its plan says, and the plan is
 // placed and priced.
 func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
@@ -96,8 +97,12 @@ func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 				t.Errorf("#%d %s: source %s, plan %+v", r.Seq, m, o.Source, r.Plan)
 			}
 		}
-		if o := r.Outputs[other]; !slices.Contains(o.Sources, run) {
-			t.Errorf("#%d %s predicted from %v, want from %s", r.Seq, other, o.Sources, run)
+		// From the models run (the ensemble may also lean on its prior
+		// alone, where training found the variant's link no help).
+		for _, src := range r.Outputs[other].Sources {
+			if !slices.Contains(r.Plan.Exact, src) {
+				t.Errorf("#%d %s predicted from %s, which did not run", r.Seq, other, src)
+			}
 		}
 	}
 }
