@@ -348,7 +348,7 @@ func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[st
 	for i := range a.Choice {
 		a.Choice[i] = -1
 	}
-	p := &JellyPlan{Every: map[string]int{}}
+	rates := map[string]int{}
 	worth, outputs := 0.0, 0
 	for _, t := range tasks {
 		worth += ev.unrun(t)
@@ -358,11 +358,11 @@ func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[st
 		if bin >= 0 {
 			ch := choices[i]
 			a.Choice[ch.task] = ch.variant
-			p.Every[tasks[ch.task].Name] = ch.k
+			rates[tasks[ch.task].Name] = ch.k
 			worth += items[i].Value
 		}
 	}
-	*p = *jellyPlanOf(tasks, a, p.Every)
+	p := jellyPlanOf(tasks, a, rates)
 	if outputs > 0 {
 		p.Accuracy = worth / float64(outputs) // the outputs' mean worth
 	}
