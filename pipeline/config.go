@@ -254,6 +254,8 @@ type SchedulerConfig struct {
 	Importance map[string]float64 `yaml:"importance"`
 	// CoE declares policy coe's cascades of ensembles (pipeline/coe.go).
 	CoE CoEConfig `yaml:"coe"`
+	// JellyBean is policy jellybean's SLOs, variants and worker pools.
+	JellyBean JellyBeanConfig `yaml:"jellybean"`
 }
 
 // Training modes of the link policies.
@@ -691,6 +693,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateImportance(&p)
 	c.Scheduler.CoE.validate(&p, c.ModelNames())
+	c.validateJellyBean(&p)
 	switch policy.Needs {
 	case NeedsTimeBudget:
 		if c.Budget.MSPerFrame == 0 {

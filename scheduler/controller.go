@@ -71,6 +71,8 @@ type ControllerConfig struct {
 	Importance Importance
 	// CoE holds policy coe's cascades (scheduler.coe).
 	CoE pipeline.CoEConfig
+	// JellyBean is policy jellybean's SLOs, variants and pools.
+	JellyBean pipeline.JellyBeanConfig
 }
 
 // Selection is the controller's current decision.

@@ -78,6 +78,9 @@ type benchTraceOptions struct {
 	// -c gave them.
 	cascadesFrom string
 	cascades     *pipeline.CoEConfig
+	// jellybean is policy jellybean's SLOs, variants and pools (the
+	// config's scheduler.jellybean).
+	jellybean pipeline.JellyBeanConfig
 }
 
 func cmdBenchTrace(args []string) error {
@@ -128,7 +131,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	turns := fs.Int("turn-batch", 0, "fine-tune the links on every N frames on which a rotating model ran on its turn (0: off)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
-	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance, coe from this config's scheduler section (flags given override it)")
+	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance, coe, jellybean from this config's scheduler section (flags given override it)")
 	cascades := fs.String("cascades", "", "take policy coe's cascades (scheduler.coe) from this config (default: -c's, else the trace's profiling config beside it, X.yaml for X.trace.gz)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
@@ -164,6 +167,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 			o.importance = sc.Importance
 			o.cascades = &sc.CoE
+			o.jellybean = sc.JellyBean
 		}
 		o.cascadesFrom = *cascades
 		var problems []error
@@ -422,7 +426,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe}
+			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe, JellyBean: o.jellybean}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {

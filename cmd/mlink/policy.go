@@ -57,6 +57,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		TurnBatch:       cfg.Scheduler.TurnBatch,
 		Importance:      cfg.Scheduler.Importance,
 		CoE:             cfg.Scheduler.CoE,
+		JellyBean:       cfg.Scheduler.JellyBean,
 	}, learner, a.costs, a.log)
 	if err != nil {
 		return nil, err

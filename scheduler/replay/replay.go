@@ -77,6 +77,8 @@ type Options struct {
 	OnResult func(*pipeline.Result)
 	// CoE holds policy coe's cascades (a trace's scheduler.coe).
 	CoE pipeline.CoEConfig
+	// JellyBean is policy jellybean's SLOs, variants and pools.
+	JellyBean pipeline.JellyBeanConfig
 }
 
 // Trace is a loaded trace.
@@ -338,6 +340,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		TurnBatch:       opts.TurnBatch,
 		Importance:      opts.Importance,
 		CoE:             opts.CoE,
+		JellyBean:       opts.JellyBean,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, err

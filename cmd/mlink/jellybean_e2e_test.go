@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
+)
+
+// jellybean live on vtest: two variants of one task (MOG2's motion level
+// and its blob count) and BlazeFace a task of its own, with no accuracy
+// target. Past the bootstrap the cheaper activity variant runs and the
+// other is predicted by links over the models run, so not every model runs
+// on a frame; every
+// result has every model, each output as its plan says, and the plan is
+// placed and priced.
+func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
+	cfg := demoConfig(t, "motion", "motion_blobs", "face_blazeface")
+	cfg.Cameras[0].Loop = true
+	cfg.Scheduler.Policy = "jellybean"
+	cfg.Scheduler.BootstrapFrames = 10
+	cfg.Scheduler.Period, cfg.Scheduler.ProfileShare, cfg.Scheduler.ActiveShare = time.Hour, 0.001, 0
+	cfg.Scheduler.Seed = 1
+	cfg.Scheduler.Importance = nil // the demo's names models not kept here
+	cfg.Scheduler.JellyBean = pipeline.JellyBeanConfig{
+		SLO:      pipeline.JellyBeanSLO{ThroughputFPS: 10},
+		Variants: map[string][]string{"activity": {"motion", "motion_blobs"}},
+		Pools:    []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.02, Workers: 4}},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var results []*pipeline.Result
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	natstest.WaitFor(t, time.Minute, "the jellybean selection", func() bool { return a.control.Selection() != nil })
+	mu.Lock()
+	from := uint64(len(results)) + 10 // frames in flight were planned before it
+	mu.Unlock()
+	var served []*pipeline.Result
+	natstest.WaitFor(t, time.Minute, "20 frames served by the selection", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		served = served[:0]
+		for _, r := range results {
+			if r.Seq > from && !r.Plan.Profiling {
+				served = append(served, r)
+			}
+		}
+		return len(served) >= 20
+	})
+	sel := a.control.Selection()
+	plan := a.control.JellyBeanPlan()
+	t.Logf("selection: %s; %s", sel, sel.Reason)
+	if plan == nil || !plan.SLOMet || !plan.Placed || !strings.Contains(plan.String(), "@box") {
+		t.Fatalf("plan %v: want the SLO plan, placed on the box", plan)
+	}
+	run := plan.Run["activity"]
+	other := "motion_blobs"
+	if run == other {
+		other = "motion"
+	}
+	if !slices.Contains(sel.Exact, run) || !slices.Contains(sel.Predicted, other) || !slices.Contains(sel.Exact, "face_blazeface") {
+		t.Fatalf("selection %s: want %s and face_blazeface run, %s predicted", sel, run, other)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range served[:20] {
+		if len(r.Plan.Exact) == len(cfg.Models) {
+			t.Errorf("#%d runs every model past the bootstrap: %v", r.Seq, r.Plan.Exact)
+		}
+		for _, m := range cfg.ModelNames() {
+			o := r.Outputs[m]
+			if o == nil || o.Error != "" {
+				t.Fatalf("#%d %s: %+v — every result must have every model (partial %v)", r.Seq, m, o, r.Partial)
+			}
+			want := pipeline.SourceExact
+			if slices.Contains(r.Plan.Predicted, m) {
+				want = pipeline.SourcePredicted
+			}
+			if o.Source != want {
+				t.Errorf("#%d %s: source %s, plan %+v", r.Seq, m, o.Source, r.Plan)
+			}
+		}
+		// From the models run (the ensemble may also lean on its prior
+		// alone, where training found the variant's link no help).
+		for _, src := range r.Outputs[other].Sources {
+			if !slices.Contains(r.Plan.Exact, src) {
+				t.Errorf("#%d %s predicted from %s, which did not run", r.Seq, other, src)
+			}
+		}
+	}
+}
