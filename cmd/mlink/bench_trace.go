@@ -396,9 +396,13 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			o.policies = slices.DeleteFunc(slices.Clone(o.policies), timed)
 		}
 	}
-	coe, err := benchCascades(o, tr)
-	if err != nil {
-		return nil, err
+	// The cascades matter only to coe: a config made for another trace
+	// (-c with a model zoo, a vtest trace) must not stop the other rows.
+	var coe pipeline.CoEConfig
+	if slices.Contains(o.policies, string(scheduler.PolicyCoE)) {
+		if coe, err = benchCascades(o, tr); err != nil {
+			return nil, err
+		}
 	}
 	outputs := videoOutputs(tr)
 	var rows []report.Row

@@ -51,6 +51,10 @@ func demoConfig(t testing.TB, keep ...string) *pipeline.Config {
 			models = append(models, *spec)
 		}
 		cfg.Models = models
+		// The demo's cascades and variants name models not kept: a test
+		// that wants them declares its own.
+		cfg.Scheduler.CoE = pipeline.CoEConfig{}
+		cfg.Scheduler.JellyBean = pipeline.JellyBeanConfig{}
 	}
 	return cfg
 }

@@ -92,6 +92,10 @@ func TestEndToEndHybridRotatesReusesAndPredicts(t *testing.T) {
 				exactCount[m]++
 			case slices.Contains(r.Plan.Predicted, m):
 				want = pipeline.SourcePredicted
+			case slices.Contains(r.Plan.Tracked, m):
+				// Carried along its motion by the tracker (a reused
+				// detector the hybrid measured better tracked).
+				want = pipeline.SourceTracked
 			case slices.Contains(r.Plan.Reused, m):
 				want = pipeline.SourceReused
 				if o.FromSeq == 0 || o.FromSeq >= r.Seq {
