@@ -208,7 +208,13 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 	if ctx.Err() != nil {
 		return m, &exitError{1, errors.New("interrupted: no report")}
 	}
-	r := a.results
+	a.results.measure(&m, elapsed, cpu)
+	return m, nil
+}
+
+// measure fills m's result counts, latencies, frames/s and CPU per frame
+// from the results tracked over a run of elapsed that used cpu.
+func (r *resultTracker) measure(m *runMeasure, elapsed, cpu time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, n := range r.counts {
@@ -221,7 +227,6 @@ func measureRun(cfg *pipeline.Config, frames int, opener stages.Opener) (runMeas
 		m.FPS = float64(m.Results) / elapsed.Seconds()
 		m.CPUPerFrame = float64(cpu.Microseconds()) / 1000 / float64(m.Results)
 	}
-	return m, nil
 }
 
 func (r *pipelineReport) print(w *os.File) {
@@ -288,16 +293,7 @@ func cmdBenchLive(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := cf.load()
-	if err != nil {
-		return err
-	}
-	for i := range cfg.Cameras {
-		if cfg.Cameras[i].Source == pipeline.SourceFile {
-			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = true, true
-		}
-	}
-	cleanup, err := privateBus(cfg)
+	cfg, cleanup, err := loadLive(cf)
 	if err != nil {
 		return err
 	}
@@ -311,17 +307,8 @@ func cmdBenchLive(args []string) error {
 		return err
 	}
 	defer a.shutdown()
-	if a.control != nil {
-		fmt.Fprintf(os.Stderr, "waiting for the first selection (mlink bootstraps on %d frames; standalone measures costs first)...\n", cfg.Scheduler.BootstrapFrames)
-		for a.control.Selection() == nil {
-			select {
-			case <-ctx.Done():
-				return &exitError{1, errors.New("interrupted before the policy's first selection: nothing measured")}
-			case <-a.group.Failed():
-				return a.group.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
+	if err := a.waitFirstSelection(ctx, fmt.Sprintf("(mlink bootstraps on %d frames; standalone measures costs first)", cfg.Scheduler.BootstrapFrames)); err != nil {
+		return err
 	}
 	// Executions saved count against every configured model on every
 	// routed frame: Standalone's absent models are saved executions too.
@@ -373,6 +360,44 @@ func cmdBenchLive(args []string) error {
 		fmt.Printf("selection: %s\n", a.control.Selection())
 	}
 	return nil
+}
+
+// waitFirstSelection waits until the policy has made its first selection
+// (a live benchmark measures from there), saying so on stderr with why.
+func (a *app) waitFirstSelection(ctx context.Context, why string) error {
+	if a.control == nil {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "waiting for the first selection %s...\n", why)
+	for a.control.Selection() == nil {
+		select {
+		case <-ctx.Done():
+			return &exitError{1, errors.New("interrupted before the policy's first selection: nothing measured")}
+		case <-a.group.Failed():
+			return a.group.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// loadLive loads the config of a live benchmark: its files replayed as
+// live cameras (paced, looping) on a private NATS server.
+func loadLive(cf *configFlags) (*pipeline.Config, func(), error) {
+	cfg, err := cf.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range cfg.Cameras {
+		if cfg.Cameras[i].Source == pipeline.SourceFile {
+			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = true, true
+		}
+	}
+	cleanup, err := privateBus(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, cleanup, nil
 }
 
 // privateBus gives a benchmark its own embedded NATS server: a free port and

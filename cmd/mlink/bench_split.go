@@ -98,19 +98,7 @@ func measureSplitRun(cfg *pipeline.Config, cfgPath string, frames int) (runMeasu
 	elapsed := time.Since(t0)
 	cpu := pipeline.CPUTime() - cpu0 + processCPU(child.Process.Pid) - childCPU0
 	m.RSSEndMB = float64(pipeline.RSS()+processRSS(child.Process.Pid)) / (1 << 20)
-	r := in.results
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, n := range r.counts {
-		m.Results += n
-	}
-	m.Partial = r.partial
-	lat := append([]float64(nil), r.latencies...)
-	m.LatencyP50, m.LatencyP99 = percentile(lat, 50), percentile(lat, 99)
-	if m.Results > 0 {
-		m.FPS = float64(m.Results) / elapsed.Seconds()
-		m.CPUPerFrame = float64(cpu.Microseconds()) / 1000 / float64(m.Results)
-	}
+	in.results.measure(&m, elapsed, cpu)
 	return m, nil
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -89,16 +88,7 @@ func cmdBenchSoak(args []string) error {
 	if *every <= 0 || *duration < 2**every {
 		return &exitError{2, fmt.Errorf("--duration %s must be at least two --every %s intervals", *duration, *every)}
 	}
-	cfg, err := cf.load()
-	if err != nil {
-		return err
-	}
-	for i := range cfg.Cameras {
-		if cfg.Cameras[i].Source == pipeline.SourceFile {
-			cfg.Cameras[i].Realtime, cfg.Cameras[i].Loop = true, true
-		}
-	}
-	cleanup, err := privateBus(cfg)
+	cfg, cleanup, err := loadLive(cf)
 	if err != nil {
 		return err
 	}
@@ -125,17 +115,8 @@ func cmdBenchSoak(args []string) error {
 		return err
 	}
 	defer a.shutdown()
-	if a.control != nil {
-		fmt.Fprintln(os.Stderr, "waiting for the first selection...")
-		for a.control.Selection() == nil {
-			select {
-			case <-ctx.Done():
-				return &exitError{1, errors.New("interrupted before the policy's first selection: nothing measured")}
-			case <-a.group.Failed():
-				return a.group.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
+	if err := a.waitFirstSelection(ctx, "(the policy's bootstrap)"); err != nil {
+		return err
 	}
 	counts := func() (results int64, captured, dropped uint64) {
 		for _, c := range a.cameras {
