@@ -822,6 +822,7 @@ func (c *Config) validateModel(p *problems, where string, m *ModelSpec) {
 	if m.Queue < 1 {
 		p.add("%s.queue: must be at least 1", where)
 	}
+	validateParams(p, where, m)
 }
 
 // Path resolves a path from the config file against the file's directory.

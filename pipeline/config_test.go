@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -244,5 +245,42 @@ reducto: {feature: optical-flow, target_accuracy: 1.5, segment: 10ms, candidates
 	}
 	if _, err := ParseConfig([]byte(minimalConfig+"reducto: {enabled: true, safety_margin: 0.1}\n"), ""); err != nil {
 		t.Errorf("target 0.9 + margin 0.1 = 1 is reachable: %v", err)
+	}
+}
+
+// A misspelt params key is a validation problem naming the key, the
+// backend and what it does read; every one is listed at once, and the
+// keys each backend and decoder reads pass.
+func TestMisspeltParamsKeysAreProblems(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+cameras: [{id: cam, source: rtsp, url: "rtsp://127.0.0.1:8554/x"}]
+models:
+  - {name: hog, backend: opencv-hog, params: {upscale_widht: 960, scale: 1.1}}
+  - {name: motion, backend: opencv-mog2, params: {history: 100, threshold: 3}}
+`), "")
+	if err == nil {
+		t.Fatal("misspelt params keys validate")
+	}
+	for _, want := range []string{
+		`models[0] (hog).params.upscale_widht: not a parameter of opencv-hog (known: hit_threshold, scale, upscale_width, win_stride)`,
+		`models[1] (motion).params.threshold: not a parameter of opencv-mog2`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no problem %q in:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "params.scale:") || strings.Contains(err.Error(), "params.history") {
+		t.Errorf("a known key is refused:\n%v", err)
+	}
+	for _, c := range []struct{ backend, decoder, key string }{
+		{BackendONNX, DecoderPPOCRDet, "max_side"}, {BackendONNX, DecoderMLSD, "min_length"},
+		{BackendONNX, DecoderSSD, "box_order_yxyx"}, {BackendONNX, DecoderBlazeFace, "threads"},
+	} {
+		if !slices.Contains(ParamKeys(c.backend, c.decoder), c.key) {
+			t.Errorf("%s/%s does not take %s", c.backend, c.decoder, c.key)
+		}
+	}
+	if slices.Contains(ParamKeys(BackendONNX, DecoderBlazeFace), "max_side") {
+		t.Error("blazeface takes ppocr-det's max_side")
 	}
 }
