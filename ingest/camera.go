@@ -63,13 +63,13 @@ type CameraStats struct {
 // mlink.frames.<camera>, with flow control, reconnection, fps cap, resize
 // and JPEG encoding.
 type Camera struct {
-	cfg     pipeline.CameraConfig
-	icfg    pipeline.IngestConfig
-	nc      *nats.Conn
-	src     Source
-	live    bool
-	subject string
-	log     zerolog.Logger
+	cfg      pipeline.CameraConfig
+	icfg     pipeline.IngestConfig
+	nc       *nats.Conn
+	src      Source
+	live     bool
+	subjects pipeline.Subjects
+	log      zerolog.Logger
 	// frameLog is sampled: per-frame problems (bad frames, publish errors)
 	// must not flood the log.
 	frameLog zerolog.Logger
@@ -139,7 +139,7 @@ func NewCameraWithSource(cfg pipeline.CameraConfig, icfg pipeline.IngestConfig, 
 		nc:       nc,
 		src:      src,
 		live:     isLive(cfg),
-		subject:  pipeline.FramesSubject(cfg.ID),
+		subjects: pipeline.DefaultSubjects,
 		log:      clog,
 		frameLog: clog.Sample(&zerolog.BurstSampler{Burst: 3, Period: time.Minute}),
 		credits:  newCreditWindow(icfg.MaxInFlight, icfg.InFlightTimeout),
@@ -149,6 +149,10 @@ func NewCameraWithSource(cfg pipeline.CameraConfig, icfg pipeline.IngestConfig, 
 
 // ID is the camera's id.
 func (c *Camera) ID() string { return c.cfg.ID }
+
+// UseSubjects puts the camera on a deployment's subjects
+// (nats.subject_prefix; the default ones without). Call before Run.
+func (c *Camera) UseSubjects(s pipeline.Subjects) { c.subjects = s }
 
 // Stats returns a snapshot of the camera's counters; safe to call at any
 // time from any goroutine.
@@ -177,7 +181,7 @@ func (c *Camera) Run(ctx context.Context, maxFrames int) error {
 	defer c.running.Store(false)
 
 	c.credits.reset()
-	sub, err := c.nc.Subscribe(pipeline.ResultsSubject(c.cfg.ID), func(m *nats.Msg) {
+	sub, err := c.nc.Subscribe(c.subjects.Results(c.cfg.ID), func(m *nats.Msg) {
 		if seq, err := strconv.ParseUint(m.Header.Get(pipeline.HeaderSeq), 10, 64); err == nil {
 			c.credits.release(seq)
 		}
@@ -524,7 +528,7 @@ func (c *Camera) publish(f rawFrame) error {
 	}
 
 	seq := c.seq + 1
-	msg := pipeline.FrameMsg(c.subject, &pipeline.Frame{
+	msg := pipeline.FrameMsg(c.subjects.Frames(c.cfg.ID), &pipeline.Frame{
 		Camera:     c.cfg.ID,
 		Seq:        seq,
 		CapturedAt: f.at,

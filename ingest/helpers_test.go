@@ -143,7 +143,7 @@ type fakeMerger struct {
 func startMerger(t testing.TB, nc *nats.Conn, camera string, delay time.Duration) *fakeMerger {
 	t.Helper()
 	fm := &fakeMerger{}
-	sub, err := nc.Subscribe(pipeline.FramesSubject(camera), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(pipeline.DefaultSubjects.Frames(camera), func(m *nats.Msg) {
 		f, err := pipeline.DecodeFrame(m)
 		fm.mu.Lock()
 		if err != nil {
@@ -156,7 +156,7 @@ func startMerger(t testing.TB, nc *nats.Conn, camera string, delay time.Duration
 			return
 		}
 		time.Sleep(delay) // a slow pipeline: handlers of one subscription run one at a time
-		res := nats.NewMsg(pipeline.ResultsSubject(camera))
+		res := nats.NewMsg(pipeline.DefaultSubjects.Results(camera))
 		res.Header.Set(pipeline.HeaderSeq, m.Header.Get(pipeline.HeaderSeq))
 		res.Data = []byte("{}")
 		nc.PublishMsg(res)

@@ -27,7 +27,7 @@ type EmbeddedServer struct {
 // passwords generated at the first start into dataDir (0600, see
 // EmbeddedCredentialsFile), where every mlink process of the same config,
 // and mlink watch, find them.
-func StartEmbedded(listen, dataDir string, maxPayload ByteSize) (*EmbeddedServer, error) {
+func StartEmbedded(listen, dataDir string, maxPayload ByteSize, subjects Subjects) (*EmbeddedServer, error) {
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats.listen %q: %w", listen, err)
@@ -49,7 +49,7 @@ func StartEmbedded(listen, dataDir string, maxPayload ByteSize) (*EmbeddedServer
 		return nil, err
 	}
 	opts := &server.Options{
-		Users:      embeddedUsers(creds),
+		Users:      embeddedUsers(creds, subjects),
 		ServerName: "mlink-embedded",
 		Host:       host,
 		Port:       port,
@@ -76,12 +76,12 @@ func StartEmbedded(listen, dataDir string, maxPayload ByteSize) (*EmbeddedServer
 }
 
 // embeddedUsers are the embedded server's users: one per role, with its
-// permissions (RolePermissions).
-func embeddedUsers(creds *embeddedCredentials) []*server.User {
+// permissions on the deployment's subjects (RolePermissions).
+func embeddedUsers(creds *embeddedCredentials, subjects Subjects) []*server.User {
 	users := make([]*server.User, 0, len(Roles))
 	for _, r := range Roles {
 		u := &server.User{Username: string(r), Password: creds.Users[r]}
-		if perm := RolePermissions(r); perm.Publish != nil || perm.Subscribe != nil {
+		if perm := RolePermissions(r, subjects); perm.Publish != nil || perm.Subscribe != nil {
 			u.Permissions = &server.Permissions{
 				Publish:   &server.SubjectPermission{Allow: perm.Publish},
 				Subscribe: &server.SubjectPermission{Allow: perm.Subscribe},
@@ -175,9 +175,10 @@ func EnsureResultsStream(ctx context.Context, nc *nats.Conn, c *NATSConfig) erro
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	subjects := SubjectsFor(c)
 	cfg := jetstream.StreamConfig{
-		Name:      ResultsStream,
-		Subjects:  []string{AllResults},
+		Name:      subjects.ResultsStream(),
+		Subjects:  []string{subjects.AllResults()},
 		Storage:   jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy,
 		Discard:   jetstream.DiscardOld,
@@ -190,10 +191,10 @@ func EnsureResultsStream(ctx context.Context, nc *nats.Conn, c *NATSConfig) erro
 		return fmt.Errorf("results stream: JetStream is not enabled on the NATS server (start it with -js): %w", err)
 	}
 	if err != nil && cfg.Replicas > 1 {
-		return fmt.Errorf("results stream %s with %d replicas: %w (nats.results_replicas needs a cluster of at least as many JetStream servers)", ResultsStream, cfg.Replicas, err)
+		return fmt.Errorf("results stream %s with %d replicas: %w (nats.results_replicas needs a cluster of at least as many JetStream servers)", cfg.Name, cfg.Replicas, err)
 	}
 	if err != nil {
-		return fmt.Errorf("results stream %s: %w", ResultsStream, err)
+		return fmt.Errorf("results stream %s: %w", cfg.Name, err)
 	}
 	return nil
 }

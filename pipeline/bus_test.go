@@ -11,7 +11,7 @@ import (
 
 func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 	dataDir := t.TempDir()
-	srv, err := StartEmbedded("127.0.0.1:-1", dataDir, 8<<20)
+	srv, err := StartEmbedded("127.0.0.1:-1", dataDir, 8<<20, DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		if err := nc.Publish(ResultsSubject("cam"), []byte(`{"seq":1}`)); err != nil {
+		if err := nc.Publish(DefaultSubjects.Results("cam"), []byte(`{"seq":1}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,7 +48,7 @@ func TestEmbeddedServerKeepsResultsForLateSubscribers(t *testing.T) {
 	js, _ := jetstream.New(remote)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		s, err := js.Stream(ctx, ResultsStream)
+		s, err := js.Stream(ctx, DefaultSubjects.ResultsStream())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,13 +74,13 @@ func TestConnectToMissingServerSaysWhatToDo(t *testing.T) {
 }
 
 func TestEmbeddedServerPortInUse(t *testing.T) {
-	a, err := StartEmbedded("127.0.0.1:-1", t.TempDir(), 1<<20)
+	a, err := StartEmbedded("127.0.0.1:-1", t.TempDir(), 1<<20, DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Shutdown()
 	addr := a.ClientURL()[len("nats://"):]
-	if b, err := StartEmbedded(addr, t.TempDir(), 1<<20); err == nil {
+	if b, err := StartEmbedded(addr, t.TempDir(), 1<<20, DefaultSubjects); err == nil {
 		b.Shutdown()
 		t.Fatal("a second server on the same port must fail")
 	}

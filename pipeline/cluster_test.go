@@ -121,7 +121,7 @@ func TestClusterKeepsEveryAcknowledgedResultWhenANodeDies(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	js, _ := jetstream.New(nc)
-	stream, err := js.Stream(ctx, pipeline.ResultsStream)
+	stream, err := js.Stream(ctx, pipeline.DefaultSubjects.ResultsStream())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestClusterKeepsEveryAcknowledgedResultWhenANodeDies(t *testing.T) {
 	}
 	defer sub.Close()
 	var live atomic.Int64
-	if _, err := sub.Subscribe(pipeline.AllResults, func(*nats.Msg) { live.Add(1) }); err != nil {
+	if _, err := sub.Subscribe(pipeline.DefaultSubjects.AllResults(), func(*nats.Msg) { live.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
 	sub.Flush()
@@ -161,7 +161,7 @@ func TestClusterKeepsEveryAcknowledgedResultWhenANodeDies(t *testing.T) {
 		for seq := uint64(1); pubCtx.Err() == nil; seq++ {
 			r := &pipeline.Result{Camera: "plaza", Seq: seq, CapturedAt: time.Unix(1700000000, 0)}
 			data, _ := json.Marshal(r)
-			msg := nats.NewMsg(pipeline.ResultsSubject("plaza"))
+			msg := nats.NewMsg(pipeline.DefaultSubjects.Results("plaza"))
 			msg.Data = data
 			if err := pub.Publish(msg, pipeline.ResultMsgID(r)); err != nil {
 				t.Error(err)

@@ -10,7 +10,7 @@ import (
 
 func TestFrameRoundTrip(t *testing.T) {
 	in := &Frame{Camera: "cam-1", Seq: 42, CapturedAt: time.Unix(1700000000, 123456789), Width: 640, Height: 360, JPEG: []byte{0xFF, 0xD8, 1, 2}, Profiling: true}
-	m := FrameMsg(InferSubject("hog"), in)
+	m := FrameMsg(DefaultSubjects.Infer("hog"), in)
 	out, err := DecodeFrame(m)
 	if err != nil {
 		t.Fatal(err)

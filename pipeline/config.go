@@ -50,6 +50,10 @@ type NATSConfig struct {
 	// ResultsReplicas is how many servers of a NATS cluster keep the
 	// results stream (3: one may fail without losing a stored result).
 	ResultsReplicas int `yaml:"results_replicas"`
+	// SubjectPrefix is the first token of every subject, queue group and
+	// (upper-cased) JetStream name of this deployment, so that two
+	// deployments can share one NATS account (Subjects).
+	SubjectPrefix string `yaml:"subject_prefix"`
 
 	// Client credentials for the server of URL, one kind at most: user and
 	// password, a token, an nkey seed file, or a .creds file (user JWT and
@@ -416,6 +420,9 @@ func (c *Config) EnsureDefaults() {
 	if c.NATS.ResultsMaxBytes == 0 {
 		c.NATS.ResultsMaxBytes = 1 << 30
 	}
+	if c.NATS.SubjectPrefix == "" {
+		c.NATS.SubjectPrefix = DefaultSubjectPrefix
+	}
 	if c.NATS.ResultsReplicas == 0 {
 		c.NATS.ResultsReplicas = 1
 	}
@@ -560,6 +567,9 @@ func (c *Config) Validate() error {
 		p.add("nats.max_payload: %s is outside 64KB..64MB", c.NATS.MaxPayload)
 	}
 	c.NATS.validateSecurity(&p)
+	if err := ValidSubjectPrefix(c.NATS.SubjectPrefix); err != nil {
+		p.add("nats.subject_prefix: %v", err)
+	}
 	if c.NATS.ResultsReplicas < 1 || c.NATS.ResultsReplicas > 5 {
 		p.add("nats.results_replicas: must be within 1..5 (JetStream's limit), got %d", c.NATS.ResultsReplicas)
 	} else if c.NATS.ResultsReplicas > 1 && c.NATS.URL == "" {

@@ -68,6 +68,7 @@ models:
   - {name: face, backend: onnx, decoder: magic, file: /nonexistent/m.onnx}
 scheduler: {policy: fastest, training: cloud, active_share: 0.9}
 merger: {deadline: 1ms}
+nats: {subject_prefix: Site.A}
 `), t.TempDir())
 	var ce *ConfigError
 	if !errors.As(err, &ce) {
@@ -89,6 +90,7 @@ merger: {deadline: 1ms}
 		`scheduler.training: "cloud"`,
 		`scheduler.active_share`,
 		`merger.deadline`,
+		`nats.subject_prefix: "Site.A"`,
 	}
 	msg := err.Error()
 	for _, w := range want {

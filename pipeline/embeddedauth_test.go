@@ -18,7 +18,7 @@ import (
 
 func TestEmbeddedServerRequiresCredentialsFromItsDataDir(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "nats")
-	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20)
+	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20, pipeline.DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestEmbeddedServerRequiresCredentialsFromItsDataDir(t *testing.T) {
 	srv.Shutdown()
 
 	// A restart keeps the credentials: processes started before still fit.
-	srv, err = pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20)
+	srv, err = pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20, pipeline.DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestEmbeddedServerRequiresCredentialsFromItsDataDir(t *testing.T) {
 	if err := os.Chmod(file, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20)
+	_, err = pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20, pipeline.DefaultSubjects)
 	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("a world-readable credentials file: %v, want it refused with chmod 600", err)
 	}
@@ -72,14 +72,14 @@ var subjectsOfTheBus = []struct {
 	subject    string
 	publishers []pipeline.Role
 }{
-	{pipeline.FramesSubject("plaza"), []pipeline.Role{pipeline.RoleIngest}},
-	{pipeline.PlanSubject("plaza"), []pipeline.Role{pipeline.RoleScheduler}},
-	{pipeline.InferSubject("hog"), []pipeline.Role{pipeline.RoleScheduler}},
-	{pipeline.OutputsSubject("plaza", "hog"), []pipeline.Role{pipeline.RoleWorker, pipeline.RolePredictor}},
-	{pipeline.HealthSubject("hog"), []pipeline.Role{pipeline.RoleWorker}},
-	{pipeline.PredictSubject, []pipeline.Role{pipeline.RoleMerger}},
-	{pipeline.EscalateSubject("plaza"), []pipeline.Role{pipeline.RoleMerger}},
-	{pipeline.ResultsSubject("plaza"), []pipeline.Role{pipeline.RoleMerger}},
+	{pipeline.DefaultSubjects.Frames("plaza"), []pipeline.Role{pipeline.RoleIngest}},
+	{pipeline.DefaultSubjects.Plan("plaza"), []pipeline.Role{pipeline.RoleScheduler}},
+	{pipeline.DefaultSubjects.Infer("hog"), []pipeline.Role{pipeline.RoleScheduler}},
+	{pipeline.DefaultSubjects.Outputs("plaza", "hog"), []pipeline.Role{pipeline.RoleWorker, pipeline.RolePredictor}},
+	{pipeline.DefaultSubjects.Health("hog"), []pipeline.Role{pipeline.RoleWorker}},
+	{pipeline.DefaultSubjects.Predict(), []pipeline.Role{pipeline.RoleMerger}},
+	{pipeline.DefaultSubjects.Escalate("plaza"), []pipeline.Role{pipeline.RoleMerger}},
+	{pipeline.DefaultSubjects.Results("plaza"), []pipeline.Role{pipeline.RoleMerger}},
 }
 
 // violations collects the permission violations the server reports to a
@@ -108,7 +108,7 @@ func (v *violations) of(subject string) bool {
 
 func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 	dataDir := t.TempDir()
-	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20)
+	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20, pipeline.DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer worker.Close()
-	for _, s := range []string{pipeline.AllFrames, pipeline.AllPlans, pipeline.AllEscalations} {
+	for _, s := range []string{pipeline.DefaultSubjects.AllFrames(), pipeline.DefaultSubjects.AllPlans(), pipeline.DefaultSubjects.AllEscalations()} {
 		if _, err := worker.SubscribeSync(s); err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 
 func TestWatchReadsResultsButCannotDeleteTheStream(t *testing.T) {
 	dataDir := t.TempDir()
-	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20)
+	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", dataDir, 1<<20, pipeline.DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestWatchReadsResultsButCannotDeleteTheStream(t *testing.T) {
 	if err := pipeline.EnsureResultsStream(ctx, admin, &pipeline.NATSConfig{ResultsMaxAge: time.Hour, ResultsMaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	admin.Publish(pipeline.ResultsSubject("plaza"), []byte(`{"camera":"plaza","seq":1}`))
+	admin.Publish(pipeline.DefaultSubjects.Results("plaza"), []byte(`{"camera":"plaza","seq":1}`))
 	admin.Flush()
 
 	watch, err := pipeline.ConnectRole(&pipeline.NATSConfig{URL: srv.ClientURL(), DataDir: dataDir}, pipeline.RoleWatch, "watch", 0)
@@ -221,7 +221,7 @@ func TestWatchReadsResultsButCannotDeleteTheStream(t *testing.T) {
 	}
 	defer watch.Close()
 	js, _ := jetstream.New(watch)
-	cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, pipeline.DefaultSubjects.ResultsStream(), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatalf("watch cannot read the results stream: %v", err)
 	}
@@ -231,11 +231,11 @@ func TestWatchReadsResultsButCannotDeleteTheStream(t *testing.T) {
 	}
 	dctx, dcancel := context.WithTimeout(ctx, 3*time.Second)
 	defer dcancel()
-	if err := js.DeleteStream(dctx, pipeline.ResultsStream); err == nil {
+	if err := js.DeleteStream(dctx, pipeline.DefaultSubjects.ResultsStream()); err == nil {
 		t.Fatal("watch deleted the results stream")
 	}
 	ajs, _ := jetstream.New(admin)
-	if _, err := ajs.Stream(ctx, pipeline.ResultsStream); err != nil {
+	if _, err := ajs.Stream(ctx, pipeline.DefaultSubjects.ResultsStream()); err != nil {
 		t.Fatalf("the results stream is gone after watch tried to delete it: %v", err)
 	}
 }

@@ -258,13 +258,11 @@ type Permissions struct {
 
 // Subjects of JetStream and of the link store that the roles using them
 // need: the JetStream API, its acks, the replies to their own requests,
-// and the object store's subjects ($O.<bucket>.>, the bucket stages'
-// LinksBucket).
+// and the object store's subjects ($O.<bucket>.>, Subjects.LinksBucket).
 const (
-	jsAPI      = "$JS.API.>"
-	jsAck      = "$JS.ACK.>"
-	jsFlow     = "$JS.FC.>" // flow control replies of push consumers (the link store's)
-	linksStore = "$O.MLINK_LINKS.>"
+	jsAPI  = "$JS.API.>"
+	jsAck  = "$JS.ACK.>"
+	jsFlow = "$JS.FC.>" // flow control replies of push consumers (the link store's)
 )
 
 // InboxPrefix is where the connections of role r take replies (the
@@ -273,13 +271,13 @@ const (
 // not every client's _INBOX.>.
 func InboxPrefix(r Role) string { return "_INBOX_" + string(r) }
 
-// RolePermissions is the least a role needs, derived from the subjects
-// (subjects.go): only ingest publishes frames, only the scheduler plans
+// RolePermissions is the least a role needs on the deployment's subjects
+// s (subjects.go): only ingest publishes frames, only the scheduler plans
 // and inference requests, only workers and predictors outputs, only the
 // merger results and predict requests. JetStream's API is open to the
 // roles that manage or read the stores (control, trainer: the results
 // stream and the link store); mlink watch may only read the results stream.
-func RolePermissions(r Role) Permissions {
+func RolePermissions(r Role, s Subjects) Permissions {
 	any1, any2 := "*", "*"
 	// Replies (JetStream API answers, publish acknowledgements) come back
 	// on the role's own inboxes only: no role reads another's.
@@ -287,29 +285,29 @@ func RolePermissions(r Role) Permissions {
 	switch r {
 	case RoleIngest:
 		// Results release a camera's in-flight slots.
-		return Permissions{Publish: []string{FramesSubject(any1)}, Subscribe: []string{ResultsSubject(any1)}}
+		return Permissions{Publish: []string{s.Frames(any1)}, Subscribe: []string{s.Results(any1)}}
 	case RoleScheduler:
 		return Permissions{
-			Publish: []string{PlanSubject(any1), InferSubject(any1)},
+			Publish: []string{s.Plan(any1), s.Infer(any1)},
 			// Escalations re-send a kept frame to a cascade's next tier.
-			Subscribe: []string{AllFrames, AllResults, AllHealth, AllEscalations},
+			Subscribe: []string{s.AllFrames(), s.AllResults(), s.AllHealth(), s.AllEscalations()},
 		}
 	case RoleWorker:
 		return Permissions{
-			Publish:   []string{OutputsSubject(any1, any2), HealthSubject(any1)},
-			Subscribe: []string{InferSubject(any1)},
+			Publish:   []string{s.Outputs(any1, any2), s.Health(any1)},
+			Subscribe: []string{s.Infer(any1)},
 		}
 	case RolePredictor:
 		// The predicted models' outputs go to the merger like a worker's.
-		return Permissions{Publish: []string{OutputsSubject(any1, any2)}, Subscribe: []string{PredictSubject}}
+		return Permissions{Publish: []string{s.Outputs(any1, any2)}, Subscribe: []string{s.Predict()}}
 	case RoleMerger:
 		// Results are JetStream publishes: their acknowledgements come
 		// back on an inbox.
 		return Permissions{
 			// It escalates a frame whose cascade tier disagreed (policy
 			// coe): the scheduler, which has the frame, re-sends it.
-			Publish:   []string{ResultsSubject(any1), PredictSubject, EscalateSubject(any1)},
-			Subscribe: []string{AllPlans, AllOutputs, inboxes},
+			Publish:   []string{s.Results(any1), s.Predict(), s.Escalate(any1)},
+			Subscribe: []string{s.AllPlans(), s.AllOutputs(), inboxes},
 		}
 	case RoleTrainer:
 		// The durable consumer of the results stream.
@@ -319,14 +317,14 @@ func RolePermissions(r Role) Permissions {
 		// publishes links, counts results; reads frames for the HTTP
 		// side's dashboard (only while a page is open; never publishes
 		// them).
-		return Permissions{Publish: []string{jsAPI, jsAck, jsFlow, linksStore}, Subscribe: []string{inboxes, AllResults, AllFrames}}
+		return Permissions{Publish: []string{jsAPI, jsAck, jsFlow, "$O." + s.LinksBucket() + ".>"}, Subscribe: []string{inboxes, s.AllResults(), s.AllFrames()}}
 	case RoleWatch:
-		js := "$JS.API."
+		js, stream := "$JS.API.", s.ResultsStream()
 		return Permissions{
-			Publish: []string{js + "INFO", js + "STREAM.INFO." + ResultsStream,
-				js + "CONSUMER.CREATE." + ResultsStream + ".>", js + "CONSUMER.DELETE." + ResultsStream + ".>",
-				js + "CONSUMER.INFO." + ResultsStream + ".>", js + "CONSUMER.MSG.NEXT." + ResultsStream + ".>"},
-			Subscribe: []string{AllResults, inboxes},
+			Publish: []string{js + "INFO", js + "STREAM.INFO." + stream,
+				js + "CONSUMER.CREATE." + stream + ".>", js + "CONSUMER.DELETE." + stream + ".>",
+				js + "CONSUMER.INFO." + stream + ".>", js + "CONSUMER.MSG.NEXT." + stream + ".>"},
+			Subscribe: []string{s.AllResults(), inboxes},
 		}
 	}
 	return Permissions{}

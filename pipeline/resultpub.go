@@ -160,7 +160,7 @@ func (p *ResultPublisher) failed(m *nats.Msg, err error) {
 func (p *ResultPublisher) lose(m *nats.Msg, err error) {
 	p.forget(m.Header.Get(jetstream.MsgIDHeader))
 	p.stats.Lost.Add(1)
-	p.drops.Reject(RejectUnroutable, m.Subject, fmt.Errorf("result %s not stored in %s: %w", m.Header.Get(jetstream.MsgIDHeader), ResultsStream, err))
+	p.drops.Reject(RejectUnroutable, m.Subject, fmt.Errorf("result %s not stored in the results stream: %w", m.Header.Get(jetstream.MsgIDHeader), err))
 }
 
 // Run publishes unacknowledged results again until ctx is done, each not

@@ -48,7 +48,7 @@ func (s *Scheduler) keep(f *pipeline.Frame, plan *pipeline.Plan) {
 // frame's, and every model must be one of its later tiers' not yet sent,
 // so a forged escalation can neither name a frame nor multiply work.
 func (s *Scheduler) escalate(msg *nats.Msg) error {
-	camera := strings.TrimPrefix(msg.Subject, escalatePrefix)
+	camera := strings.TrimPrefix(msg.Subject, s.subjects.EscalatePrefix())
 	e, err := pipeline.Unmarshal[pipeline.Escalation](msg.Data)
 	if err != nil {
 		return reject(pipeline.RejectMalformed, err)
@@ -70,7 +70,7 @@ func (s *Scheduler) escalate(msg *nats.Msg) error {
 	}
 	for _, m := range e.Models {
 		k.pending = slices.DeleteFunc(k.pending, func(p string) bool { return p == m })
-		if err := s.nc.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject(m), k.frame)); err != nil {
+		if err := s.nc.PublishMsg(pipeline.FrameMsg(s.subjects.Infer(m), k.frame)); err != nil {
 			return fmt.Errorf("escalation of %s/%d: publish frame to %s: %w", camera, e.Seq, m, err)
 		}
 		s.stats.EscalatedBytes.Add(int64(len(k.frame.JPEG)))

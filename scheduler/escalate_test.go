@@ -37,7 +37,7 @@ func TestEscalationResendsTheKeptFrameOnlyWhenGenuine(t *testing.T) {
 	var mu sync.Mutex
 	var plan *pipeline.Plan
 	got := map[string][]*pipeline.Frame{}
-	nc.Subscribe(pipeline.AllPlans, func(m *nats.Msg) {
+	nc.Subscribe(pipeline.DefaultSubjects.AllPlans(), func(m *nats.Msg) {
 		p, _ := pipeline.Unmarshal[pipeline.Plan](m.Data)
 		mu.Lock()
 		plan = p
@@ -52,11 +52,11 @@ func TestEscalationResendsTheKeptFrameOnlyWhenGenuine(t *testing.T) {
 	nc.Flush()
 	<-s.Ready()
 	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
-	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "cam", Seq: 1, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), &pipeline.Frame{Camera: "cam", Seq: 1, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
 	waitFor(t, 5*time.Second, "the plan and tier 1's frames", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return plan != nil && len(got[pipeline.InferSubject("b")]) == 1
+		return plan != nil && len(got[pipeline.DefaultSubjects.Infer("b")]) == 1
 	})
 	mu.Lock()
 	token := plan.Token
@@ -66,7 +66,7 @@ func TestEscalationResendsTheKeptFrameOnlyWhenGenuine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc.Publish(pipeline.EscalateSubject(subjectCamera), data)
+		nc.Publish(pipeline.DefaultSubjects.Escalate(subjectCamera), data)
 	}
 	escalate("cam", pipeline.Escalation{Camera: "cam", Seq: 1, Models: []string{"big"}, Token: "forged"})
 	escalate("cam", pipeline.Escalation{Camera: "cam", Seq: 1, Models: []string{"a"}, Token: token})
@@ -77,13 +77,13 @@ func TestEscalationResendsTheKeptFrameOnlyWhenGenuine(t *testing.T) {
 	waitFor(t, 5*time.Second, "the five forged escalations refused, the genuine one sent", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return s.Stats().Rejected.Load() == 5 && len(got[pipeline.InferSubject("big")]) > 0
+		return s.Stats().Rejected.Load() == 5 && len(got[pipeline.DefaultSubjects.Infer("big")]) > 0
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	big := got[pipeline.InferSubject("big")]
-	if len(big) != 1 || big[0].Seq != 1 || big[0].Token != token || len(got[pipeline.InferSubject("a")]) != 1 {
-		t.Fatalf("big got %d frames (%+v), a %d: want the one escalated frame with its token", len(big), big, len(got[pipeline.InferSubject("a")]))
+	big := got[pipeline.DefaultSubjects.Infer("big")]
+	if len(big) != 1 || big[0].Seq != 1 || big[0].Token != token || len(got[pipeline.DefaultSubjects.Infer("a")]) != 1 {
+		t.Fatalf("big got %d frames (%+v), a %d: want the one escalated frame with its token", len(big), big, len(got[pipeline.DefaultSubjects.Infer("a")]))
 	}
 	if s.Stats().Escalations.Load() != 1 || s.Stats().EscalatedBytes.Load() != int64(len(jpeg)) {
 		t.Errorf("escalations %d, %d bytes: want 1 and %d", s.Stats().Escalations.Load(), s.Stats().EscalatedBytes.Load(), len(jpeg))

@@ -76,7 +76,7 @@ func TestFilteredFramesReuseEveryModelAndReachNoWorker(t *testing.T) {
 	var mu sync.Mutex
 	plans := map[uint64]*pipeline.Plan{}
 	infers := map[uint64][]string{}
-	nc.Subscribe(pipeline.AllPlans, func(m *nats.Msg) {
+	nc.Subscribe(pipeline.DefaultSubjects.AllPlans(), func(m *nats.Msg) {
 		p, err := pipeline.Unmarshal[pipeline.Plan](m.Data)
 		if err != nil {
 			t.Error(err)
@@ -102,14 +102,14 @@ func TestFilteredFramesReuseEveryModelAndReachNoWorker(t *testing.T) {
 	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
 	for seq := uint64(1); seq <= 6; seq++ {
 		f := &pipeline.Frame{Camera: "cam", Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}
-		nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), f))
+		nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), f))
 	}
 	// A frame rejected before the filter: not a JPEG.
-	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "cam", Seq: 7, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: []byte("garbage")}))
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), &pipeline.Frame{Camera: "cam", Seq: 7, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: []byte("garbage")}))
 	// Results reach the filter.
 	for seq := uint64(1); seq <= 2; seq++ {
 		data, _ := pipeline.Marshal(&pipeline.Result{Camera: "cam", Seq: seq, Outputs: map[string]*pipeline.Output{}})
-		nc.Publish(pipeline.ResultsSubject("cam"), data)
+		nc.Publish(pipeline.DefaultSubjects.Results("cam"), data)
 	}
 	waitFor(t, 5*time.Second, "plans, infer messages and observed results", func() bool {
 		mu.Lock()

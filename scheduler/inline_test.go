@@ -68,11 +68,11 @@ func TestObserveInLinePlansAfterEarlierResults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := nc.Publish(pipeline.ResultsSubject("cam"), data); err != nil {
+		if err := nc.Publish(pipeline.DefaultSubjects.Results("cam"), data); err != nil {
 			t.Fatal(err)
 		}
 		f := &pipeline.Frame{Camera: "cam", Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}
-		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), f)); err != nil {
+		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), f)); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, fmt.Sprintf("observe %d", seq-1), fmt.Sprintf("plan %d", seq))

@@ -21,6 +21,7 @@ import (
 // may keep a frame from the models altogether.
 type Scheduler struct {
 	nc         *nats.Conn
+	subjects   pipeline.Subjects
 	policy     Policy
 	filter     FrameFilter
 	filterErrs map[string]*filterErrors // per camera; routing goroutine only
@@ -62,6 +63,7 @@ type Stats struct {
 func New(nc *nats.Conn, policy Policy, log zerolog.Logger) *Scheduler {
 	return &Scheduler{
 		nc:         nc,
+		subjects:   pipeline.DefaultSubjects,
 		policy:     policy,
 		filterErrs: map[string]*filterErrors{},
 		kept:       map[string][]*keptFrame{},
@@ -71,6 +73,10 @@ func New(nc *nats.Conn, policy Policy, log zerolog.Logger) *Scheduler {
 		rejects:    pipeline.NewRejects(pipeline.Component(log, "scheduler"), 0),
 	}
 }
+
+// UseSubjects puts the scheduler on a deployment's subjects
+// (nats.subject_prefix; the default ones without). Call before Run.
+func (s *Scheduler) UseSubjects(subjects pipeline.Subjects) { s.subjects = subjects }
 
 // OnlyCameras restricts the scheduler to the configured cameras: frames
 // and results of any other camera are rejected and counted, so that a
@@ -142,7 +148,7 @@ type Observer interface {
 
 // Run routes frames until ctx is done.
 func (s *Scheduler) Run(ctx context.Context) error {
-	sub, err := s.nc.ChanSubscribe(pipeline.AllFrames, s.in)
+	sub, err := s.nc.ChanSubscribe(s.subjects.AllFrames(), s.in)
 	if err != nil {
 		return fmt.Errorf("scheduler: subscribe frames: %w", err)
 	}
@@ -153,15 +159,15 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		if s.inLine {
 			// One channel for frames and results keeps the order in which
 			// the connection received them.
-			results, err = s.nc.ChanSubscribe(pipeline.AllResults, s.in)
+			results, err = s.nc.ChanSubscribe(s.subjects.AllResults(), s.in)
 		} else {
-			results, err = s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) { s.observeResult(obs, m) })
+			results, err = s.nc.Subscribe(s.subjects.AllResults(), func(m *nats.Msg) { s.observeResult(obs, m) })
 		}
 		if err != nil {
 			return fmt.Errorf("scheduler: subscribe results: %w", err)
 		}
 		defer results.Unsubscribe()
-		health, err := s.nc.Subscribe(pipeline.AllHealth, func(m *nats.Msg) {
+		health, err := s.nc.Subscribe(s.subjects.AllHealth(), func(m *nats.Msg) {
 			if hb, err := pipeline.Unmarshal[pipeline.Heartbeat](m.Data); err == nil {
 				obs.ObserveHeartbeat(hb)
 			}
@@ -183,7 +189,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if s.filter != nil {
 		// A subscription of its own, so that a filter profiling a segment
 		// does not hold up the policy's observations.
-		results, err := s.nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+		results, err := s.nc.Subscribe(s.subjects.AllResults(), func(m *nats.Msg) {
 			if r := s.trustedResult(m); r != nil {
 				s.filter.ObserveResult(r)
 			}
@@ -198,7 +204,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	// A cascade's later tier runs on a frame the merger escalates (policy
 	// coe): through the routing queue, so the kept frames need no lock.
-	esc, err := s.nc.ChanSubscribe(pipeline.AllEscalations, s.in)
+	esc, err := s.nc.ChanSubscribe(s.subjects.AllEscalations(), s.in)
 	if err != nil {
 		return fmt.Errorf("scheduler: subscribe escalations: %w", err)
 	}
@@ -212,11 +218,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case msg := <-s.in:
-			if observes && s.inLine && strings.HasPrefix(msg.Subject, resultsPrefix) {
+			if observes && s.inLine && strings.HasPrefix(msg.Subject, s.subjects.ResultsPrefix()) {
 				s.observeResult(obs, msg)
 				continue
 			}
-			if strings.HasPrefix(msg.Subject, escalatePrefix) {
+			if strings.HasPrefix(msg.Subject, s.subjects.EscalatePrefix()) {
 				if err := s.escalate(msg); err != nil {
 					s.refuse(msg, err)
 				}
@@ -243,13 +249,7 @@ func (s *Scheduler) refuse(msg *nats.Msg, err error) {
 	s.rejects.Reject(pipeline.RejectUnroutable, msg.Subject, err)
 }
 
-var (
-	jpegStart = []byte{0xFF, 0xD8, 0xFF}
-	// resultsPrefix and escalatePrefix tell results and escalations from
-	// frames in the routing queue.
-	resultsPrefix  = strings.TrimSuffix(pipeline.AllResults, "*")
-	escalatePrefix = strings.TrimSuffix(pipeline.AllEscalations, "*")
-)
+var jpegStart = []byte{0xFF, 0xD8, 0xFF}
 
 func (s *Scheduler) observeResult(obs Observer, m *nats.Msg) {
 	// A gap record (a frame lost on the way) is no evidence for a policy.
@@ -269,7 +269,7 @@ func (s *Scheduler) trustedResult(m *nats.Msg) *pipeline.Result {
 		s.rejects.Reject(pipeline.RejectMalformed, m.Subject, err)
 		return nil
 	}
-	if pipeline.ResultsSubject(r.Camera) != m.Subject {
+	if s.subjects.Results(r.Camera) != m.Subject {
 		s.rejects.Reject(pipeline.RejectCameraMismatch, m.Subject, fmt.Errorf("result of camera %q", r.Camera))
 		return nil
 	}
@@ -285,7 +285,7 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	if err != nil {
 		return reject(pipeline.RejectMalformed, err)
 	}
-	if pipeline.FramesSubject(f.Camera) != msg.Subject {
+	if s.subjects.Frames(f.Camera) != msg.Subject {
 		return reject(pipeline.RejectCameraMismatch, fmt.Errorf("frame of camera %q published on %s", f.Camera, msg.Subject))
 	}
 	if !s.configured(f.Camera) {
@@ -315,12 +315,12 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 		return err
 	}
 	// The plan goes first so the merger knows the frame before its outputs.
-	if err := s.nc.Publish(pipeline.PlanSubject(f.Camera), data); err != nil {
+	if err := s.nc.Publish(s.subjects.Plan(f.Camera), data); err != nil {
 		return fmt.Errorf("publish plan: %w", err)
 	}
 	f.Profiling = plan.Profiling
 	for _, model := range plan.Exact {
-		if err := s.nc.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject(model), f)); err != nil {
+		if err := s.nc.PublishMsg(pipeline.FrameMsg(s.subjects.Infer(model), f)); err != nil {
 			return fmt.Errorf("publish frame to %s: %w", model, err)
 		}
 	}

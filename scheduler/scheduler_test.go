@@ -30,7 +30,7 @@ func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
 	var mu sync.Mutex
 	var plans []*pipeline.Plan
 	infers := map[string][]uint64{}
-	nc.Subscribe(pipeline.AllPlans, func(m *nats.Msg) {
+	nc.Subscribe(pipeline.DefaultSubjects.AllPlans(), func(m *nats.Msg) {
 		p, err := pipeline.Unmarshal[pipeline.Plan](m.Data)
 		if err != nil {
 			t.Error(err)
@@ -56,13 +56,13 @@ func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
 	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
 	for seq := uint64(1); seq <= 5; seq++ {
 		f := &pipeline.Frame{Camera: "cam", Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}
-		nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), f))
+		nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), f))
 	}
 	// Not a JPEG, and a frame claiming another camera's subject: rejected.
-	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "cam", Seq: 6, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: []byte("garbage")}))
-	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "other", Seq: 7, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), &pipeline.Frame{Camera: "cam", Seq: 6, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: []byte("garbage")}))
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), &pipeline.Frame{Camera: "other", Seq: 7, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
 	// Still routing after bad input.
-	nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), &pipeline.Frame{Camera: "cam", Seq: 8, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
+	nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), &pipeline.Frame{Camera: "cam", Seq: 8, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg}))
 
 	waitFor(t, 5*time.Second, "plans and infer messages", func() bool {
 		mu.Lock()
@@ -76,7 +76,7 @@ func TestAllPolicyRoutesEveryFrameToEveryModel(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, m := range models {
-		got := infers[pipeline.InferSubject(m)]
+		got := infers[pipeline.DefaultSubjects.Infer(m)]
 		want := []uint64{1, 2, 3, 4, 5, 8}
 		if len(got) != len(want) {
 			t.Fatalf("%s got frames %v, want %v", m, got, want)
@@ -130,7 +130,7 @@ func TestSchedulerTakesOnlyConfiguredCameras(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	var mu sync.Mutex
 	planned := map[string]int{}
-	nc.Subscribe(pipeline.AllPlans, func(m *nats.Msg) {
+	nc.Subscribe(pipeline.DefaultSubjects.AllPlans(), func(m *nats.Msg) {
 		if p, err := pipeline.Unmarshal[pipeline.Plan](m.Data); err == nil {
 			mu.Lock()
 			planned[p.Camera]++
@@ -142,7 +142,7 @@ func TestSchedulerTakesOnlyConfiguredCameras(t *testing.T) {
 
 	jpeg := []byte{0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3}
 	frame := func(camera string, seq uint64) *nats.Msg {
-		return pipeline.FrameMsg(pipeline.FramesSubject(camera), &pipeline.Frame{Camera: camera, Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg})
+		return pipeline.FrameMsg(pipeline.DefaultSubjects.Frames(camera), &pipeline.Frame{Camera: camera, Seq: seq, CapturedAt: time.Now(), Width: 4, Height: 4, JPEG: jpeg})
 	}
 	const fakes = 500
 	for i := range fakes {
@@ -151,11 +151,11 @@ func TestSchedulerTakesOnlyConfiguredCameras(t *testing.T) {
 		// A result for a made-up camera, and one whose body names the
 		// real camera on another camera's subject.
 		data, _ := pipeline.Marshal(&pipeline.Result{Camera: fmt.Sprintf("fake-%d", i), Seq: 1, Outputs: map[string]*pipeline.Output{}})
-		nc.Publish(pipeline.ResultsSubject(fmt.Sprintf("fake-%d", i)), data)
+		nc.Publish(pipeline.DefaultSubjects.Results(fmt.Sprintf("fake-%d", i)), data)
 		data, _ = pipeline.Marshal(&pipeline.Result{Camera: "cam", Seq: uint64(i + 1), Outputs: map[string]*pipeline.Output{}})
-		nc.Publish(pipeline.ResultsSubject("elsewhere"), data)
+		nc.Publish(pipeline.DefaultSubjects.Results("elsewhere"), data)
 	}
-	nc.Publish(pipeline.ResultsSubject("cam"), []byte("{not json"))
+	nc.Publish(pipeline.DefaultSubjects.Results("cam"), []byte("{not json"))
 	waitFor(t, 10*time.Second, "every frame routed or refused", func() bool {
 		mu.Lock()
 		defer mu.Unlock()

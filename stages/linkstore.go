@@ -13,14 +13,11 @@ import (
 	"github.com/mlink-project/mlink/pipeline"
 )
 
-// LinksBucket is the JetStream object store that holds the current links,
-// and linksObject their name in it. An object store, not a key-value
+// linksObject is the current links' name in the deployment's links bucket
+// (pipeline.Subjects.LinksBucket). An object store, not a key-value
 // bucket: a link set can exceed a server's message size limit (1 MiB by
 // default), and objects are chunked.
-const (
-	LinksBucket = "MLINK_LINKS"
-	linksObject = "current"
-)
+const linksObject = "current"
 
 // LinkStore shares trained links between processes: the scheduler
 // publishes every new set, link predictor workers anywhere follow it and
@@ -31,19 +28,21 @@ type LinkStore struct {
 	log zerolog.Logger
 }
 
-// OpenLinkStore creates or opens the links object store.
-func OpenLinkStore(ctx context.Context, nc *nats.Conn, log zerolog.Logger) (*LinkStore, error) {
+// OpenLinkStore creates or opens the links object store of the deployment
+// named by subjects.
+func OpenLinkStore(ctx context.Context, nc *nats.Conn, subjects pipeline.Subjects, log zerolog.Logger) (*LinkStore, error) {
+	bucket := subjects.LinksBucket()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("link store: %w", err)
 	}
 	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      LinksBucket,
+		Bucket:      bucket,
 		Description: "mlink model links (the latest trained set)",
 		Storage:     jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("link store %s: %w", LinksBucket, err)
+		return nil, fmt.Errorf("link store %s: %w", bucket, err)
 	}
 	return &LinkStore{obs: obs, log: pipeline.Component(log, "linkstore")}, nil
 }

@@ -183,7 +183,7 @@ func runLive(t *testing.T, tr *replay.Trace, opts replay.Options) ([]*pipeline.R
 	serveTrace(t, workerConn, tr)
 
 	results := make(chan *pipeline.Result, 1)
-	sub, err := nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+	sub, err := nc.Subscribe(pipeline.DefaultSubjects.AllResults(), func(m *nats.Msg) {
 		r, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
 			t.Error(err)
@@ -209,7 +209,7 @@ func runLive(t *testing.T, tr *replay.Trace, opts replay.Options) ([]*pipeline.R
 		at := first.Time.Add(time.Duration(float64(rec.Seq-first.Seq) / opts.FPS * float64(time.Second)))
 		f := &pipeline.Frame{Camera: rec.Camera, Seq: rec.Seq, CapturedAt: at, Width: 768, Height: 576,
 			JPEG: []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0}} // the stand-in workers never decode it
-		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject(rec.Camera), f)); err != nil {
+		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames(rec.Camera), f)); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -242,7 +242,7 @@ func serveTrace(t *testing.T, nc *nats.Conn, tr *replay.Trace) {
 	costs := tr.Costs()
 	for _, spec := range tr.Header.Models {
 		model, typ := spec.Name, spec.Type
-		_, err := nc.QueueSubscribe(pipeline.InferSubject(model), pipeline.InferQueue(model), func(m *nats.Msg) {
+		_, err := nc.QueueSubscribe(pipeline.DefaultSubjects.Infer(model), pipeline.DefaultSubjects.InferQueue(model), func(m *nats.Msg) {
 			f, err := pipeline.DecodeFrame(m)
 			if err != nil {
 				t.Errorf("stand-in %s: %v", model, err)
@@ -260,7 +260,7 @@ func serveTrace(t *testing.T, nc *nats.Conn, tr *replay.Trace) {
 			out.Camera, out.Seq, out.Model, out.Source, out.Token = f.Camera, f.Seq, model, pipeline.SourceExact, f.Token
 			data, err := pipeline.Marshal(&out)
 			if err == nil {
-				err = nc.Publish(pipeline.OutputsSubject(f.Camera, model), data)
+				err = nc.Publish(pipeline.DefaultSubjects.Outputs(f.Camera, model), data)
 			}
 			if err != nil {
 				t.Errorf("stand-in %s: %v", model, err)

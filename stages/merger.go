@@ -31,6 +31,7 @@ import (
 // Every refusal is counted in Rejects.
 type Merger struct {
 	nc         *nats.Conn
+	subjects   pipeline.Subjects
 	deadline   time.Duration
 	maxPending int
 	log        zerolog.Logger
@@ -138,6 +139,7 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 	l := pipeline.Component(log, "merger")
 	return &Merger{
 		nc:         nc,
+		subjects:   pipeline.DefaultSubjects,
 		deadline:   cfg.Deadline,
 		maxPending: cfg.MaxPending,
 		log:        l,
@@ -149,6 +151,10 @@ func NewMerger(nc *nats.Conn, cfg pipeline.MergerConfig, log zerolog.Logger) *Me
 		cams:       map[string]*cameraState{},
 	}
 }
+
+// UseSubjects puts the merger on a deployment's subjects (nats.subject_prefix;
+// the default ones without). Call before Run.
+func (m *Merger) UseSubjects(s pipeline.Subjects) { m.subjects = s }
 
 // OnlyCameras restricts the merger to the configured cameras: plans and
 // outputs of any other camera are rejected, so made-up camera names
@@ -186,12 +192,12 @@ func (m *Merger) Rejects() *pipeline.Rejects { return m.rejects }
 // Run joins until ctx is done. On return every frame still pending has been
 // emitted as partial, so nothing planned is silently lost.
 func (m *Merger) Run(ctx context.Context) error {
-	plans, err := m.nc.ChanSubscribe(pipeline.AllPlans, m.in)
+	plans, err := m.nc.ChanSubscribe(m.subjects.AllPlans(), m.in)
 	if err != nil {
 		return fmt.Errorf("merger: subscribe plans: %w", err)
 	}
 	defer plans.Unsubscribe()
-	outs, err := m.nc.ChanSubscribe(pipeline.AllOutputs, m.in)
+	outs, err := m.nc.ChanSubscribe(m.subjects.AllOutputs(), m.in)
 	if err != nil {
 		return fmt.Errorf("merger: subscribe outputs: %w", err)
 	}
@@ -240,16 +246,11 @@ func (m *Merger) reject(reason pipeline.RejectReason, subject string, err error)
 	m.rejects.Reject(reason, subject, err)
 }
 
-var (
-	planPrefix   = strings.TrimSuffix(pipeline.AllPlans, "*")
-	outputPrefix = strings.TrimSuffix(pipeline.AllOutputs, "*.*")
-)
-
 // handle decodes a message and takes its camera (and model) from the
 // subject: the subject is what a NATS permission can restrict, the body is
 // whatever the publisher wrote.
 func (m *Merger) handle(msg *nats.Msg) {
-	if camera, ok := strings.CutPrefix(msg.Subject, planPrefix); ok {
+	if camera, ok := strings.CutPrefix(msg.Subject, m.subjects.PlanPrefix()); ok {
 		plan, err := pipeline.Unmarshal[pipeline.Plan](msg.Data)
 		if err != nil {
 			m.reject(pipeline.RejectMalformed, msg.Subject, err)
@@ -262,7 +263,7 @@ func (m *Merger) handle(msg *nats.Msg) {
 		m.addPlan(plan, msg.Subject)
 		return
 	}
-	rest, _ := strings.CutPrefix(msg.Subject, outputPrefix)
+	rest, _ := strings.CutPrefix(msg.Subject, m.subjects.OutputsPrefix())
 	camera, model, _ := strings.Cut(rest, ".")
 	out, err := pipeline.Unmarshal[pipeline.Output](msg.Data)
 	if err != nil {
@@ -296,7 +297,7 @@ func (m *Merger) camera(id string) (*cameraState, error) {
 // AddPlan registers a frame's plan (its camera as the plan says: the
 // subscription checks that against the subject).
 func (m *Merger) AddPlan(plan *pipeline.Plan) {
-	m.addPlan(plan, pipeline.PlanSubject(plan.Camera))
+	m.addPlan(plan, m.subjects.Plan(plan.Camera))
 }
 
 func (m *Merger) addPlan(plan *pipeline.Plan, subject string) {
@@ -366,7 +367,7 @@ func (m *Merger) addPlan(plan *pipeline.Plan, subject string) {
 // AddOutput registers one model's output for a frame (its camera and model
 // as the output says: the subscription checks them against the subject).
 func (m *Merger) AddOutput(out *pipeline.Output) {
-	m.addOutput(out, pipeline.OutputsSubject(out.Camera, out.Model))
+	m.addOutput(out, m.subjects.Outputs(out.Camera, out.Model))
 }
 
 func (m *Merger) addOutput(out *pipeline.Output, subject string) {
@@ -421,7 +422,7 @@ func (m *Merger) escalate(k frameKey, j *joining) {
 	m.stats.Escalations.Add(1)
 	data, err := pipeline.Marshal(&pipeline.Escalation{Camera: k.camera, Seq: k.seq, Models: models, Token: j.plan.Token})
 	if err == nil {
-		err = m.nc.Publish(pipeline.EscalateSubject(k.camera), data)
+		err = m.nc.Publish(m.subjects.Escalate(k.camera), data)
 	}
 	if err != nil {
 		// The frame goes out partial at its deadline, the tier missing.
@@ -440,7 +441,7 @@ func (m *Merger) requestPredictions(k frameKey, j *joining) {
 	req.Token = j.plan.Token
 	data, err := pipeline.Marshal(req)
 	if err == nil {
-		err = m.nc.Publish(pipeline.PredictSubject, data)
+		err = m.nc.Publish(m.subjects.Predict(), data)
 	}
 	if err != nil {
 		m.log.Error().Err(err).Str("camera", k.camera).Uint64("seq", k.seq).Msg("request predictions")
@@ -605,7 +606,7 @@ func (m *Merger) publish(res *pipeline.Result) bool {
 		m.log.Error().Err(err).Str("camera", res.Camera).Uint64("seq", res.Seq).Msg("cannot encode result")
 		return false
 	}
-	msg := nats.NewMsg(pipeline.ResultsSubject(res.Camera))
+	msg := nats.NewMsg(m.subjects.Results(res.Camera))
 	msg.Header.Set(pipeline.HeaderSeq, strconv.FormatUint(res.Seq, 10))
 	msg.Data = data
 	publish := m.nc.PublishMsg

@@ -23,7 +23,7 @@ func TestMergerEscalatesADisagreeingTierAndAnswersAnAgreeingOne(t *testing.T) {
 	var mu sync.Mutex
 	var escalations []*pipeline.Escalation
 	spy := connect(t, srv)
-	spy.Subscribe(pipeline.AllEscalations, func(msg *nats.Msg) {
+	spy.Subscribe(pipeline.DefaultSubjects.AllEscalations(), func(msg *nats.Msg) {
 
 		e, err := pipeline.Unmarshal[pipeline.Escalation](msg.Data)
 		if err != nil {

@@ -21,7 +21,7 @@ type resultSink struct {
 
 func collectResults(t *testing.T, nc *nats.Conn) *resultSink {
 	s := &resultSink{}
-	_, err := nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+	_, err := nc.Subscribe(pipeline.DefaultSubjects.AllResults(), func(m *nats.Msg) {
 		r, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
 			t.Error(err)
@@ -182,10 +182,10 @@ func TestMergerOverNATS(t *testing.T) {
 		nc.Publish(subject, data)
 	}
 	d, err := pipeline.Marshal(plan("cam", 1, "x"))
-	pub(pipeline.PlanSubject("cam"), d, err)
-	nc.Publish(pipeline.OutputsSubject("cam", "x"), []byte("{not json"))
+	pub(pipeline.DefaultSubjects.Plan("cam"), d, err)
+	nc.Publish(pipeline.DefaultSubjects.Outputs("cam", "x"), []byte("{not json"))
 	d, err = pipeline.Marshal(output("cam", 1, "x", 4))
-	pub(pipeline.OutputsSubject("cam", "x"), d, err)
+	pub(pipeline.DefaultSubjects.Outputs("cam", "x"), d, err)
 	waitFor(t, 2*time.Second, "result", func() bool { return len(sink.get()) == 1 })
 	cancel()
 	if err := <-done; err != nil {

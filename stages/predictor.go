@@ -24,13 +24,14 @@ type Predictor = assemble.Predictor
 // each target model's predicted output. Its links are hot-swapped with
 // SetPredictor while it runs.
 type LinkPredictor struct {
-	nc      *nats.Conn
-	log     zerolog.Logger
-	links   atomic.Pointer[predictorBox]
-	ready   chan struct{}
-	stats   PredictorStats
-	rejects *pipeline.Rejects
-	sub     atomic.Pointer[nats.Subscription] // while Run serves
+	nc       *nats.Conn
+	subjects pipeline.Subjects
+	log      zerolog.Logger
+	links    atomic.Pointer[predictorBox]
+	ready    chan struct{}
+	stats    PredictorStats
+	rejects  *pipeline.Rejects
+	sub      atomic.Pointer[nats.Subscription] // while Run serves
 }
 
 // QueueDepth is the number of predict requests received and not yet
@@ -66,8 +67,12 @@ func (s *PredictorStats) MeanPredictMicros() float64 {
 // NewLinkPredictor creates a predictor worker; Run starts it.
 func NewLinkPredictor(nc *nats.Conn, log zerolog.Logger) *LinkPredictor {
 	l := pipeline.Component(log, "predictor")
-	return &LinkPredictor{nc: nc, log: l, ready: make(chan struct{}), rejects: pipeline.NewRejects(l, 0)}
+	return &LinkPredictor{nc: nc, subjects: pipeline.DefaultSubjects, log: l, ready: make(chan struct{}), rejects: pipeline.NewRejects(l, 0)}
 }
+
+// UseSubjects puts the predictor on a deployment's subjects
+// (nats.subject_prefix; the default ones without). Call before Run.
+func (lp *LinkPredictor) UseSubjects(s pipeline.Subjects) { lp.subjects = s }
 
 // SetPredictor installs new links; requests already being served finish
 // with the links they started with.
@@ -85,7 +90,7 @@ func (lp *LinkPredictor) Stats() *PredictorStats { return &lp.stats }
 // Run serves predict requests until ctx is done.
 func (lp *LinkPredictor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	sub, err := lp.nc.QueueSubscribe(pipeline.PredictSubject, pipeline.PredictQueue, func(m *nats.Msg) {
+	sub, err := lp.nc.QueueSubscribe(lp.subjects.Predict(), lp.subjects.PredictQueue(), func(m *nats.Msg) {
 		wg.Add(1)
 		defer wg.Done()
 		lp.serve(m)
@@ -147,7 +152,7 @@ func (lp *LinkPredictor) serve(m *nats.Msg) {
 			lp.log.Error().Err(err).Str("model", target).Msg("encode prediction")
 			continue
 		}
-		if err := lp.nc.Publish(pipeline.OutputsSubject(req.Camera, target), data); err != nil {
+		if err := lp.nc.Publish(lp.subjects.Outputs(req.Camera, target), data); err != nil {
 			lp.log.Error().Err(err).Msg("publish prediction")
 		}
 	}

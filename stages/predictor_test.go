@@ -45,10 +45,10 @@ func TestMergerAndPredictorCompletePredictedFrames(t *testing.T) {
 	send := func(seq uint64, count float64) {
 		p := &pipeline.Plan{Camera: "cam", Seq: seq, Policy: "mlink", Exact: []string{"a"}, Predicted: []string{"b", "c"}, CapturedAt: time.Now(), Token: testToken("cam", seq)}
 		d, _ := pipeline.Marshal(p)
-		nc.Publish(pipeline.PlanSubject("cam"), d)
+		nc.Publish(pipeline.DefaultSubjects.Plan("cam"), d)
 		o := output("cam", seq, "a", count)
 		d, _ = pipeline.Marshal(o)
-		nc.Publish(pipeline.OutputsSubject("cam", "a"), d)
+		nc.Publish(pipeline.DefaultSubjects.Outputs("cam", "a"), d)
 	}
 	// No links yet: predicted outputs carry an error, the frame still completes.
 	send(1, 3)
@@ -95,11 +95,11 @@ func TestTemporalTargetsGetTheirLastExactOutput(t *testing.T) {
 	lp.SetPredictor(temporalDoubler{doubler{2}})
 	plan := func(p *pipeline.Plan) {
 		d, _ := pipeline.Marshal(p)
-		nc.Publish(pipeline.PlanSubject(p.Camera), d)
+		nc.Publish(pipeline.DefaultSubjects.Plan(p.Camera), d)
 	}
 	out := func(o *pipeline.Output) {
 		d, _ := pipeline.Marshal(o)
-		nc.Publish(pipeline.OutputsSubject(o.Camera, o.Model), d)
+		nc.Publish(pipeline.DefaultSubjects.Outputs(o.Camera, o.Model), d)
 	}
 	// Frame 1: b runs (exact 10). Frames 2 and 4: b is temporal.
 	plan(&pipeline.Plan{Camera: "cam", Seq: 1, Exact: []string{"a", "b"}, CapturedAt: time.Now(), Token: testToken("cam", 1)})

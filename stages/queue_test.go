@@ -34,7 +34,7 @@ func TestWorkerQueueDepthShowsTheBacklog(t *testing.T) {
 	jpeg := encodeTestJPEG(t, 320, 240, false)
 	for seq := uint64(1); seq <= 8; seq++ {
 		f := &pipeline.Frame{Camera: "plaza", Seq: seq, CapturedAt: time.Now(), Width: 320, Height: 240, JPEG: jpeg, Token: pipeline.NewToken()}
-		pub.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject("slow_hog"), f))
+		pub.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Infer("slow_hog"), f))
 	}
 	pub.Flush()
 	peak := 0

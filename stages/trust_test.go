@@ -84,7 +84,7 @@ func startPipeline(t *testing.T, dial func(name string) *nats.Conn, deadline tim
 	}
 
 	obs := dial("observer")
-	if _, err := obs.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+	if _, err := obs.Subscribe(pipeline.DefaultSubjects.AllResults(), func(m *nats.Msg) {
 		r, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
 			t.Errorf("bad result: %v", err)
@@ -253,7 +253,7 @@ func waitReject(t *testing.T, r *pipeline.Rejects, reason pipeline.RejectReason,
 func TestForgedPlanFarAheadIsRejected(t *testing.T) {
 	p := startTrustPipeline(t)
 	from := p.lastSeq()
-	p.publish(t, pipeline.PlanSubject("plaza"), mustMarshal(t, &pipeline.Plan{
+	p.publish(t, pipeline.DefaultSubjects.Plan("plaza"), mustMarshal(t, &pipeline.Plan{
 		Camera: "plaza", Seq: math.MaxUint64, Exact: []string{"motion"}, Token: pipeline.NewToken(), CapturedAt: time.Now(),
 	}))
 	waitReject(t, p.merger.Rejects(), pipeline.RejectSeqOutOfWindow, 1)
@@ -271,7 +271,7 @@ func TestForgedPlanFarAheadIsRejected(t *testing.T) {
 func TestPlanBodyCameraMustMatchSubject(t *testing.T) {
 	p := startTrustPipeline(t)
 	from := p.lastSeq()
-	p.publish(t, pipeline.PlanSubject("plaza"), mustMarshal(t, &pipeline.Plan{
+	p.publish(t, pipeline.DefaultSubjects.Plan("plaza"), mustMarshal(t, &pipeline.Plan{
 		Camera: "lobby", Seq: from + 3, Exact: []string{"motion"}, Token: pipeline.NewToken(), CapturedAt: time.Now(),
 	}))
 	waitReject(t, p.merger.Rejects(), pipeline.RejectCameraMismatch, 1)
@@ -293,7 +293,7 @@ func TestForgedFrameAheadSpoilsOnlyItsOwnSeq(t *testing.T) {
 	}
 	from := p.lastSeq()
 	forged := from + 15
-	if err := p.attacker.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("plaza"), &pipeline.Frame{
+	if err := p.attacker.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("plaza"), &pipeline.Frame{
 		Camera: "plaza", Seq: forged, CapturedAt: time.Now(), Width: w, Height: h, JPEG: jpeg,
 	})); err != nil {
 		t.Fatal(err)
@@ -310,7 +310,7 @@ func TestForgedOutputsAreRejected(t *testing.T) {
 	// A blind forger: outputs for the next seqs, before their plans.
 	from := p.lastSeq()
 	for seq := from + 1; seq <= from+20; seq++ {
-		p.publish(t, pipeline.OutputsSubject("plaza", "motion"), mustMarshal(t, &pipeline.Output{
+		p.publish(t, pipeline.DefaultSubjects.Outputs("plaza", "motion"), mustMarshal(t, &pipeline.Output{
 			Camera: "plaza", Seq: seq, Model: "motion", Kind: pipeline.KindVector, Type: pipeline.TypeClass,
 			Value: []float64{1, 0, 0, 0}, Label: "none", Source: pipeline.SourceExact, Worker: "forger", Token: "guess",
 		}))
@@ -318,7 +318,7 @@ func TestForgedOutputsAreRejected(t *testing.T) {
 	waitReject(t, rejects, pipeline.RejectNoPlan, 1)
 	// A forger that reads the plans: a wrong token, a model the plan does
 	// not name, and a body that names another model than the subject.
-	sub, err := p.attacker.Subscribe(pipeline.PlanSubject("plaza"), func(m *nats.Msg) {
+	sub, err := p.attacker.Subscribe(pipeline.DefaultSubjects.Plan("plaza"), func(m *nats.Msg) {
 		plan, err := pipeline.Unmarshal[pipeline.Plan](m.Data)
 		if err != nil {
 			return
@@ -326,7 +326,7 @@ func TestForgedOutputsAreRejected(t *testing.T) {
 		forge := func(subjectModel, model, token string) {
 			d, _ := pipeline.Marshal(&pipeline.Output{Camera: "plaza", Seq: plan.Seq, Model: model, Kind: pipeline.KindVector,
 				Type: pipeline.TypeCount, Value: []float64{99}, Source: pipeline.SourceExact, Worker: "forger", Token: token})
-			p.attacker.Publish(pipeline.OutputsSubject("plaza", subjectModel), d)
+			p.attacker.Publish(pipeline.DefaultSubjects.Outputs("plaza", subjectModel), d)
 		}
 		forge("motion", "motion", plan.Token+"x")
 		forge("hog", "hog", plan.Token)
@@ -354,7 +354,7 @@ func TestPlansForUnknownCamerasKeepNoState(t *testing.T) {
 	const fakes = 2000
 	for i := range fakes {
 		cam := "fake-" + strconv.Itoa(i)
-		p.attacker.Publish(pipeline.PlanSubject(cam), mustMarshal(t, &pipeline.Plan{
+		p.attacker.Publish(pipeline.DefaultSubjects.Plan(cam), mustMarshal(t, &pipeline.Plan{
 			Camera: cam, Seq: 1, Exact: []string{"motion"}, Token: pipeline.NewToken(), CapturedAt: time.Now(),
 		}))
 	}
@@ -386,7 +386,7 @@ func TestOversizedAndMislabelledFramesAreNotDecoded(t *testing.T) {
 		t.Fatalf("the bomb reads %d×%d (%v)", bw, bh, err)
 	}
 	send := func(data []byte, fw, fh int) {
-		if err := p.attacker.PublishMsg(pipeline.FrameMsg(pipeline.InferSubject("motion"), &pipeline.Frame{
+		if err := p.attacker.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Infer("motion"), &pipeline.Frame{
 			Camera: "plaza", Seq: from, CapturedAt: time.Now(), Width: fw, Height: fh, JPEG: data,
 		})); err != nil {
 			t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 // answered at once with an error output, so the merger need not wait for it.
 type ModelWorker struct {
 	nc        *nats.Conn
+	subjects  pipeline.Subjects
 	spec      *pipeline.ModelSpec
 	instances []vision.Backend
 	log       zerolog.Logger
@@ -73,6 +74,7 @@ func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log ze
 	wlog := pipeline.Component(log, "worker").With().Str("model", spec.Name).Logger()
 	w := &ModelWorker{
 		nc:        nc,
+		subjects:  pipeline.DefaultSubjects,
 		spec:      spec,
 		log:       wlog,
 		id:        fmt.Sprintf("%s/%d", host, os.Getpid()),
@@ -91,6 +93,10 @@ func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log ze
 	}
 	return w, nil
 }
+
+// UseSubjects puts the worker on a deployment's subjects (nats.subject_prefix;
+// the default ones without). Call before Run.
+func (w *ModelWorker) UseSubjects(s pipeline.Subjects) { w.subjects = s }
 
 // ShareFrames makes the worker take decoded frames from c, shared with the
 // other workers of the process (call before Run).
@@ -126,7 +132,7 @@ func (w *ModelWorker) Spec() *pipeline.ModelSpec { return w.spec }
 // instances before returning.
 func (w *ModelWorker) Run(ctx context.Context) error {
 	defer w.closeInstances()
-	sub, err := w.nc.QueueSubscribe(pipeline.InferSubject(w.spec.Name), pipeline.InferQueue(w.spec.Name), w.enqueue)
+	sub, err := w.nc.QueueSubscribe(w.subjects.Infer(w.spec.Name), w.subjects.InferQueue(w.spec.Name), w.enqueue)
 	if err != nil {
 		return fmt.Errorf("worker %s: subscribe: %w", w.spec.Name, err)
 	}
@@ -178,7 +184,7 @@ func (w *ModelWorker) heartbeats(ctx context.Context) {
 			InferMS:      w.stats.MeanInferMS(), MemoryBytes: w.stats.MemoryBytes.Load(),
 		}
 		if data, err := pipeline.Marshal(&hb); err == nil {
-			if err := w.nc.Publish(pipeline.HealthSubject(w.spec.Name), data); err != nil {
+			if err := w.nc.Publish(w.subjects.Health(w.spec.Name), data); err != nil {
 				w.log.Debug().Err(err).Msg("publish heartbeat")
 			}
 		}
@@ -232,7 +238,7 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 	// claim an image of gigabytes. The frame is answered (with an error)
 	// so that its result does not wait for the deadline.
 	if reason, err := checkFrameSize(f, w.maxPixels); err != nil {
-		w.rejects.Reject(reason, pipeline.InferSubject(w.spec.Name), fmt.Errorf("frame %s/%d: %w", f.Camera, f.Seq, err))
+		w.rejects.Reject(reason, w.subjects.Infer(w.spec.Name), fmt.Errorf("frame %s/%d: %w", f.Camera, f.Seq, err))
 		w.stats.Errors.Add(1)
 		return &pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: "rejected frame: " + err.Error()}
 	}
@@ -320,7 +326,7 @@ func (w *ModelWorker) publish(out *pipeline.Output) {
 		w.log.Error().Err(err).Msg("encode output")
 		return
 	}
-	if err := w.nc.Publish(pipeline.OutputsSubject(out.Camera, w.spec.Name), data); err != nil {
+	if err := w.nc.Publish(w.subjects.Outputs(out.Camera, w.spec.Name), data); err != nil {
 		w.log.Error().Err(err).Msg("publish output")
 	}
 }

@@ -110,7 +110,7 @@ func waitHeartbeats(ctx context.Context, a *app, models []string, exited <-chan 
 	}
 	defer nc.Close()
 	seen := make(chan string, 64)
-	sub, err := nc.Subscribe(pipeline.AllHealth, func(m *nats.Msg) {
+	sub, err := nc.Subscribe(a.subjects.AllHealth(), func(m *nats.Msg) {
 		if hb, err := pipeline.Unmarshal[pipeline.Heartbeat](m.Data); err == nil {
 			select {
 			case seen <- hb.Model:

@@ -233,7 +233,7 @@ func TestComposeNATSConfigServesWhatMlinkNeeds(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no mlink service reads a config")
 	}
-	if _, err := stages.OpenLinkStore(ctx, nc, testLogger(t)); err != nil {
+	if _, err := stages.OpenLinkStore(ctx, nc, pipeline.DefaultSubjects, testLogger(t)); err != nil {
 		t.Error(err)
 	}
 

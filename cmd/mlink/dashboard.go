@@ -23,7 +23,7 @@ func (a *app) startDashboard(s *httpd.Server, nc *nats.Conn) (*dashboard.Feed, e
 	}
 	hub := dashboard.NewHub(dashboard.Options{Cameras: cameraIDs(cfg.Cameras), Models: models, Live: a.dashboardLive,
 		WaitingFrames: cfg.Ingest.MaxInFlight + 1})
-	feed, err := dashboard.Subscribe(nc, hub)
+	feed, err := dashboard.Subscribe(nc, a.subjects, hub)
 	if err != nil {
 		return nil, err
 	}

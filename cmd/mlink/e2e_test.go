@@ -120,11 +120,11 @@ func storedMessages(t *testing.T, a *app, cfg *pipeline.Config) [][]byte {
 	js, _ := jetstream.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, pipeline.SubjectsFor(&cfg.NATS).ResultsStream(), jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, _ := js.Stream(ctx, pipeline.ResultsStream)
+	stream, _ := js.Stream(ctx, pipeline.SubjectsFor(&cfg.NATS).ResultsStream())
 	info, _ := stream.Info(ctx)
 	var out [][]byte
 	for uint64(len(out)) < info.State.Msgs {
@@ -377,7 +377,7 @@ func TestCorruptFramesAreRejectedAndThePipelineGoesOn(t *testing.T) {
 	}
 	publish := func(seq uint64, body []byte) {
 		f := &pipeline.Frame{Camera: "cam", Seq: seq, CapturedAt: time.Now(), Width: 768, Height: 576, JPEG: body}
-		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("cam"), f)); err != nil {
+		if err := nc.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("cam"), f)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -91,7 +91,7 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 	}
 	defer forger.Close()
 	forged := []byte(`{"camera":"plaza","seq":3,"model":"motion","kind":"vector","type":"class","value":[1,0,0,0],"source":"exact","token":"forged"}`)
-	if err := forger.Publish(pipeline.OutputsSubject("plaza", "motion"), forged); err != nil {
+	if err := forger.Publish(pipeline.DefaultSubjects.Outputs("plaza", "motion"), forged); err != nil {
 		t.Fatal(err)
 	}
 	if err := forger.Flush(); err != nil {

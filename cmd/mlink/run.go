@@ -187,10 +187,13 @@ func (a *app) stopWithin(deadline time.Duration, sigs <-chan os.Signal) error {
 // app is one mlink process: the stages of its roles, the run group that
 // owns them, and the bus they share.
 type app struct {
-	cfg   *pipeline.Config
-	opts  runOptions
-	log   zerolog.Logger
-	roles map[string]bool
+	cfg *pipeline.Config
+	// subjects are the deployment's (nats.subject_prefix), fixed for the
+	// process: a reload that changes the prefix is refused.
+	subjects pipeline.Subjects
+	opts     runOptions
+	log      zerolog.Logger
+	roles    map[string]bool
 
 	srv *pipeline.EmbeddedServer
 	// connMu guards conns, read by /readyz and /metrics while start-up
@@ -326,7 +329,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err != nil {
 		return nil, err
 	}
-	a = &app{cfg: cfg, opts: o, log: log, roles: roles, failedModels: map[string]error{},
+	a = &app{cfg: cfg, subjects: pipeline.SubjectsFor(&cfg.NATS), opts: o, log: log, roles: roles, failedModels: map[string]error{},
 		group: engine.New(stopOrder...), camHandles: map[string]*engine.Handle{},
 		metrics: metrics.New(), reloads: newReloadState()}
 	budget := cfg.Budget
@@ -347,7 +350,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		}
 	}()
 	if cfg.NATS.URL == "" {
-		a.srv, err = pipeline.StartEmbedded(cfg.NATS.Listen, cfg.Path(cfg.NATS.DataDir), cfg.NATS.MaxPayload)
+		a.srv, err = pipeline.StartEmbedded(cfg.NATS.Listen, cfg.Path(cfg.NATS.DataDir), cfg.NATS.MaxPayload, pipeline.SubjectsFor(&cfg.NATS))
 		if err != nil {
 			return a, err
 		}
@@ -388,7 +391,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	if err := pipeline.EnsureResultsStream(ctx, nc, &cfg.NATS); err != nil {
 		return a, err
 	}
-	if a.results, err = trackResults(nc, onResult); err != nil {
+	if a.results, err = trackResults(nc, a.subjects, onResult); err != nil {
 		return a, err
 	}
 	if err := a.startHTTP(nc); err != nil {
@@ -404,6 +407,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.merger = stages.NewMerger(mc, cfg.Merger, log)
+		a.merger.UseSubjects(a.subjects)
 		a.merger.OnlyCameras(cfg.Cameras)
 		// The stream exists (EnsureResultsStream above): results are
 		// stored even across an election or an outage. A stop waits for
@@ -443,6 +447,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 				continue
 			}
 			w.Stats().MemoryBytes.Store(load.Memory())
+			w.UseSubjects(a.subjects)
 			w.ShareFrames(a.frames)
 			w.LimitFramePixels(cfg.Ingest.MaxFramePixels)
 			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
@@ -455,7 +460,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	}
 	remoteTraining := usesLinks(cfg.Scheduler.Policy) && cfg.Scheduler.Training == pipeline.TrainingRemote
 	if usesLinks(cfg.Scheduler.Policy) && (roles["predictor"] || roles["scheduler"] || roles["trainer"]) {
-		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, log); err != nil {
+		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, a.subjects, log); err != nil {
 			return a, err
 		}
 	}
@@ -465,6 +470,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 			return a, err
 		}
 		a.predictor = stages.NewLinkPredictor(pc, log)
+		a.predictor.UseSubjects(a.subjects)
 		if _, err := a.goStage(tierPredictor, "predictor", a.predictor.Ready(), false, a.predictor.Run); err != nil {
 			return a, err
 		}
@@ -551,6 +557,7 @@ func (a *app) startScheduler() error {
 		return err
 	}
 	sched := scheduler.New(a.schedConn, policy, a.log)
+	sched.UseSubjects(a.subjects)
 	sched.OnlyCameras(a.cfg.Cameras)
 	if a.schedRejects == nil {
 		a.schedRejects = sched.Rejects()
@@ -586,6 +593,7 @@ func (a *app) startCamera(cc pipeline.CameraConfig) error {
 	if err != nil {
 		return err
 	}
+	cam.UseSubjects(a.subjects)
 	a.camMu.Lock()
 	defer a.camMu.Unlock()
 	h, err := a.goStage(tierIngest, "camera "+cc.ID, nil, true, func(ctx context.Context) error { return cam.Run(ctx, a.opts.maxFrames) })

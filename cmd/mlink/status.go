@@ -32,9 +32,9 @@ type resultTracker struct {
 
 const maxLatencies = 100_000
 
-func trackResults(nc *nats.Conn, onResult func(*pipeline.Result)) (*resultTracker, error) {
+func trackResults(nc *nats.Conn, subjects pipeline.Subjects, onResult func(*pipeline.Result)) (*resultTracker, error) {
 	t := &resultTracker{counts: map[string]int64{}, latest: map[string]*pipeline.Result{}, lastSeq: map[string]uint64{}, onResult: onResult}
-	sub, err := nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+	sub, err := nc.Subscribe(subjects.AllResults(), func(m *nats.Msg) {
 		res, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
 			return

@@ -14,9 +14,10 @@ import (
 	"github.com/mlink-project/mlink/scheduler"
 )
 
-// trainerConsumer is the trainer role's durable consumer of the results
-// stream: a restarted trainer goes on where it stopped.
-const trainerConsumer = "mlink-trainer"
+// trainerRole names the trainer role's durable consumer of the results
+// stream (Subjects.Consumer: "mlink-trainer" by default): a restarted
+// trainer goes on where it stopped.
+const trainerRole = "trainer"
 
 // startTrainer runs the trainer role: it learns links from the profiled
 // results in the results stream (bootstrap, then every profiling window:
@@ -43,12 +44,12 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("trainer: %w", err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, pipeline.ResultsStream, jetstream.ConsumerConfig{
-		Durable:       trainerConsumer,
+	cons, err := js.CreateOrUpdateConsumer(ctx, a.subjects.ResultsStream(), jetstream.ConsumerConfig{
+		Durable:       a.subjects.Consumer(trainerRole),
 		Description:   "mlink trainer: profiled results to link training",
 		DeliverPolicy: jetstream.DeliverNewPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		FilterSubject: pipeline.AllResults,
+		FilterSubject: a.subjects.AllResults(),
 		MaxAckPending: 4096,
 	})
 	if err != nil {

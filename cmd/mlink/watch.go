@@ -25,9 +25,11 @@ type watchOptions struct {
 	// config and dataDir locate the credentials of mlink's embedded server
 	// (and, with a config, its address or the external server's).
 	config, dataDir string
-	asJSON          bool
-	since           time.Duration
-	count           int
+	// prefix overrides the config's nats.subject_prefix.
+	prefix string
+	asJSON bool
+	since  time.Duration
+	count  int
 }
 
 func watchFlags() (*flag.FlagSet, *watchOptions) {
@@ -37,6 +39,7 @@ func watchFlags() (*flag.FlagSet, *watchOptions) {
 	fs.StringVar(&o.config, "c", "", "config file of the mlink run to watch: its NATS server, credentials and TLS")
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir, "without -c: the embedded server's data dir, where its credentials are ("+pipeline.EmbeddedCredentialsFile+")")
 	fs.StringVar(&o.camera, "camera", "", "only this camera")
+	fs.StringVar(&o.prefix, "subject-prefix", "", "the deployment's subject prefix (default: the config's nats.subject_prefix, else "+pipeline.DefaultSubjectPrefix+")")
 	fs.BoolVar(&o.asJSON, "json", false, "print each result as one JSON line")
 	fs.DurationVar(&o.since, "since", 0, "first replay the stored results of this long ago (e.g. 5m), then follow live")
 	fs.IntVar(&o.count, "n", 0, "exit after N results (0: run until interrupted)")
@@ -48,16 +51,17 @@ func cmdWatch(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	subject := pipeline.AllResults
+	natsCfg, err := o.natsConfig()
+	if err != nil {
+		return err
+	}
+	subjects := pipeline.SubjectsFor(natsCfg)
+	subject := subjects.AllResults()
 	if o.camera != "" {
 		if err := pipeline.ValidName(o.camera); err != nil {
 			return &exitError{2, fmt.Errorf("--camera: %w", err)}
 		}
-		subject = pipeline.ResultsSubject(o.camera)
-	}
-	natsCfg, err := o.natsConfig()
-	if err != nil {
-		return err
+		subject = subjects.Results(o.camera)
 	}
 	nc, err := pipeline.ConnectRole(natsCfg, pipeline.RoleWatch, "mlink-watch", 0)
 	if errors.Is(err, nats.ErrAuthorization) && o.config == "" {
@@ -100,7 +104,7 @@ func cmdWatch(args []string) error {
 			return fmt.Errorf("jetstream: %w", err)
 		}
 		start := time.Now().Add(-o.since)
-		cons, err := js.OrderedConsumer(ctx, pipeline.ResultsStream, jetstream.OrderedConsumerConfig{
+		cons, err := js.OrderedConsumer(ctx, subjects.ResultsStream(), jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{subject},
 			DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 			OptStartTime:   &start,
@@ -168,11 +172,11 @@ const defaultDataDir = ".mlink/nats"
 // with the credentials of --data-dir.
 func (o *watchOptions) natsConfig() (*pipeline.NATSConfig, error) {
 	if o.config == "" {
-		c := &pipeline.NATSConfig{URL: o.url, DataDir: o.dataDir}
+		c := &pipeline.NATSConfig{URL: o.url, DataDir: o.dataDir, SubjectPrefix: o.prefix}
 		if c.URL == "" {
 			c.URL = "nats://" + pipeline.EmbeddedListen
 		}
-		return c, nil
+		return c, o.validPrefix()
 	}
 	cfg, err := (&configFlags{path: o.config}).load()
 	if err != nil {
@@ -182,6 +186,12 @@ func (o *watchOptions) natsConfig() (*pipeline.NATSConfig, error) {
 	if o.url != "" {
 		c.URL = o.url
 	}
+	if o.prefix != "" {
+		c.SubjectPrefix = o.prefix
+	}
+	if err := o.validPrefix(); err != nil {
+		return nil, err
+	}
 	if c.URL == "" {
 		if strings.HasSuffix(c.Listen, ":-1") {
 			return nil, &exitError{2, fmt.Errorf("-c %s: its embedded server listens on a free port (nats.listen %s): give --nats URL (mlink run logs it)", o.config, c.Listen)}
@@ -189,4 +199,14 @@ func (o *watchOptions) natsConfig() (*pipeline.NATSConfig, error) {
 		c.URL = "nats://" + c.Listen
 	}
 	return c, nil
+}
+
+func (o *watchOptions) validPrefix() error {
+	if o.prefix == "" {
+		return nil
+	}
+	if err := pipeline.ValidSubjectPrefix(o.prefix); err != nil {
+		return &exitError{2, fmt.Errorf("--subject-prefix: %w", err)}
+	}
+	return nil
 }

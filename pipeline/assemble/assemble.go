@@ -154,7 +154,7 @@ func Sources(plan *pipeline.Plan, exact map[string]*pipeline.Output) map[string]
 // Request is what a link predictor needs to predict the plan's predicted
 // models: the sources' exact outputs and, for temporal targets, their own
 // last exact output (its Seq gives its age). nil when the plan predicts
-// nothing. The live merger sends it on pipeline.PredictSubject.
+// nothing. The live merger sends it on pipeline.DefaultSubjects.Predict().
 func Request(plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last) *pipeline.PredictRequest {
 	if len(plan.Predicted) == 0 {
 		return nil

@@ -22,9 +22,10 @@ const (
 // newest result stay current), frames only while a stream is open, so a
 // process nobody watches does not receive every camera's frames.
 type Feed struct {
-	nc      *nats.Conn
-	hub     *Hub
-	results *nats.Subscription
+	nc       *nats.Conn
+	subjects pipeline.Subjects
+	hub      *Hub
+	results  *nats.Subscription
 
 	mu     sync.Mutex
 	frames *nats.Subscription
@@ -33,12 +34,12 @@ type Feed struct {
 	bad atomic.Uint64
 }
 
-// Subscribe feeds hub from nc, whose user must be allowed to subscribe to
-// mlink.results.* and mlink.frames.* (pipeline.RoleControl is). The
-// caller closes the feed.
-func Subscribe(nc *nats.Conn, hub *Hub) (*Feed, error) {
-	f := &Feed{nc: nc, hub: hub}
-	sub, err := nc.Subscribe(pipeline.AllResults, func(m *nats.Msg) {
+// Subscribe feeds hub from nc with the results and frames of the deployment
+// named by subjects; nc's user must be allowed to subscribe to them
+// (pipeline.RoleControl is). The caller closes the feed.
+func Subscribe(nc *nats.Conn, subjects pipeline.Subjects, hub *Hub) (*Feed, error) {
+	f := &Feed{nc: nc, subjects: subjects, hub: hub}
+	sub, err := nc.Subscribe(subjects.AllResults(), func(m *nats.Msg) {
 		r, err := pipeline.Unmarshal[pipeline.Result](m.Data)
 		if err != nil {
 			f.bad.Add(1)
@@ -47,7 +48,7 @@ func Subscribe(nc *nats.Conn, hub *Hub) (*Feed, error) {
 		hub.ObserveResult(r)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("dashboard: subscribe to %s: %w (check the NATS connection, or set http.dashboard: false)", pipeline.AllResults, err)
+		return nil, fmt.Errorf("dashboard: subscribe to %s: %w (check the NATS connection, or set http.dashboard: false)", subjects.AllResults(), err)
 	}
 	f.results = sub
 	hub.onWatch(f.watch)
@@ -63,7 +64,7 @@ func (f *Feed) watch(watching bool) {
 		return
 	}
 	if watching && f.frames == nil {
-		sub, err := f.nc.Subscribe(pipeline.AllFrames, f.onFrame)
+		sub, err := f.nc.Subscribe(f.subjects.AllFrames(), f.onFrame)
 		if err == nil {
 			err = sub.SetPendingLimits(framesPendingMsgs, framesPendingBytes)
 		}

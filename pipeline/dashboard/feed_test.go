@@ -22,7 +22,7 @@ func publish(t testing.TB, pub interface {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.Publish(pipeline.ResultsSubject(r.Camera), data); err != nil {
+	if err := pub.Publish(pipeline.DefaultSubjects.Results(r.Camera), data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -38,7 +38,7 @@ func TestFeedReadsResultsAlwaysAndFramesWhileWatchedWithTheControlRole(t *testin
 	}
 	defer nc.Close()
 	hub := NewHub(Options{Cameras: []string{"plaza"}, Models: testModels})
-	feed, err := Subscribe(nc, hub)
+	feed, err := Subscribe(nc, pipeline.DefaultSubjects, hub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestFeedReadsResultsAlwaysAndFramesWhileWatchedWithTheControlRole(t *testin
 
 	frame := func(seq uint64) {
 		f := testFrame("plaza", seq, 1000)
-		if err := admin.PublishMsg(pipeline.FrameMsg(pipeline.FramesSubject("plaza"), f)); err != nil {
+		if err := admin.PublishMsg(pipeline.FrameMsg(pipeline.DefaultSubjects.Frames("plaza"), f)); err != nil {
 			t.Fatal(err)
 		}
 		admin.Flush()
@@ -70,7 +70,7 @@ func TestFeedReadsResultsAlwaysAndFramesWhileWatchedWithTheControlRole(t *testin
 	if ev.Seq != 2 || ev.Frame == nil || ev.Frame.Seq != 2 {
 		t.Fatalf("result 2 with a viewer: %+v (frame %+v)", ev, ev.Frame)
 	}
-	admin.Publish(pipeline.ResultsSubject("plaza"), []byte("not json"))
+	admin.Publish(pipeline.DefaultSubjects.Results("plaza"), []byte("not json"))
 	admin.Flush()
 	natstest.WaitFor(t, 5*time.Second, "a bad result counted", func() bool { return feed.BadMessages() == 1 })
 
@@ -157,7 +157,7 @@ func benchUpdateLatency(b *testing.B, streams int) {
 	defer nc.Close()
 	hub := NewHub(Options{Cameras: []string{"plaza"}, Models: demoModels})
 	defer hub.Close()
-	feed, err := Subscribe(nc, hub)
+	feed, err := Subscribe(nc, pipeline.DefaultSubjects, hub)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func benchUpdateLatency(b *testing.B, streams int) {
 		seq++
 		data, _ := pipeline.Marshal(demoResult("plaza", seq))
 		start := time.Now()
-		if err := pub.Publish(pipeline.ResultsSubject("plaza"), data); err != nil {
+		if err := pub.Publish(pipeline.DefaultSubjects.Results("plaza"), data); err != nil {
 			b.Fatal(err)
 		}
 		pub.Flush()

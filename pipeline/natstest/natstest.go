@@ -15,7 +15,7 @@ import (
 // test's lifetime.
 func Start(t testing.TB) *pipeline.EmbeddedServer {
 	t.Helper()
-	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20)
+	srv, err := pipeline.StartEmbedded("127.0.0.1:-1", t.TempDir(), 8<<20, pipeline.DefaultSubjects)
 	if err != nil {
 		t.Fatal(err)
 	}
