@@ -331,6 +331,11 @@ func (w *ModelWorker) publish(out *pipeline.Output) {
 	}
 }
 
+// Close releases the model instances of a worker that will not run (a
+// reload that loaded it was refused); Run closes them itself when it ends.
+// Not to be called with Run.
+func (w *ModelWorker) Close() { w.closeInstances() }
+
 func (w *ModelWorker) closeInstances() {
 	for _, b := range w.instances {
 		if err := b.Close(); err != nil {

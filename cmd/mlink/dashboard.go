@@ -17,11 +17,7 @@ func (a *app) startDashboard(s *httpd.Server, nc *nats.Conn) (*dashboard.Feed, e
 	a.mu.RLock()
 	cfg := a.cfg
 	a.mu.RUnlock()
-	models := make([]dashboard.ModelInfo, 0, len(cfg.Models))
-	for _, m := range cfg.Models {
-		models = append(models, dashboard.ModelInfo{Name: m.Name, Type: m.Output})
-	}
-	hub := dashboard.NewHub(dashboard.Options{Cameras: cameraIDs(cfg.Cameras), Models: models, Live: a.dashboardLive,
+	hub := dashboard.NewHub(dashboard.Options{Cameras: cameraIDs(cfg.Cameras), Models: dashboardModels(cfg), Live: a.dashboardLive,
 		WaitingFrames: cfg.Ingest.MaxInFlight + 1})
 	feed, err := dashboard.Subscribe(nc, a.subjects, hub)
 	if err != nil {
@@ -62,4 +58,13 @@ func cameraIDs(cams []pipeline.CameraConfig) []string {
 		ids[i] = c.ID
 	}
 	return ids
+}
+
+// dashboardModels are the models the dashboard lists, in the config's order.
+func dashboardModels(cfg *pipeline.Config) []dashboard.ModelInfo {
+	models := make([]dashboard.ModelInfo, 0, len(cfg.Models))
+	for _, m := range cfg.Models {
+		models = append(models, dashboard.ModelInfo{Name: m.Name, Type: m.Output})
+	}
+	return models
 }

@@ -276,7 +276,7 @@ func TestEndToEndAgainstExternalNATSServer(t *testing.T) {
 	for m := range cfg.Models {
 		var total int64
 		for i, w := range workers {
-			n := w.workers[m].Stats().Frames.Load()
+			n := w.liveWorkers()[m].Stats().Frames.Load()
 			if n == 0 {
 				t.Errorf("worker process %d ran no frame of %s: the queue group should share them", i, cfg.Models[m].Name)
 			}

@@ -90,7 +90,7 @@ func (a *app) addReadiness(s *httpd.Server) {
 		a.mu.RUnlock()
 		var out []string
 		for _, name := range names {
-			if err := a.failedModels[name]; err != nil {
+			if err := a.failed(name); err != nil {
 				out = append(out, fmt.Sprintf("%s could not be loaded: %v", name, err))
 			}
 		}

@@ -233,7 +233,6 @@ func (a *app) registerMetrics() {
 	if a.schedRejects != nil {
 		rejecters["scheduler"] = a.schedRejects
 	}
-	workers := a.workers
 	reg.MustRegister(metrics.NewCounterFamily("mlink_rejected_messages_total",
 		"Bus messages refused at a trust boundary (forged, out of window, unknown camera, oversized frame, ...), by stage and reason.",
 		[]string{"stage", "reason"}, func(emit metrics.Emit) {
@@ -243,7 +242,7 @@ func (a *app) registerMetrics() {
 					sums[[2]string{stage, string(reason)}] += n
 				}
 			}
-			for _, w := range workers {
+			for _, w := range a.liveWorkers() {
 				for reason, n := range w.Rejects().Snapshot() {
 					sums[[2]string{"worker", string(reason)}] += n
 				}
@@ -303,7 +302,7 @@ func (a *app) stageCounts() []stageCounts {
 			sent: float64(st.Frames.Load()), errors: float64(st.Rejected.Load() + st.FilterErrors.Load()),
 			queue: float64(sch.QueueDepth()), hasQueue: true})
 	}
-	for _, w := range a.workers {
+	for _, w := range a.liveWorkers() {
 		st := w.Stats()
 		out = append(out, stageCounts{stage: "worker " + w.Spec().Name, received: float64(st.Frames.Load() + st.Rejected.Load()), hasReceived: true,
 			sent: float64(st.Frames.Load()), errors: float64(st.Errors.Load() + st.Rejected.Load()),

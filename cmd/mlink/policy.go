@@ -22,7 +22,7 @@ func usesLinks(policy pipeline.PolicyName) bool {
 func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 	cfg := a.cfg
 	initial := map[string]scheduler.Cost{}
-	for _, w := range a.workers {
+	for _, w := range a.liveWorkers() {
 		initial[w.Spec().Name] = scheduler.Cost{Memory: w.Stats().MemoryBytes.Load()}
 	}
 	for _, m := range cfg.Models {

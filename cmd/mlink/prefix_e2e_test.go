@@ -107,7 +107,7 @@ func TestTwoDeploymentsShareOneNATSServerByPrefix(t *testing.T) {
 		// The deployment's own stream holds its results only, complete.
 		checkComplete(t, storedResults(t, apps[prefix], cfgs[prefix]), "plaza", n, cfgs[prefix].ModelNames())
 		// Its worker ran its frames only: queue groups are per prefix.
-		if got := apps[prefix].workers[0].Stats().Frames.Load(); got != int64(n) {
+		if got := apps[prefix].liveWorkers()[0].Stats().Frames.Load(); got != int64(n) {
 			t.Errorf("%s: its worker ran %d frames, want its own %d", prefix, got, n)
 		}
 	}

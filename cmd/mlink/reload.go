@@ -21,6 +21,8 @@ import (
 // cannot change live has changed, so a reload is all or nothing.
 //
 // Live: cameras (added, removed, changed: a changed camera restarts),
+// models (added, removed, changed: a changed model's new worker starts
+// before the old one stops; the scheduler restarts over the new set),
 // scheduler.* and budget.* (the scheduler stage restarts with the new
 // policy; costs measured so far are kept). Refused: everything else.
 
@@ -31,7 +33,7 @@ var errReloadRefused = errors.New("reload refused")
 // each is named by its YAML key in the refusal.
 func fixedSections(c *pipeline.Config, httpFromFlag bool) map[string]any {
 	m := map[string]any{
-		"nats": c.NATS, "log": c.Log, "ingest": c.Ingest, "models": c.Models,
+		"nats": c.NATS, "log": c.Log, "ingest": c.Ingest,
 		"merger": c.Merger, "onnx": c.ONNX, "reducto": c.Reducto,
 	}
 	if !httpFromFlag { // --http wins over the file, so the file's value is moot
@@ -43,7 +45,13 @@ func fixedSections(c *pipeline.Config, httpFromFlag bool) map[string]any {
 // reloadPlan is what a reload will do.
 type reloadPlan struct {
 	added, removed, changed []pipeline.CameraConfig
-	scheduler               bool // policy or budget changed
+	// Models added, removed and changed (their specs in the next config,
+	// or the current one for removed models); workers only where this
+	// process runs them.
+	modelsAdded, modelsRemoved, modelsChanged []*pipeline.ModelSpec
+	// models: the set of models changed (the scheduler plans another set).
+	models    bool
+	scheduler bool // policy, budget or models changed
 }
 
 func (p reloadPlan) String() string {
@@ -64,8 +72,24 @@ func (p reloadPlan) String() string {
 	if len(p.changed) > 0 {
 		parts = append(parts, "cameras restarted: "+ids(p.changed))
 	}
+	names := func(ms []*pipeline.ModelSpec) string {
+		var s []string
+		for _, m := range ms {
+			s = append(s, m.Name)
+		}
+		return strings.Join(s, ",")
+	}
+	if len(p.modelsAdded) > 0 {
+		parts = append(parts, "models added: "+names(p.modelsAdded))
+	}
+	if len(p.modelsRemoved) > 0 {
+		parts = append(parts, "models removed: "+names(p.modelsRemoved))
+	}
+	if len(p.modelsChanged) > 0 {
+		parts = append(parts, "models reloaded: "+names(p.modelsChanged))
+	}
 	if p.scheduler {
-		parts = append(parts, "scheduler restarted with the new policy/budget")
+		parts = append(parts, "scheduler restarted with the new policy/budget/models")
 	}
 	if len(parts) == 0 {
 		return "no change"
@@ -80,7 +104,7 @@ func (a *app) planReload(cur, next *pipeline.Config) (reloadPlan, error) {
 	var refused []string
 	fromFlag := a.opts.httpFlag != ""
 	now, want := fixedSections(cur, fromFlag), fixedSections(next, fromFlag)
-	for _, key := range []string{"nats", "log", "ingest", "models", "merger", "onnx", "reducto", "http"} {
+	for _, key := range []string{"nats", "log", "ingest", "merger", "onnx", "reducto", "http"} {
 		if _, ok := now[key]; ok && !reflect.DeepEqual(now[key], want[key]) {
 			refused = append(refused, key+" changed")
 		}
@@ -93,6 +117,16 @@ func (a *app) planReload(cur, next *pipeline.Config) (reloadPlan, error) {
 		case cur.Scheduler.Training != next.Scheduler.Training:
 			refused = append(refused, "scheduler.training changed: the trainer role is chosen at start")
 		}
+	}
+	p.modelsAdded, p.modelsRemoved, p.modelsChanged = diffModels(cur, next)
+	if p.models = len(p.modelsAdded)+len(p.modelsRemoved)+len(p.modelsChanged) > 0; p.models {
+		p.scheduler = p.scheduler || a.roles["scheduler"]
+		if usesLinks(next.Scheduler.Policy) && next.Scheduler.Training == pipeline.TrainingRemote && a.roles["trainer"] {
+			refused = append(refused, "models changed with scheduler.training remote: the trainer learns links over the models it started with")
+		}
+	}
+	if !a.roles["worker"] {
+		p.modelsAdded, p.modelsRemoved, p.modelsChanged = nil, nil, nil
 	}
 	if _, err := checkRoles(next, a.opts.roles); err != nil {
 		refused = append(refused, err.Error())
@@ -123,6 +157,26 @@ func (a *app) planReload(cur, next *pipeline.Config) (reloadPlan, error) {
 		return p, fmt.Errorf("%w: %s (restart mlink to apply these; nothing was changed)", errReloadRefused, strings.Join(refused, "; "))
 	}
 	return p, nil
+}
+
+// diffModels lists the models of next that cur lacks or has otherwise, and
+// those of cur that next lacks.
+func diffModels(cur, next *pipeline.Config) (added, removed, changed []*pipeline.ModelSpec) {
+	for i := range next.Models {
+		m := &next.Models[i]
+		switch o, ok := cur.Model(m.Name); {
+		case !ok:
+			added = append(added, m)
+		case !reflect.DeepEqual(*o, *m):
+			changed = append(changed, m)
+		}
+	}
+	for i := range cur.Models {
+		if _, ok := next.Model(cur.Models[i].Name); !ok {
+			removed = append(removed, &cur.Models[i])
+		}
+	}
+	return added, removed, changed
 }
 
 // reload re-reads the config and applies it. It sets the reload gauges of
@@ -157,11 +211,27 @@ func (a *app) applyReload(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// New and changed models load before anything changes: one that does
+	// not load refuses the reload whole.
+	var loaded []*workerRun
+	for _, spec := range slices.Concat(plan.modelsAdded, plan.modelsChanged) {
+		wr, err := a.loadWorker(spec)
+		if err != nil {
+			for _, l := range loaded {
+				_ = a.release(l)
+			}
+			return "", fmt.Errorf("%w: model %s does not load: %v (fix models[%s] and reload again; nothing was changed)", errReloadRefused, spec.Name, err, spec.Name)
+		}
+		loaded = append(loaded, wr)
+	}
 	a.mu.Lock()
 	a.cfg = next
 	a.mu.Unlock()
 	if a.dash != nil {
 		a.dash.SetCameras(cameraIDs(next.Cameras))
+		if plan.models {
+			a.dash.SetModels(dashboardModels(next))
+		}
 	}
 	// Cameras first: a removed camera stops publishing before the
 	// scheduler changes.
@@ -185,6 +255,24 @@ func (a *app) applyReload(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("reload: camera %s: %w", c.ID, err)
 		}
 	}
+	// A changed model's new worker runs before its old one stops (both
+	// share the model's queue group for a moment), so no frame of it finds
+	// no worker.
+	var replaced []*workerRun
+	for _, wr := range loaded {
+		old := a.worker(wr.name())
+		if err := a.runWorker(wr); err != nil {
+			return "", fmt.Errorf("reload: worker %s: %w", wr.name(), err)
+		}
+		if old != nil {
+			replaced = append(replaced, old)
+		}
+	}
+	if plan.models {
+		a.mu.Lock()
+		a.schedModels = a.loadedModels(next)
+		a.mu.Unlock()
+	}
 	if plan.scheduler {
 		// Stop, then start: two schedulers at once would plan each frame
 		// twice. Frames published in between (milliseconds) are not
@@ -202,6 +290,18 @@ func (a *app) applyReload(ctx context.Context) (string, error) {
 				a.installStoredLinks(set, a.schedModels)
 				a.mu.RUnlock()
 			}
+		}
+	}
+	// Removed models' workers stop once the new scheduler no longer plans
+	// them; each drains the frames it took.
+	for _, spec := range plan.modelsRemoved {
+		if wr := a.worker(spec.Name); wr != nil {
+			replaced = append(replaced, wr)
+		}
+	}
+	for _, wr := range replaced {
+		if err := a.stopWorker(ctx, wr); err != nil {
+			return "", fmt.Errorf("reload: %w", err)
 		}
 	}
 	b := next.Budget

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -44,7 +45,7 @@ func TestReloadBySIGHUPAndHTTPAppliesWhatCanChangeLiveAndRefusesTheRest(t *testi
 	write(second + "scheduler: {policy: skip}\nbudget: {ms_per_frame: 600}\n")
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLog(t, 60*time.Second, `"message":"config reloaded"`)
-	if log := p.stderr(); !strings.Contains(log, "cameras added: second; scheduler restarted with the new policy/budget") {
+	if log := p.stderr(); !strings.Contains(log, "cameras added: second; scheduler restarted with the new policy/budget/models") {
 		t.Errorf("the reload's log does not say it added the camera and restarted the scheduler:\n%s", log)
 	}
 	natstest.WaitFor(t, 60*time.Second, "results of the camera the reload added", func() bool {
@@ -66,16 +67,53 @@ func TestReloadBySIGHUPAndHTTPAppliesWhatCanChangeLiveAndRefusesTheRest(t *testi
 	}
 	skipFrames, _ := sample(fams, "mlink_scheduler_frames_total")
 
-	// POST /-/reload with a change that cannot be applied live: refused
-	// whole, with the reason, and the gauge says so.
-	write(strings.Replace(second, "models:\n", "models:\n  - {name: motion2, backend: opencv-mog2}\n", 1) + "scheduler: {policy: skip}\n")
+	// POST /-/reload adding a model: its worker loads and runs, and the
+	// restarted scheduler plans it.
+	withMotion2 := strings.Replace(second, "models:\n", "models:\n  - {name: motion2, backend: opencv-mog2}\n", 1)
+	write(withMotion2 + "scheduler: {policy: skip}\n")
 	resp, err := http.Post("http://"+addr+"/-/reload", "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "models added: motion2") {
+		t.Fatalf("POST /-/reload adding a model: %d %q", resp.StatusCode, body)
+	}
+	natstest.WaitFor(t, 60*time.Second, "exact outputs of the model the reload added", func() bool {
+		v, _ := sample(scrapeMetrics(t, addr), "mlink_model_outputs_total", "model", "motion2", "source", "exact")
+		return v > 0
+	})
+	if v, ok := sample(scrapeMetrics(t, addr), "mlink_stage_up", "stage", "worker motion2", "tier", tierWorker); !ok || v != 1 {
+		t.Errorf("worker motion2 up = %v (listed %v)", v, ok)
+	}
+
+	// A model that does not load refuses the reload whole: motion2 keeps
+	// running, nothing else changes.
+	corrupt := filepath.Join(t.TempDir(), "corrupt.onnx")
+	if err := os.WriteFile(corrupt, []byte("definitely not protobuf"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write(strings.Replace(withMotion2, "models:\n", "models:\n  - {name: broken, backend: onnx, decoder: count, file: "+corrupt+"}\n", 1) + "scheduler: {policy: skip}\n")
+	resp, err = http.Post("http://"+addr+"/-/reload", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "model broken does not load") || !strings.Contains(body, "nothing was changed") {
+		t.Errorf("POST /-/reload of a model that does not load: %d %q; want 400 naming it", resp.StatusCode, body)
+	}
+	if _, ok := sample(scrapeMetrics(t, addr), "mlink_stage_up", "stage", "worker broken", "tier", tierWorker); ok {
+		t.Error("the model that did not load is listed as a stage")
+	}
+
+	// POST /-/reload with a change that cannot be applied live: refused
+	// whole, with the reason, and the gauge says so.
+	write(withMotion2 + "scheduler: {policy: skip}\nmerger: {deadline: 7s}\n")
+	resp, err = http.Post("http://"+addr+"/-/reload", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	body := readAll(t, resp)
-	if resp.StatusCode != 400 || !strings.Contains(body, "models changed") || !strings.Contains(body, "restart mlink") {
-		t.Errorf("POST /-/reload of a models change: %d %q; want 400 naming the section", resp.StatusCode, body)
+	if resp.StatusCode != 400 || !strings.Contains(body, "merger changed") || !strings.Contains(body, "restart mlink") {
+		t.Errorf("POST /-/reload of a merger change: %d %q; want 400 naming the section", resp.StatusCode, body)
 	}
 	fams = scrapeMetrics(t, addr)
 	if v, _ := sample(fams, "mlink_config_last_reload_successful"); v != 0 {
@@ -94,10 +132,25 @@ func TestReloadBySIGHUPAndHTTPAppliesWhatCanChangeLiveAndRefusesTheRest(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "cameras removed: second") {
-		t.Errorf("POST /-/reload removing a camera: %d %q", resp.StatusCode, body)
+	if body := readAll(t, resp); resp.StatusCode != 200 || !strings.Contains(body, "cameras removed: second") || !strings.Contains(body, "models removed: motion2") {
+		t.Errorf("POST /-/reload removing a camera and a model: %d %q", resp.StatusCode, body)
 	}
 	fams = scrapeMetrics(t, addr)
+	if _, ok := sample(fams, "mlink_stage_up", "stage", "worker motion2", "tier", tierWorker); ok {
+		t.Error("worker motion2 still listed after its model's removal")
+	}
+	if _, ok := sample(fams, "mlink_stage_up", "stage", "nats worker-motion2", "tier", tierBus); ok {
+		t.Error("the connection watch of the removed worker still runs")
+	}
+	removedAt, _ := sample(fams, "mlink_model_outputs_total", "model", "motion2", "source", "exact")
+	before, _ := sample(fams, "mlink_results_total", "camera", "plaza", "kind", "complete")
+	natstest.WaitFor(t, 60*time.Second, "results after the model's removal", func() bool {
+		v, _ := sample(scrapeMetrics(t, addr), "mlink_results_total", "camera", "plaza", "kind", "complete")
+		return v > before+5
+	})
+	if v, _ := sample(scrapeMetrics(t, addr), "mlink_model_outputs_total", "model", "motion2", "source", "exact"); v > removedAt+1 {
+		t.Errorf("motion2 ran %v more times after its removal", v-removedAt)
+	}
 	if _, ok := sample(fams, "mlink_camera_up", "camera", "second"); ok {
 		t.Error("camera second still listed after its removal")
 	}

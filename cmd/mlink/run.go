@@ -236,7 +236,12 @@ type app struct {
 	camHandles map[string]*engine.Handle
 	ingestConn *nats.Conn
 
-	workers []*stages.ModelWorker
+	// workersMu guards workers and failedModels: a reload adds, swaps and
+	// removes model workers while the status, metrics and health read them.
+	workersMu sync.Mutex
+	workers   []*workerRun
+	// opener opens a model's backend (kept for a reload's new workers).
+	opener stages.Opener
 	// frames shares decoded frames between this process's workers.
 	frames *stages.FrameCache
 	merger *stages.Merger
@@ -253,8 +258,8 @@ type app struct {
 	control *scheduler.Controller
 	costs   *scheduler.CostModel
 	results *resultTracker
-	// failedModels are the models that could not be loaded: the pipeline
-	// runs without them rather than not at all.
+	// failedModels are the models that could not be loaded at start: the
+	// pipeline runs without them rather than not at all.
 	failedModels map[string]error
 }
 
@@ -359,30 +364,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	for _, w := range cfg.NATS.Warnings() {
 		log.Warn().Msg(w)
 	}
-	connect := func(name string) (*nats.Conn, error) {
-		// Names are "role" or "role-detail": the role is the connection's
-		// user and permissions on the bus.
-		role := pipeline.Role(strings.SplitN(name, "-", 2)[0])
-		var nc *nats.Conn
-		var err error
-		if a.srv != nil {
-			nc, err = a.srv.ConnectAs(role, "mlink-"+name)
-		} else {
-			nc, err = pipeline.ConnectRole(&cfg.NATS, role, "mlink-"+name, 10*time.Second, pipeline.WithLogger(log))
-		}
-		if err != nil {
-			return nil, err
-		}
-		a.connMu.Lock()
-		a.conns = append(a.conns, nc)
-		a.connMu.Unlock()
-		// A connection closed under a stage (the client gave up on the
-		// server) leaves that stage doing nothing: fail the process instead.
-		if _, err := a.goStage(tierBus, "nats "+name, nil, false, func(ctx context.Context) error { return watchConn(ctx, nc) }); err != nil {
-			return nil, err
-		}
-		return nc, nil
-	}
+	connect := a.connect
 
 	nc, err := connect("control")
 	if err != nil {
@@ -424,36 +406,19 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if opener == nil {
 			opener = backends.Opener(cfg, log)
 		}
+		a.opener = opener
 		// Room for every frame the cameras may have in flight, and slack for
 		// workers that lag behind.
 		a.frames = stages.NewFrameCache(max(8, 4*len(cfg.Cameras)*cfg.Ingest.MaxInFlight))
 		for i := range cfg.Models {
-			spec := &cfg.Models[i]
-			wc, err := connect("worker-" + spec.Name)
-			if err != nil {
-				return a, err
-			}
-			start := time.Now()
-			var w *stages.ModelWorker
-			load, err := scheduler.MeasureLoad(a.gpuProbe(), int64(spec.Memory), func() error {
-				var err error
-				w, err = stages.NewModelWorker(wc, spec, opener, log)
-				return err
-			})
+			wr, err := a.loadWorker(&cfg.Models[i])
 			if err != nil {
 				// A corrupt model loses that model, not the pipeline.
-				log.Error().Err(err).Str("model", spec.Name).Msg("model disabled: it could not be loaded")
-				a.failedModels[spec.Name] = err
+				log.Error().Err(err).Str("model", cfg.Models[i].Name).Msg("model disabled: it could not be loaded")
+				a.setFailed(cfg.Models[i].Name, err)
 				continue
 			}
-			w.Stats().MemoryBytes.Store(load.Memory())
-			w.UseSubjects(a.subjects)
-			w.ShareFrames(a.frames)
-			w.LimitFramePixels(cfg.Ingest.MaxFramePixels)
-			log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).
-				Int64("memory_bytes", load.Memory()).Bool("gpu_measured", load.GPUMeasured).Msg("model loaded")
-			a.workers = append(a.workers, w)
-			if _, err := a.goStage(tierWorker, "worker "+spec.Name, w.Ready(), false, w.Run); err != nil {
+			if err := a.runWorker(wr); err != nil {
 				return a, err
 			}
 		}
@@ -494,12 +459,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 		if err != nil {
 			return a, err
 		}
-		var models []string
-		for _, name := range cfg.ModelNames() {
-			if a.failedModels[name] == nil {
-				models = append(models, name)
-			}
-		}
+		models := a.loadedModels(cfg)
 		if len(models) == 0 {
 			return a, errors.New("no model could be loaded (see the errors above)")
 		}
@@ -735,6 +695,52 @@ func (a *app) resultsCaughtUp() bool {
 		}
 	}
 	return true
+}
+
+// connect opens a connection for the stage called name ("role" or
+// "role-detail": the role is the connection's user and permissions on the
+// bus), watched by a stage of its own: a connection closed under a stage
+// (the client gave up on the server) leaves that stage doing nothing, so it
+// fails the process instead.
+func (a *app) connect(name string) (*nats.Conn, error) {
+	nc, _, err := a.connectWatched(name)
+	return nc, err
+}
+
+// connectWatched is connect, with the handle of the connection's watch: a
+// reload that removes the stage stops the watch, then closes the
+// connection (closeConn).
+func (a *app) connectWatched(name string) (*nats.Conn, *engine.Handle, error) {
+	role := pipeline.Role(strings.SplitN(name, "-", 2)[0])
+	var nc *nats.Conn
+	var err error
+	if a.srv != nil {
+		nc, err = a.srv.ConnectAs(role, "mlink-"+name)
+	} else {
+		nc, err = pipeline.ConnectRole(&a.cfg.NATS, role, "mlink-"+name, 10*time.Second, pipeline.WithLogger(a.log))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	a.connMu.Lock()
+	a.conns = append(a.conns, nc)
+	a.connMu.Unlock()
+	h, err := a.goStage(tierBus, "nats "+name, nil, false, func(ctx context.Context) error { return watchConn(ctx, nc) })
+	if err != nil {
+		return nil, nil, err
+	}
+	return nc, h, nil
+}
+
+// closeConn closes the connection of a stage a reload removed (its watch
+// stopped first) and forgets it.
+func (a *app) closeConn(nc *nats.Conn) {
+	a.connMu.Lock()
+	a.conns = slices.DeleteFunc(a.conns, func(c *nats.Conn) bool { return c == nc })
+	a.connMu.Unlock()
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+	}
 }
 
 // shutdown stops the process with no deadline (tests, benchmarks).

@@ -161,9 +161,9 @@ func (a *app) statusText() string {
 	if a.sched != nil && a.reducto != nil {
 		fmt.Fprintf(&b, "reducto: %d frames filtered%s\n", a.sched.Stats().Filtered.Load(), clear)
 	}
-	if len(a.workers) > 0 {
+	if workers := a.liveWorkers(); len(workers) > 0 {
 		var parts []string
-		for _, w := range a.workers {
+		for _, w := range workers {
 			parts = append(parts, fmt.Sprintf("%s %.0fms", w.Spec().Name, w.Stats().MeanInferMS()))
 		}
 		fmt.Fprintf(&b, "models: %s%s\n", strings.Join(parts, ", "), clear)

@@ -108,7 +108,7 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if !write(func(w io.Writer) error { _, err := io.WriteString(w, "retry: 2000\n\n"); return err }) {
 		return
 	}
-	state, err := json.Marshal(State{Models: h.opts.Models, Cameras: cams, Stats: h.stats(cl)})
+	state, err := json.Marshal(State{Models: h.models(), Cameras: cams, Stats: h.stats(cl)})
 	if err != nil || !write(sseEvent{EventState, state}.writeTo) {
 		return
 	}

@@ -144,6 +144,22 @@ func (h *Hub) SetCameras(ids []string) {
 	h.opts.Cameras = slices.Clone(ids)
 }
 
+// SetModels replaces the configured models (a reload added, changed or
+// removed some): results list them from the next one on, and a page that
+// connects gets them in its first state.
+func (h *Hub) SetModels(models []ModelInfo) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.opts.Models = slices.Clone(models)
+}
+
+// models are the configured models (SetModels may change them).
+func (h *Hub) models() []ModelInfo {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.opts.Models
+}
+
 // ObserveResult takes a result: it becomes its camera's newest and goes to
 // every stream. Results of unknown cameras, and a repeat of the newest,
 // are ignored; an older seq is a camera that restarted (its seqs start
@@ -159,7 +175,7 @@ func (h *Hub) ObserveResult(r *pipeline.Result) {
 		return
 	}
 	// Built and encoded outside the lock, once for every stream.
-	ev := newResultEvent(r, h.opts.Models)
+	ev := newResultEvent(r, h.models())
 	if !h.keep(r, ev) {
 		return
 	}
@@ -338,9 +354,9 @@ func (h *Hub) Stats() HubStats {
 // State is a snapshot of the dashboard.
 func (h *Hub) State() State {
 	h.mu.Lock()
-	cams := h.camerasLocked()
+	cams, models := h.camerasLocked(), h.opts.Models
 	h.mu.Unlock()
-	return State{Models: h.opts.Models, Cameras: cams, Stats: h.stats(nil)}
+	return State{Models: models, Cameras: cams, Stats: h.stats(nil)}
 }
 
 func (h *Hub) camerasLocked() []CameraState {
