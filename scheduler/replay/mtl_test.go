@@ -1,3 +1,8 @@
+// The frames' features are decoded with gocv (stages/framefeat): this test
+// needs cgo; the rest of the package does not.
+
+//go:build cgo
+
 package replay
 
 import (
