@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"sync"
 
 	"github.com/mlink-project/mlink/pipeline"
 )
@@ -57,6 +58,8 @@ type MTL struct {
 	// labels name class outputs' classes by index (learned from the
 	// training outputs when the model's class list is unknown).
 	labels [][]string
+	// tapes are Predict's warm tapes: a warm tape allocates nothing.
+	tapes sync.Pool
 }
 
 type mtlHead struct {
@@ -110,6 +113,7 @@ func TrainMTL(models []TraceModel, samples []MTLSample, opts MTLOptions) (*MTL, 
 		return nil, fmt.Errorf("train mtl: %w", err)
 	}
 	n := &MTL{models: infos, index: map[string]int{}, opts: opts}
+	n.tapes.New = func() any { return newTape(nil) } // inference: no dropout, no randomness
 	n.featMean, n.featStd = featureStats(samples, dim)
 	rng := rand.New(rand.NewSource(opts.Seed))
 	n.w1, n.b1 = newParam("mtl.w1", opts.Hidden, dim), newBias("mtl.b1", opts.Hidden)
@@ -282,9 +286,7 @@ func (n *MTL) Inputs() int { return len(n.featMean) }
 // Predict predicts target's output on a frame from the frame's features
 // alone. For counts and detectors Value[0] is the predicted count (real
 // valued, never negative); a detector's Boxes are its set head's boxes, as
-// many as the rounded count (at most its slots). Not safe for concurrent
-// use with itself (the network is tiny; callers predict one frame at a
-// time).
+// many as the rounded count (at most its slots). Safe for concurrent use.
 func (n *MTL) Predict(target string, features []float64) (pipeline.Output, error) {
 	mi, ok := n.index[target]
 	if !ok {
@@ -294,9 +296,10 @@ func (n *MTL) Predict(target string, features []float64) (pipeline.Output, error
 		return pipeline.Output{}, fmt.Errorf("mtl: %d features, the network takes %d", len(features), len(n.featMean))
 	}
 	m, h := n.models[mi], &n.heads[mi]
-	t := newTape(nil)
+	t := n.tapes.Get().(*tape)
+	defer n.tapes.Put(t)
 	t.reset(false, false)
-	x := make([]float64, len(features))
+	x := t.mem.alloc(len(features))
 	n.normalise(features, x)
 	shared := n.forwardShared(t, x)
 	z := t.val(t.linear(h.wv, h.bv, shared))

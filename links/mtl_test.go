@@ -156,3 +156,26 @@ func TestMTLRejectsBadInput(t *testing.T) {
 		t.Error("training on frames with features of different lengths: no error")
 	}
 }
+
+// BenchmarkMTLPredict is the network's own cost per predicted model on a
+// frame of the bench's size (16×12 grey and its change: 384 features),
+// which the bench does not charge: it is far below any model's.
+func BenchmarkMTLPredict(b *testing.B) {
+	rng := rand.New(rand.NewSource(5))
+	samples := mtlFrames(40, true, rng)
+	for i := range samples {
+		f := make([]float64, 384)
+		copy(f, samples[i].Features)
+		samples[i].Features = f
+	}
+	net, err := TrainMTL(mtlModels, samples, MTLOptions{Epochs: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := net.Predict("people", samples[0].Features); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
