@@ -665,6 +665,9 @@ func (c *Config) Validate() error {
 	if !known {
 		p.add("scheduler.policy: %q is not one of %s", c.Scheduler.Policy, strings.Join(PolicyNames(), ", "))
 	}
+	if policy.BenchOnly {
+		p.add("scheduler.policy: %s is bench-only (it needs what only a replay of a recorded trace has, such as the decoded frames of its videos): compare it with mlink bench --policies %s", c.Scheduler.Policy, c.Scheduler.Policy)
+	}
 	if c.Scheduler.Period < time.Second {
 		p.add("scheduler.period: %s is too short (at least 1s)", c.Scheduler.Period)
 	}

@@ -44,6 +44,10 @@ type PolicyInfo struct {
 	Links bool
 	// TemporalLinks: the policy can use temporal links (scheduler.temporal_links).
 	TemporalLinks bool
+	// BenchOnly: the policy needs what only a replay of a recorded trace
+	// has (e.g. the decoded frames of the trace's videos), so mlink bench
+	// runs it and a live run (mlink run, validate) refuses it.
+	BenchOnly bool
 }
 
 var (

@@ -12,6 +12,7 @@ func init() {
 	RegisterPolicy(PolicyInfo{Name: "all"})
 	RegisterPolicy(PolicyInfo{Name: "standalone", Needs: NeedsBudget})
 	RegisterPolicy(PolicyInfo{Name: "skip", Needs: NeedsTimeBudget, NeedsWhy: ": skipping frames saves time, not memory"})
+	RegisterPolicy(PolicyInfo{Name: "mtl", Needs: NeedsBudget, BenchOnly: true})
 }
 
 func TestPolicyValidationFollowsTheRegisteredNeeds(t *testing.T) {
@@ -23,7 +24,8 @@ func TestPolicyValidationFollowsTheRegisteredNeeds(t *testing.T) {
 		{"standalone", "gpu_memory: 1GB", ""},
 		{"skip", "gpu_memory: 1GB", "policy skip needs a time budget (budget.ms_per_frame, or --budget 400ms): skipping frames saves time"},
 		{"skip", "ms_per_frame: 100", ""},
-		{"fastest", "", `scheduler.policy: "fastest" is not one of all, skip, standalone`},
+		{"mtl", "ms_per_frame: 100", "scheduler.policy: mtl is bench-only (it needs what only a replay of a recorded trace has, such as the decoded frames of its videos): compare it with mlink bench --policies mtl"},
+		{"fastest", "", `scheduler.policy: "fastest" is not one of all, mtl, skip, standalone`},
 	} {
 		yml := "cameras: [{id: c, source: rtsp, url: \"rtsp://127.0.0.1:8554/x\"}]\nmodels: [{name: m, backend: opencv-mog2}]\nscheduler: {policy: " + tc.policy + "}\nbudget: {" + tc.budget + "}\n"
 		_, err := ParseConfig([]byte(yml), t.TempDir())

@@ -73,6 +73,9 @@ type ControllerConfig struct {
 	CoE pipeline.CoEConfig
 	// JellyBean is policy jellybean's SLOs, variants and pools.
 	JellyBean pipeline.JellyBeanConfig
+	// Features are the frames' own features, for the policies that predict
+	// from them (PolicySpec.FrameFeatures: mtl); a replay decodes them.
+	Features FrameFeatures
 }
 
 // Selection is the controller's current decision.
@@ -194,6 +197,9 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 	}
 	if spec.Links && learner == nil && !cfg.RemoteTraining {
 		return nil, fmt.Errorf("policy %s needs a link learner", cfg.Policy)
+	}
+	if spec.FrameFeatures && cfg.Features == nil {
+		return nil, fmt.Errorf("policy %s predicts from the frames themselves and needs their features, which only a replay of a trace has (use mlink bench)", cfg.Policy)
 	}
 	if cfg.HealthTimeout == 0 {
 		cfg.HealthTimeout = 3 * time.Second
@@ -615,13 +621,7 @@ func (c *Controller) TrainerStats() *TrainerStats {
 // calls it; with RemoteTraining the application does, for each link set
 // the trainer role publishes.
 func (c *Controller) InstallLinks(l Links) {
-	c.mu.Lock()
-	c.predictor = l.Predictor
-	hook := c.onPredictor
-	c.mu.Unlock()
-	if hook != nil {
-		hook(l.Predictor)
-	}
+	c.installPredictor(l.Predictor)
 	if l.Reason == "active" || l.Reason == "turns" {
 		return // the same evidence: nothing to re-select
 	}
@@ -639,6 +639,17 @@ func (c *Controller) InstallLinks(l Links) {
 	}
 	c.recordAgreement(l.Evidence)
 	c.reselectWith(l.Evidence, at, l.Reason)
+}
+
+// installPredictor switches the predictors to p.
+func (c *Controller) installPredictor(p Predictor) {
+	c.mu.Lock()
+	c.predictor = p
+	hook := c.onPredictor
+	c.mu.Unlock()
+	if hook != nil {
+		hook(p)
+	}
 }
 
 // agreementMeasurer is a scheme that measures the accuracy of the models

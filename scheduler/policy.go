@@ -73,6 +73,10 @@ type Scheme interface {
 // its scheme is made.
 type PolicySpec struct {
 	pipeline.PolicyInfo
+	// FrameFeatures: the scheme predicts from the frames themselves, so
+	// its controller needs ControllerConfig.Features (a replay's decoded
+	// frames).
+	FrameFeatures bool
 	// New makes the scheme for one controller.
 	New func(cfg ControllerConfig) Scheme
 }

@@ -29,8 +29,15 @@ func TestEveryRegisteredPolicyRuns(t *testing.T) {
 		if spec.Links {
 			learner = &tableLearner{}
 		}
-		c, err := NewController(ControllerConfig{Policy: name, Models: models, Budget: Budget{MS: 10}, Period: time.Minute,
-			ProfileShare: 0.1, BootstrapFrames: 10, HoldOut: 0.3, TuneFrames: 1}, learner, nil, zerolog.Nop())
+		cfg := ControllerConfig{Policy: name, Models: models, Budget: Budget{MS: 10}, Period: time.Minute,
+			ProfileShare: 0.1, BootstrapFrames: 10, HoldOut: 0.3, TuneFrames: 1}
+		if spec.FrameFeatures {
+			if _, err := NewController(cfg, learner, nil, zerolog.Nop()); err == nil {
+				t.Errorf("%s predicts from frames: a controller without their features must be refused", name)
+			}
+			cfg.Features = func(string, uint64) ([]float64, error) { return []float64{0.5}, nil }
+		}
+		c, err := NewController(cfg, learner, nil, zerolog.Nop())
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

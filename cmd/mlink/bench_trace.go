@@ -18,6 +18,7 @@ import (
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/scheduler/replay"
 	"github.com/mlink-project/mlink/scheduler/report"
+	"github.com/mlink-project/mlink/stages/framefeat"
 	"github.com/mlink-project/mlink/stages/reducto"
 )
 
@@ -396,6 +397,21 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			o.policies = slices.DeleteFunc(slices.Clone(o.policies), timed)
 		}
 	}
+	// The policies that predict from the frames themselves (mtl) get the
+	// trace's videos decoded once, for every budget.
+	var features scheduler.FrameFeatures
+	if slices.ContainsFunc(o.policies, needsFrames) {
+		table, err := framefeat.ForVideos(tr.Header.Videos, framefeat.DefaultSize)
+		switch {
+		case err != nil && o.policiesGiven:
+			return nil, fmt.Errorf("bench: %w", err)
+		case err != nil:
+			fmt.Fprintf(progress, "bench: skipping the policies that look at the frames: %v\n", err)
+			o.policies = slices.DeleteFunc(slices.Clone(o.policies), needsFrames)
+		default:
+			features = table.Features
+		}
+	}
 	// The cascades matter only to coe: a config made for another trace
 	// (-c with a model zoo, a vtest trace) must not stop the other rows.
 	var coe pipeline.CoEConfig
@@ -449,6 +465,9 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 					}
 					opts := base
 					opts.Learner = learners[usesTemporalLinks(policy)]
+					if needsFrames(policy) {
+						opts.Features = features
+					}
 					if policy != benchAll {
 						opts.Budget = b // all ignores budgets; its row has none
 						if opts.Budget.MS > 0 {
@@ -508,6 +527,13 @@ func benchOne(opts replay.Options, policy string, tr *replay.Trace, sims *reduct
 func usesTemporalLinks(policy string) bool {
 	info, _ := pipeline.LookupPolicy(pipeline.PolicyName(policy))
 	return info.TemporalLinks
+}
+
+// needsFrames: the policy predicts from the frames themselves (the
+// replay hands it the decoded frames' features).
+func needsFrames(policy string) bool {
+	spec, _ := scheduler.LookupPolicy(scheduler.PolicyName(policy))
+	return spec.FrameFeatures
 }
 
 // reductoUnavailable says why Reducto cannot replay the trace ("" when

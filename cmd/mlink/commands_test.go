@@ -127,6 +127,20 @@ func TestCLIValidateAConfigExitsZero(t *testing.T) {
 	}
 }
 
+// A bench-only policy (mtl) is refused live, with the command that runs it.
+func TestCLIRunRefusesABenchOnlyPolicy(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "v.avi"), []byte("x"), 0o644)
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("cameras: [{id: a, source: file, url: v.avi}]\nmodels: [{name: motion, backend: opencv-mog2}]\n"), 0o644)
+	for _, cmd := range []string{"validate", "run"} {
+		code, _, errOut := mlinkCLI(t, cmd, "-c", path, "--policy", "mtl", "--budget", "40ms")
+		if code == 0 || !strings.Contains(errOut, "mtl is bench-only") || !strings.Contains(errOut, "mlink bench --policies mtl") {
+			t.Errorf("mlink %s --policy mtl: exit %d, stderr %q; want a refusal naming mlink bench", cmd, code, errOut)
+		}
+	}
+}
+
 // TestUsageIsGeneratedFromTheCommandTable checks the usage lists every
 // command with its synopsis, and the policies the config accepts.
 func TestUsageIsGeneratedFromTheCommandTable(t *testing.T) {

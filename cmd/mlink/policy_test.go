@@ -36,7 +36,12 @@ func TestEveryRegisteredPolicyIsValidatedBenchedAndDocumented(t *testing.T) {
 	for _, p := range policies {
 		name := string(p)
 		cf := configFlags{path: cfgPath, policy: name}
-		if _, err := cf.load(); err != nil {
+		_, err := cf.load()
+		info, _ := pipeline.LookupPolicy(p)
+		switch {
+		case info.BenchOnly && (err == nil || !strings.Contains(err.Error(), "bench-only") || !strings.Contains(err.Error(), "mlink bench")):
+			t.Errorf("%s is bench-only: a live config with it gives %v, want an error saying so and pointing to mlink bench", name, err)
+		case !info.BenchOnly && err != nil:
 			t.Errorf("%s: config with a time budget does not validate: %v", name, err)
 		}
 		if !strings.Contains(usageText, name) {

@@ -32,6 +32,13 @@ type TemporalPredictor interface {
 	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
 }
 
+// FramePredictor predicts from the frame itself, named by its camera and
+// seq, not from other models' outputs (a replay's MTL network over the
+// decoded frame): it needs no executed model on the frame.
+type FramePredictor interface {
+	PredictFrame(target, camera string, seq uint64, exact map[string]*pipeline.Output) (pipeline.Output, error)
+}
+
 // Last is one camera's latest exact output per model, as of the frames
 // assembled so far (frames of a camera are assembled in seq order), and
 // the exact output before it (the motion the tracker carries boxes along).
@@ -172,9 +179,10 @@ func Request(plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last)
 	return req
 }
 
-// Predict predicts one target of req with p: with the temporal links when
-// req carries the target's last exact output from an earlier frame (and p
-// has temporal links), else with its ensemble over req.Exact. The result
+// Predict predicts one target of req with p: from the frame itself when p
+// is a FramePredictor; with the temporal links when req carries the
+// target's last exact output from an earlier frame (and p has temporal
+// links), else with its ensemble over req.Exact. The result
 // is never nil: a prediction that cannot be made or fails is an error
 // output, so the frame still completes.
 func Predict(p Predictor, req *pipeline.PredictRequest, target string) *pipeline.Output {
@@ -194,7 +202,10 @@ func predict(p Predictor, req *pipeline.PredictRequest, target string) (pipeline
 	var err error
 	last := req.Last[target]
 	tp, temporal := p.(TemporalPredictor)
+	fp, frame := p.(FramePredictor)
 	switch {
+	case frame:
+		out, err = fp.PredictFrame(target, req.Camera, req.Seq, req.Exact)
 	case temporal && last != nil && last.Seq < req.Seq:
 		// Temporal links may predict from last alone when no source ran.
 		out, err = tp.PredictTemporal(target, req.Exact, last, float64(req.Seq-last.Seq))

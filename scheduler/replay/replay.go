@@ -66,6 +66,10 @@ type Options struct {
 	// FilterProfiles, if set, tells the frames the filter profiled (sent
 	// whole to learn from): they are scored as profiled frames.
 	FilterProfiles func(camera string, seq uint64) bool
+	// Features, if set, gives each frame's own features (its downsampled
+	// pixels, decoded from the trace's videos) to the policies that
+	// predict from them (scheduler.PolicySpec.FrameFeatures: mtl).
+	Features scheduler.FrameFeatures
 	// Name overrides the policy's name in the row (e.g. "reducto+mlink").
 	Name string
 	// Importance weighs outputs (policy dcta).
@@ -341,6 +345,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		Importance:      opts.Importance,
 		CoE:             opts.CoE,
 		JellyBean:       opts.JellyBean,
+		Features:        opts.Features,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, err
