@@ -73,6 +73,9 @@ type ControllerConfig struct {
 	CoE pipeline.CoEConfig
 	// JellyBean is policy jellybean's SLOs, variants and pools.
 	JellyBean pipeline.JellyBeanConfig
+	// Seed seeds a policy's random choices (drls/random's order), so that a
+	// replay is deterministic.
+	Seed int64
 }
 
 // Selection is the controller's current decision.
