@@ -217,7 +217,7 @@ type SchedulerConfig struct {
 	// HoldOut is the share of profiled frames kept out of training to
 	// measure link accuracy.
 	HoldOut float64 `yaml:"hold_out"`
-	// Seed makes link training deterministic.
+	// Seed makes link training and drls/random's order deterministic.
 	Seed int64 `yaml:"seed"`
 	// Training is where links are trained: "local" (in the scheduler's
 	// process) or "remote" (by the trainer role, from the profiled results

@@ -76,6 +76,9 @@ type ControllerConfig struct {
 	// Features are the frames' own features, for the policies that predict
 	// from them (PolicySpec.FrameFeatures: mtl); a replay decodes them.
 	Features FrameFeatures
+	// Seed seeds a policy's random choices (drls/random's order), so that a
+	// replay is deterministic.
+	Seed int64
 }
 
 // Selection is the controller's current decision.

@@ -126,7 +126,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	period := fs.Duration("period", 20*time.Second, "re-profiling period of the mlink policies (media time)")
 	share := fs.Float64("profile-share", 0.05, "share of each period profiled with every model")
 	train := fs.Float64("train-share", 0.1, "share of the trace (first, by time) profiled to train the first links")
-	seed := fs.Int64("seed", 1, "seed of link training")
+	seed := fs.Int64("seed", 1, "seed of link training and of drls/random's order")
 	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	turns := fs.Int("turn-batch", 0, "fine-tune the links on every N frames on which a rotating model ran on its turn (0: off)")
@@ -446,7 +446,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe, JellyBean: o.jellybean}
+			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe, JellyBean: o.jellybean, Seed: o.seed}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {

@@ -83,6 +83,8 @@ type Options struct {
 	CoE pipeline.CoEConfig
 	// JellyBean is policy jellybean's SLOs, variants and pools.
 	JellyBean pipeline.JellyBeanConfig
+	// Seed seeds the policy's random choices (drls/random).
+	Seed int64
 }
 
 // Trace is a loaded trace.
@@ -346,6 +348,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		CoE:             opts.CoE,
 		JellyBean:       opts.JellyBean,
 		Features:        opts.Features,
+		Seed:            opts.Seed,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/natstest"
+	"github.com/mlink-project/mlink/scheduler"
+)
+
+// drls live: past its bootstrap (every model on the frames the budget's
+// books afford) it plans frames on which not every model runs, the
+// learned order choosing which; every result has every model, and a
+// reused output is the model's last exact one.
+func TestEndToEndDRLS(t *testing.T) {
+	cfg := demoConfig(t, "motion", "face_blazeface", "lines", "fullbody")
+	cfg.Cameras[0].Loop = true
+	cfg.Scheduler.Policy = scheduler.PolicyDRLS
+	cfg.Scheduler.BootstrapFrames = 16 // the fewest the controller takes
+	cfg.Budget.MSPerFrame = 80         // under the four models' ~250 ms
+	var mu sync.Mutex
+	var results []*pipeline.Result
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.shutdown()
+	// planned counts the frames planned past the bootstrap: some model
+	// runs and not every one.
+	planned := func() int {
+		n := 0
+		for _, r := range results {
+			if !r.Plan.Profiling && len(r.Plan.Exact) > 0 && len(r.Plan.Exact) < len(cfg.Models) {
+				n++
+			}
+		}
+		return n
+	}
+	natstest.WaitFor(t, 3*time.Minute, "30 frames planned by the learned order", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return planned() >= 30
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	lastExact := map[string]uint64{}
+	for _, r := range results {
+		for _, m := range cfg.Models {
+			o := r.Outputs[m.Name]
+			if o == nil {
+				t.Fatalf("frame %d has no %s output (partial %v)", r.Seq, m.Name, r.Partial)
+			}
+			switch o.Source {
+			case pipeline.SourceExact:
+				lastExact[m.Name] = r.Seq
+			case pipeline.SourceReused:
+				if o.FromSeq != lastExact[m.Name] {
+					t.Errorf("frame %d: %s reused from %d, its last exact output is from %d", r.Seq, m.Name, o.FromSeq, lastExact[m.Name])
+				}
+			default:
+				t.Errorf("frame %d: %s is %s: drls predicts nothing", r.Seq, m.Name, o.Source)
+			}
+		}
+	}
+	t.Logf("%d results, %d planned by the learned order", len(results), planned())
+}
