@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,27 +24,15 @@ func TestEndToEndDCTASharesOneBudgetByImportance(t *testing.T) {
 	cfg.Scheduler.Policy = "dcta"
 	cfg.Scheduler.Importance = map[string]float64{"plaza": 5}
 	cfg.Budget.MSPerFrame = 40 // under the four models' ~250 ms: not every model fits on both cameras
-	var mu sync.Mutex
-	var results []*pipeline.Result
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
-		mu.Lock()
-		results = append(results, r)
-		mu.Unlock()
-	}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.shutdown()
+	a, c := startCollecting(t, cfg, 4*time.Minute)
 	natstest.WaitFor(t, 3*time.Minute, "40 frames after both cameras are allocated", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		sel := a.control.Selection()
-		return sel != nil && len(sel.PerCamera) == 2 && len(results) >= 80
+		return sel != nil && len(sel.PerCamera) == 2 && len(c.results) >= 80
 	})
-	mu.Lock()
-	defer mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	sel := a.control.Selection()
 	t.Logf("selection: %s", sel)
 	for _, m := range sel.PerCamera["yard"] {
@@ -58,7 +44,7 @@ func TestEndToEndDCTASharesOneBudgetByImportance(t *testing.T) {
 		t.Errorf("every model runs on both cameras within %g ms per frame: %v", cfg.Budget.MSPerFrame, sel.PerCamera)
 	}
 	lastExact := map[string]uint64{}
-	for _, r := range results {
+	for _, r := range c.results {
 		for _, m := range cfg.Models {
 			o := r.Outputs[m.Name]
 			if o == nil {

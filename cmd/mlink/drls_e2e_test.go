@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,24 +19,12 @@ func TestEndToEndDRLS(t *testing.T) {
 	cfg.Scheduler.Policy = scheduler.PolicyDRLS
 	cfg.Scheduler.BootstrapFrames = 16 // the fewest the controller takes
 	cfg.Budget.MSPerFrame = 80         // under the four models' ~250 ms
-	var mu sync.Mutex
-	var results []*pipeline.Result
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
-		mu.Lock()
-		results = append(results, r)
-		mu.Unlock()
-	}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.shutdown()
+	_, c := startCollecting(t, cfg, 4*time.Minute)
 	// planned counts the frames planned past the bootstrap: some model
 	// runs and not every one.
 	planned := func() int {
 		n := 0
-		for _, r := range results {
+		for _, r := range c.results {
 			if !r.Plan.Profiling && len(r.Plan.Exact) > 0 && len(r.Plan.Exact) < len(cfg.Models) {
 				n++
 			}
@@ -46,14 +32,14 @@ func TestEndToEndDRLS(t *testing.T) {
 		return n
 	}
 	natstest.WaitFor(t, 3*time.Minute, "30 frames planned by the learned order", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		return planned() >= 30
 	})
-	mu.Lock()
-	defer mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	lastExact := map[string]uint64{}
-	for _, r := range results {
+	for _, r := range c.results {
 		for _, m := range cfg.Models {
 			o := r.Outputs[m.Name]
 			if o == nil {
@@ -71,5 +57,5 @@ func TestEndToEndDRLS(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d results, %d planned by the learned order", len(results), planned())
+	t.Logf("%d results, %d planned by the learned order", len(c.results), planned())
 }

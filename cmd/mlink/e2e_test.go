@@ -86,6 +86,32 @@ func runToCompletion(t *testing.T, cfg *pipeline.Config, maxFrames int) (*app, [
 	return a, storedResults(t, a, cfg)
 }
 
+// collected are the results a test's pipeline emitted, in order.
+type collected struct {
+	mu      sync.Mutex
+	results []*pipeline.Result
+}
+
+// startCollecting starts cfg's whole pipeline in this process and collects
+// every result it emits; the pipeline stops when the test ends, or after
+// timeout.
+func startCollecting(t *testing.T, cfg *pipeline.Config, timeout time.Duration) (*app, *collected) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	c := &collected{}
+	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
+		c.mu.Lock()
+		c.results = append(c.results, r)
+		c.mu.Unlock()
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.shutdown)
+	return a, c
+}
+
 // storedResults reads every result from the JetStream stream, as a
 // subscriber that was away would.
 func storedResults(t *testing.T, a *app, cfg *pipeline.Config) []*pipeline.Result {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,29 +33,17 @@ func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var results []*pipeline.Result
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
-		mu.Lock()
-		results = append(results, r)
-		mu.Unlock()
-	}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.shutdown()
+	a, c := startCollecting(t, cfg, 2*time.Minute)
 	natstest.WaitFor(t, time.Minute, "the jellybean selection", func() bool { return a.control.Selection() != nil })
-	mu.Lock()
-	from := uint64(len(results)) + 10 // frames in flight were planned before it
-	mu.Unlock()
+	c.mu.Lock()
+	from := uint64(len(c.results)) + 10 // frames in flight were planned before it
+	c.mu.Unlock()
 	var served []*pipeline.Result
 	natstest.WaitFor(t, time.Minute, "20 frames served by the selection", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		served = served[:0]
-		for _, r := range results {
+		for _, r := range c.results {
 			if r.Seq > from && !r.Plan.Profiling {
 				served = append(served, r)
 			}
@@ -78,8 +64,8 @@ func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 	if !slices.Contains(sel.Exact, run) || !slices.Contains(sel.Predicted, other) || !slices.Contains(sel.Exact, "face_blazeface") {
 		t.Fatalf("selection %s: want %s and face_blazeface run, %s predicted", sel, run, other)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, r := range served[:20] {
 		if len(r.Plan.Exact) == len(cfg.Models) {
 			t.Errorf("#%d runs every model past the bootstrap: %v", r.Seq, r.Plan.Exact)

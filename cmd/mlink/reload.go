@@ -56,38 +56,24 @@ type reloadPlan struct {
 
 func (p reloadPlan) String() string {
 	var parts []string
-	ids := func(cs []pipeline.CameraConfig) string {
-		var s []string
-		for _, c := range cs {
-			s = append(s, c.ID)
+	add := func(what string, names []string) {
+		if len(names) > 0 {
+			parts = append(parts, what+": "+strings.Join(names, ","))
 		}
-		return strings.Join(s, ",")
 	}
-	if len(p.added) > 0 {
-		parts = append(parts, "cameras added: "+ids(p.added))
-	}
-	if len(p.removed) > 0 {
-		parts = append(parts, "cameras removed: "+ids(p.removed))
-	}
-	if len(p.changed) > 0 {
-		parts = append(parts, "cameras restarted: "+ids(p.changed))
-	}
-	names := func(ms []*pipeline.ModelSpec) string {
-		var s []string
+	modelNames := func(ms []*pipeline.ModelSpec) []string {
+		var out []string
 		for _, m := range ms {
-			s = append(s, m.Name)
+			out = append(out, m.Name)
 		}
-		return strings.Join(s, ",")
+		return out
 	}
-	if len(p.modelsAdded) > 0 {
-		parts = append(parts, "models added: "+names(p.modelsAdded))
-	}
-	if len(p.modelsRemoved) > 0 {
-		parts = append(parts, "models removed: "+names(p.modelsRemoved))
-	}
-	if len(p.modelsChanged) > 0 {
-		parts = append(parts, "models reloaded: "+names(p.modelsChanged))
-	}
+	add("cameras added", cameraIDs(p.added))
+	add("cameras removed", cameraIDs(p.removed))
+	add("cameras restarted", cameraIDs(p.changed))
+	add("models added", modelNames(p.modelsAdded))
+	add("models removed", modelNames(p.modelsRemoved))
+	add("models reloaded", modelNames(p.modelsChanged))
 	if p.scheduler {
 		parts = append(parts, "scheduler restarted with the new policy/budget/models")
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,26 +17,14 @@ func TestEndToEndSkipPerModel(t *testing.T) {
 	cfg.Cameras[0].Loop = true
 	cfg.Scheduler.Policy = "skip-per-model"
 	cfg.Budget.MSPerFrame = 80 // under the four models' ~250 ms: fullbody cannot run on every frame
-	var mu sync.Mutex
-	var results []*pipeline.Result
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
-		mu.Lock()
-		results = append(results, r)
-		mu.Unlock()
-	}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.shutdown()
+	a, c := startCollecting(t, cfg, 4*time.Minute)
 	natstest.WaitFor(t, 3*time.Minute, "60 frames after the intervals are set", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return a.control.Selection() != nil && len(results) >= 62
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return a.control.Selection() != nil && len(c.results) >= 62
 	})
-	mu.Lock()
-	defer mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	sel := a.control.Selection()
 	t.Logf("selection: %s", sel)
 	if k := sel.Every["fullbody"]; k < 2 {
@@ -46,7 +32,7 @@ func TestEndToEndSkipPerModel(t *testing.T) {
 	}
 	lastExact := map[string]uint64{}
 	fullbodyRuns, planned := 0, 0
-	for _, r := range results {
+	for _, r := range c.results {
 		for _, m := range cfg.Models {
 			o := r.Outputs[m.Name]
 			if o == nil {
