@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/pipeline/natstest"
 	"github.com/mlink-project/mlink/scheduler"
 )
@@ -38,24 +37,6 @@ func TestEndToEndDRLS(t *testing.T) {
 	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	lastExact := map[string]uint64{}
-	for _, r := range c.results {
-		for _, m := range cfg.Models {
-			o := r.Outputs[m.Name]
-			if o == nil {
-				t.Fatalf("frame %d has no %s output (partial %v)", r.Seq, m.Name, r.Partial)
-			}
-			switch o.Source {
-			case pipeline.SourceExact:
-				lastExact[m.Name] = r.Seq
-			case pipeline.SourceReused:
-				if o.FromSeq != lastExact[m.Name] {
-					t.Errorf("frame %d: %s reused from %d, its last exact output is from %d", r.Seq, m.Name, o.FromSeq, lastExact[m.Name])
-				}
-			default:
-				t.Errorf("frame %d: %s is %s: drls predicts nothing", r.Seq, m.Name, o.Source)
-			}
-		}
-	}
+	checkExactOrLastReused(t, c.results, cfg, "drls")
 	t.Logf("%d results, %d planned by the learned order", len(c.results), planned())
 }

@@ -112,6 +112,32 @@ func startCollecting(t *testing.T, cfg *pipeline.Config, timeout time.Duration) 
 	return a, c
 }
 
+// checkExactOrLastReused asserts that every result carries every model's
+// output and that each output is either exact or its model's last exact
+// output reused: what a policy that predicts nothing may produce.
+func checkExactOrLastReused(t *testing.T, results []*pipeline.Result, cfg *pipeline.Config, policy string) {
+	t.Helper()
+	lastExact := map[string]uint64{}
+	for _, r := range results {
+		for _, m := range cfg.Models {
+			o := r.Outputs[m.Name]
+			if o == nil {
+				t.Fatalf("frame %d has no %s output (partial %v)", r.Seq, m.Name, r.Partial)
+			}
+			switch o.Source {
+			case pipeline.SourceExact:
+				lastExact[m.Name] = r.Seq
+			case pipeline.SourceReused:
+				if o.FromSeq != lastExact[m.Name] {
+					t.Errorf("frame %d: %s reused from %d, its last exact output is from %d", r.Seq, m.Name, o.FromSeq, lastExact[m.Name])
+				}
+			default:
+				t.Errorf("frame %d: %s is %s: %s predicts nothing", r.Seq, m.Name, o.Source, policy)
+			}
+		}
+	}
+}
+
 // storedResults reads every result from the JetStream stream, as a
 // subscriber that was away would.
 func storedResults(t *testing.T, a *app, cfg *pipeline.Config) []*pipeline.Result {

@@ -30,25 +30,9 @@ func TestEndToEndSkipPerModel(t *testing.T) {
 	if k := sel.Every["fullbody"]; k < 2 {
 		t.Fatalf("fullbody every %d frames under an 80 ms budget", k)
 	}
-	lastExact := map[string]uint64{}
+	checkExactOrLastReused(t, c.results, cfg, "skipping")
 	fullbodyRuns, planned := 0, 0
 	for _, r := range c.results {
-		for _, m := range cfg.Models {
-			o := r.Outputs[m.Name]
-			if o == nil {
-				t.Fatalf("frame %d has no %s output (partial %v)", r.Seq, m.Name, r.Partial)
-			}
-			switch o.Source {
-			case pipeline.SourceExact:
-				lastExact[m.Name] = r.Seq
-			case pipeline.SourceReused:
-				if o.FromSeq != lastExact[m.Name] {
-					t.Errorf("frame %d: %s reused from %d, its last exact output is from %d", r.Seq, m.Name, o.FromSeq, lastExact[m.Name])
-				}
-			default:
-				t.Errorf("frame %d: %s is %s: skipping predicts nothing", r.Seq, m.Name, o.Source)
-			}
-		}
 		if r.Plan.Profiling {
 			continue
 		}
