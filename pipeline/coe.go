@@ -74,6 +74,10 @@ type CascadeTier struct {
 	// the tier to answer. In a config 0 means "choose it on the validation
 	// frames" from ThetaCandidates; in a plan it is the one chosen.
 	Theta float64 `yaml:"theta" json:"theta"`
+	// Pool is the worker pool the tier's models run on (a declared pool;
+	// empty: the unpooled workers). Tiers go up, never down: a tier's pool
+	// is at the tier (edge, hub, cloud) of the one before or above.
+	Pool string `yaml:"pool" json:"pool,omitempty"`
 }
 
 // Members lists every model of the cascade, tier by tier.
@@ -104,7 +108,7 @@ func (c *Cascade) AgreeKind() AgreeKind {
 // validate reports every problem of the cascades against the configured
 // models; a model may be in one cascade only, once (one output cannot have
 // two answers).
-func (cfg *CoEConfig) validate(p *problems, models []string) {
+func (cfg *CoEConfig) validate(p *problems, models []string, pools []WorkerPool) {
 	tasks := map[string]bool{}
 	owner := map[string]string{}
 	for i, c := range cfg.Cascades {
@@ -134,8 +138,18 @@ func (cfg *CoEConfig) validate(p *problems, models []string) {
 		if len(c.Tiers) < 2 {
 			p.add("%s.tiers: a cascade needs at least two tiers (cheap ones first, the final one last), got %d", where, len(c.Tiers))
 		}
+		lowest := 0 // the tier index the cascade's pools have reached
 		for ti, t := range c.Tiers {
 			tw := fmt.Sprintf("%s.tiers[%d]", where, ti)
+			if t.Pool != "" {
+				if pool, ok := findPool(pools, t.Pool); !ok {
+					p.add("%s.pool: %q is not a declared pool (declare it under pools)", tw, t.Pool)
+				} else if ix := TierIndex(pool.Tier); ix >= 0 && ix < lowest {
+					p.add("%s.pool: %s is at tier %s, below an earlier tier's pool: a cascade's frames go up the tiers, never down", tw, t.Pool, pool.Tier)
+				} else if ix > lowest {
+					lowest = ix
+				}
+			}
 			if len(t.Models) == 0 {
 				p.add("%s.models: a tier needs at least one model", tw)
 			}
@@ -162,30 +176,31 @@ func (cfg *CoEConfig) validate(p *problems, models []string) {
 }
 
 // Validate reports every problem of the cascades against models at once.
-func (cfg *CoEConfig) Validate(models []string) error {
+func (cfg *CoEConfig) Validate(models []string, pools []WorkerPool) error {
 	var p problems
-	cfg.validate(&p, models)
+	cfg.validate(&p, models, pools)
 	return p.err()
 }
 
 // ReadCoEConfig reads a config file's scheduler.coe alone: the bench takes
 // a trace's cascades from the trace's profiling config, whose cameras and
 // model files need not exist where the bench runs. The cascades are not
-// validated here (Validate, against the trace's models).
-func ReadCoEConfig(path string) (CoEConfig, error) {
+// validated here (Validate, against the trace's models and these pools).
+func ReadCoEConfig(path string) (CoEConfig, []WorkerPool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return CoEConfig{}, fmt.Errorf("read cascades: %w", err)
+		return CoEConfig{}, nil, fmt.Errorf("read cascades: %w", err)
 	}
 	var doc struct {
+		Pools     []WorkerPool `yaml:"pools"`
 		Scheduler struct {
 			CoE CoEConfig `yaml:"coe"`
 		} `yaml:"scheduler"`
 	}
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return CoEConfig{}, fmt.Errorf("cascades in %s: %w (fix scheduler.coe)", path, err)
+		return CoEConfig{}, nil, fmt.Errorf("cascades in %s: %w (fix scheduler.coe and pools)", path, err)
 	}
-	return doc.Scheduler.CoE, nil
+	return doc.Scheduler.CoE, doc.Pools, nil
 }
 
 // Escalation asks the scheduler to run more models on a frame it planned:

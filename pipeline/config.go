@@ -19,11 +19,14 @@ import (
 // Config is the whole of mlink's configuration: one flat file, flags
 // override it (see cmd/mlink).
 type Config struct {
-	NATS      NATSConfig      `yaml:"nats"`
-	Log       LogConfig       `yaml:"log"`
-	Ingest    IngestConfig    `yaml:"ingest"`
-	Cameras   []CameraConfig  `yaml:"cameras"`
-	Models    []ModelSpec     `yaml:"models"`
+	NATS    NATSConfig     `yaml:"nats"`
+	Log     LogConfig      `yaml:"log"`
+	Ingest  IngestConfig   `yaml:"ingest"`
+	Cameras []CameraConfig `yaml:"cameras"`
+	Models  []ModelSpec    `yaml:"models"`
+	// Pools are the worker pools models may run on (pipeline/pools.go):
+	// policy jellybean places its variants on them, policy coe its tiers.
+	Pools     []WorkerPool    `yaml:"pools"`
 	Scheduler SchedulerConfig `yaml:"scheduler"`
 	Budget    BudgetConfig    `yaml:"budget"`
 	Merger    MergerConfig    `yaml:"merger"`
@@ -258,7 +261,7 @@ type SchedulerConfig struct {
 	Importance map[string]float64 `yaml:"importance"`
 	// CoE declares policy coe's cascades of ensembles (pipeline/coe.go).
 	CoE CoEConfig `yaml:"coe"`
-	// JellyBean is policy jellybean's SLOs, variants and worker pools.
+	// JellyBean is policy jellybean's SLOs and variants.
 	JellyBean JellyBeanConfig `yaml:"jellybean"`
 }
 
@@ -705,7 +708,8 @@ func (c *Config) Validate() error {
 		p.add("budget.time_mode: %q is not one of mean, cap", c.Budget.TimeMode)
 	}
 	c.validateImportance(&p)
-	c.Scheduler.CoE.validate(&p, c.ModelNames())
+	c.validatePools(&p)
+	c.Scheduler.CoE.validate(&p, c.ModelNames(), c.Pools)
 	c.validateJellyBean(&p)
 	switch policy.Needs {
 	case NeedsTimeBudget:

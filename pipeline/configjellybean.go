@@ -1,17 +1,15 @@
 package pipeline
 
 import (
-	"fmt"
 	"math"
 	"slices"
-	"strings"
 )
 
 // JellyBeanConfig is scheduler.jellybean: what policy jellybean (Wu et al.,
 // VLDB 2023) plans against — the SLOs, the variants that can serve each
 // task, and the worker pools with their prices. Every field may be left
 // out: without variants each model is its own task (run it or not), and
-// without pools the plan is priced at nothing.
+// without pools (the top-level section) the plan is priced at nothing.
 type JellyBeanConfig struct {
 	SLO JellyBeanSLO `yaml:"slo"`
 	// Variants lists, per task, the models that can serve it; the first is
@@ -19,8 +17,6 @@ type JellyBeanConfig struct {
 	// others' accuracy is measured on the profiling frames. A model is a
 	// variant of one task at most; a model in none is a task of its own.
 	Variants map[string][]string `yaml:"variants"`
-	// Pools are the worker pools a plan may place models on.
-	Pools []WorkerPool `yaml:"pools"`
 	// FrameBytes is what one frame costs on a cross-tier link (the camera
 	// is at the edge); OutputBytes what one model's output does (default
 	// 100KB and 2KB).
@@ -40,27 +36,6 @@ type JellyBeanSLO struct {
 	// Variants, or a model that is a task of its own).
 	Tasks map[string]float64 `yaml:"tasks"`
 }
-
-// WorkerPool is a pool of identical workers at one tier.
-type WorkerPool struct {
-	Name string `yaml:"name"`
-	// Tier is edge, hub or cloud: data flows that way only.
-	Tier string `yaml:"tier"`
-	// PricePerHour is one worker's price.
-	PricePerHour float64 `yaml:"price_per_hour"`
-	// Workers is how many workers the pool has (its capacity).
-	Workers int `yaml:"workers"`
-	// Speed is one worker's throughput relative to the machine the model
-	// costs were measured on (default 1: a worker keeps up with 1000/ms
-	// frames per second of a model measured at ms).
-	Speed float64 `yaml:"speed"`
-	// LinkPricePerGB is the price of the bytes sent into this pool from a
-	// lower tier (frames, and outputs on their way to the results).
-	LinkPricePerGB float64 `yaml:"link_price_per_gb"`
-}
-
-// Tiers are the worker tiers, in the order data may flow.
-var Tiers = []string{"edge", "hub", "cloud"}
 
 // validateJellyBean checks scheduler.jellybean even when the policy is not
 // jellybean, so that switching to it never reveals old mistakes.
@@ -109,33 +84,6 @@ func (c *Config) validateJellyBean(p *problems) {
 		}
 		if v := jb.SLO.Tasks[task]; !(v >= 0 && v <= 1) {
 			p.add("%s.slo.tasks.%s: must be within [0,1], got %g", at, task, v)
-		}
-	}
-	names := map[string]bool{}
-	for i, pool := range jb.Pools {
-		where := fmt.Sprintf("%s.pools[%d]", at, i)
-		if pool.Name != "" {
-			where = fmt.Sprintf("%s.pools[%d] (%s)", at, i, pool.Name)
-		}
-		if err := ValidName(pool.Name); err != nil {
-			p.add("%s.name: %v", where, err)
-		} else if names[pool.Name] {
-			p.add("%s.name: duplicate pool name", where)
-		}
-		names[pool.Name] = true
-		if !slices.Contains(Tiers, pool.Tier) {
-			p.add("%s.tier: %q is not one of %s", where, pool.Tier, strings.Join(Tiers, ", "))
-		}
-		if pool.Workers < 1 {
-			p.add("%s.workers: must be at least 1, got %d", where, pool.Workers)
-		}
-		for _, f := range []struct {
-			name string
-			v    float64
-		}{{"price_per_hour", pool.PricePerHour}, {"speed", pool.Speed}, {"link_price_per_gb", pool.LinkPricePerGB}} {
-			if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
-				p.add("%s.%s: must be a number ≥ 0, got %g", where, f.name, f.v)
-			}
 		}
 	}
 	if jb.FrameBytes < 0 || jb.OutputBytes < 0 {

@@ -13,13 +13,13 @@ models: [{name: hog, backend: opencv-hog}, {name: hog_960, backend: opencv-hog},
 
 func TestJellyBeanConfigParses(t *testing.T) {
 	cfg, err := ParseConfig([]byte(jellybeanModels+`
+pools:
+  - {name: box, tier: edge, price_per_hour: 0.05, workers: 2}
+  - {name: gpu, tier: cloud, price_per_hour: 1.2, workers: 4, speed: 6, link_price_per_gb: 0.09}
 scheduler:
   jellybean:
     slo: {throughput_fps: 10, accuracy: 0.8, tasks: {people: 0.75, motion: 0.5}}
     variants: {people: [hog, hog_960]}
-    pools:
-      - {name: box, tier: edge, price_per_hour: 0.05, workers: 2}
-      - {name: gpu, tier: cloud, price_per_hour: 1.2, workers: 4, speed: 6, link_price_per_gb: 0.09}
     frame_bytes: 80KB
 `), "")
 	if err != nil {
@@ -27,7 +27,7 @@ scheduler:
 	}
 	jb := cfg.Scheduler.JellyBean
 	if jb.SLO.ThroughputFPS != 10 || jb.SLO.Tasks["people"] != 0.75 || len(jb.Variants["people"]) != 2 ||
-		len(jb.Pools) != 2 || jb.Pools[1].Speed != 6 || jb.FrameBytes != 80<<10 {
+		len(cfg.Pools) != 2 || cfg.Pools[1].Speed != 6 || jb.FrameBytes != 80<<10 {
 		t.Errorf("parsed as %+v", jb)
 	}
 }
@@ -39,9 +39,9 @@ scheduler:
   jellybean:
     slo: {throughput_fps: -1, accuracy: 1.5, tasks: {nobody: 0.5, people: 2}}
     variants: {people: [hog, yolo, hog], faces: [], motion2: [motion], also: [motion]}
-    pools:
-      - {name: box, tier: fog, price_per_hour: -1, workers: 0}
-      - {name: box, tier: edge, workers: 1, speed: -2, link_price_per_gb: -0.1}
+pools:
+  - {name: box, tier: fog, price_per_hour: -1, workers: 0}
+  - {name: box, tier: edge, workers: 1, speed: -2, link_price_per_gb: -0.1}
 `), "")
 	var ce *ConfigError
 	if !errors.As(err, &ce) {

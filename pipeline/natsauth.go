@@ -288,14 +288,14 @@ func RolePermissions(r Role, s Subjects) Permissions {
 		return Permissions{Publish: []string{s.Frames(any1)}, Subscribe: []string{s.Results(any1)}}
 	case RoleScheduler:
 		return Permissions{
-			Publish: []string{s.Plan(any1), s.Infer(any1)},
+			Publish: []string{s.Plan(any1), s.Infer(any1), s.InferOn(any1, any2)},
 			// Escalations re-send a kept frame to a cascade's next tier.
 			Subscribe: []string{s.AllFrames(), s.AllResults(), s.AllHealth(), s.AllEscalations()},
 		}
 	case RoleWorker:
 		return Permissions{
 			Publish:   []string{s.Outputs(any1, any2), s.Health(any1)},
-			Subscribe: []string{s.Infer(any1)},
+			Subscribe: []string{s.Infer(any1), s.InferOn(any1, any2)},
 		}
 	case RolePredictor:
 		// The predicted models' outputs go to the merger like a worker's.

@@ -43,6 +43,27 @@ func (s Subjects) Infer(model string) string { return s.prefix() + ".infer." + m
 // group share the model's frames.
 func (s Subjects) InferQueue(model string) string { return s.prefix() + "-workers-" + model }
 
+// InferOn carries frames to the workers of one model in one worker pool
+// (mlink run --pool): the scheduler sends a model's frames there when its
+// policy placed the model on the pool (Plan.Pools).
+func (s Subjects) InferOn(pool, model string) string {
+	return s.prefix() + ".infer." + pool + "." + model
+}
+
+// InferQueueOn is the queue group of a model's workers in one pool.
+func (s Subjects) InferQueueOn(pool, model string) string {
+	return s.prefix() + "-workers-" + pool + "-" + model
+}
+
+// InferFor is where a frame for model goes: its pool's subject, or the
+// unpooled workers' when pool is empty.
+func (s Subjects) InferFor(pool, model string) string {
+	if pool == "" {
+		return s.Infer(model)
+	}
+	return s.InferOn(pool, model)
+}
+
 // Outputs carries one model's outputs for one camera.
 func (s Subjects) Outputs(camera, model string) string {
 	return s.prefix() + ".outputs." + camera + "." + model

@@ -206,6 +206,10 @@ type Plan struct {
 	// next tier (assemble.Escalations, Escalate; they move to Exact). Each
 	// cascade's Output is answered by the tier that agreed (assemble.Answers).
 	Cascades []Cascade `json:"cascades,omitempty"`
+	// Pools maps the models a frame may execute to the worker pool it is
+	// sent to (Subjects.InferOn); a model not in it goes to the unpooled
+	// workers (Subjects.Infer).
+	Pools map[string]string `json:"pools,omitempty"`
 }
 
 // FollowLink is a delta link of Plan.Follow: the executed detector whose
@@ -262,9 +266,11 @@ const (
 // mlink.health.<model>. The scheduler predicts a model whose workers are
 // all silent or stuck, and runs it again when one is back.
 type Heartbeat struct {
-	Model  string    `json:"model"`
-	Worker string    `json:"worker"`
-	At     time.Time `json:"at"`
+	Model  string `json:"model"`
+	Worker string `json:"worker"`
+	// Pool is the worker pool the worker serves ("": unpooled).
+	Pool string    `json:"pool,omitempty"`
+	At   time.Time `json:"at"`
 	// Frames is the number of frames the worker has finished; Queued the
 	// frames waiting. A worker with frames queued and no progress is stuck.
 	Frames int64 `json:"frames"`

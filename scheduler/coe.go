@@ -263,10 +263,32 @@ func (s *coeScheme) Select(c *Controller, _ SetEvidence, costs map[string]Cost, 
 			}
 		}
 	}
+	sel.Placement = tierPlacement(s.cascades)
 	if chosen == nil {
 		sel.Reason = " (validating the cascades)"
 	}
 	return sel
+}
+
+// tierPlacement places each cascade member on its tier's pool (all of its
+// frames); members of tiers without a pool run on the unpooled workers.
+// Dropped tiers keep their pools: validation frames run them.
+func tierPlacement(cascades []pipeline.Cascade) map[string][]Share {
+	var out map[string][]Share
+	for _, c := range cascades {
+		for _, t := range c.Tiers {
+			if t.Pool == "" {
+				continue
+			}
+			if out == nil {
+				out = map[string][]Share{}
+			}
+			for _, m := range t.Models {
+				out[m] = []Share{{Pool: t.Pool, Fraction: 1}}
+			}
+		}
+	}
+	return out
 }
 
 func (s *coeScheme) Plan(c *Controller, f FrameInfo, index int64, now time.Time, plan pipeline.Plan) pipeline.Plan {

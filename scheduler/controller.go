@@ -71,8 +71,11 @@ type ControllerConfig struct {
 	Importance Importance
 	// CoE holds policy coe's cascades (scheduler.coe).
 	CoE pipeline.CoEConfig
-	// JellyBean is policy jellybean's SLOs, variants and pools.
+	// JellyBean is policy jellybean's SLOs and variants.
 	JellyBean pipeline.JellyBeanConfig
+	// Pools are the worker pools (the config's pools section) jellybean
+	// places models on and coe's tiers name.
+	Pools []pipeline.WorkerPool
 	// Features are the frames' own features, for the policies that predict
 	// from them (PolicySpec.FrameFeatures: mtl); a replay decodes them.
 	Features FrameFeatures
@@ -112,6 +115,10 @@ type Selection struct {
 	// PerCamera (dcta) is what runs on each camera's frames; Exact is then
 	// every model run on some camera.
 	PerCamera map[string][]string
+	// Placement maps models to the worker pools that run them (jellybean's
+	// placement, coe's tier pools): Controller.route sends each model's
+	// frames there, in the shares' proportions. nil: the unpooled workers.
+	Placement map[string][]Share
 
 	phases map[string]int
 	// solvedMS are the costs the selection was solved with (dcta re-solves
@@ -150,11 +157,16 @@ type Controller struct {
 	// books charge every planned frame's executions against the budget.
 	books budgetBooks
 
-	mu          sync.Mutex
-	predictor   Predictor
-	sampleNext  map[string]bool // cameras whose next frame active sampling wants
-	selection   atomic.Pointer[Selection]
-	health      map[string]*modelHealth
+	mu         sync.Mutex
+	predictor  Predictor
+	sampleNext map[string]bool // cameras whose next frame active sampling wants
+	selection  atomic.Pointer[Selection]
+	health     map[string]*modelHealth
+	// pools is the health of each model's workers per pool ("": the
+	// unpooled ones); pooledHeard: some worker of a pool has been heard.
+	pools       map[string]map[string]*modelHealth
+	pooledHeard atomic.Bool
+	router      poolRouter
 	stats       ControllerStats
 	onPredictor func(Predictor)
 }
@@ -169,6 +181,9 @@ type ControllerStats struct {
 	// frames (sum and count of per-model accuracies).
 	agreeSum atomic.Uint64 // micro-units
 	agreeN   atomic.Int64
+	// PoolFallbacks counts models sent elsewhere than their placement
+	// pool because its workers were not answering (route).
+	PoolFallbacks atomic.Int64
 }
 
 // MeasuredAccuracy is the mean accuracy of predictions measured on the
@@ -214,7 +229,7 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		costs = NewCostModel(nil)
 	}
 	c := &Controller{cfg: cfg, spec: spec, scheme: spec.New(cfg), costs: costs, log: pipeline.Component(log, "controller"),
-		health: map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{},
+		health: map[string]*modelHealth{}, pools: map[string]map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{},
 		profiledCam: map[string]bool{}}
 	if spec.Links && cfg.ActiveShare > 0 {
 		c.sampler = NewActiveSampler(cfg.ActiveShare)
@@ -267,7 +282,9 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	c.frameIndex[f.Camera] = index + 1
 	c.steps.observe(f.Camera, f.Seq)
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: string(c.cfg.Policy)}
-	return c.scheme.Plan(c, f, index, now, plan)
+	plan = c.scheme.Plan(c, f, index, now, plan)
+	c.route(&plan)
+	return plan
 }
 
 // planWithLinks is the link policies' plan: profiling frames (the cold
@@ -432,14 +449,7 @@ func (c *Controller) healthyLocked(model string) bool {
 		return true
 	}
 	// Heartbeats are wall-clock events, unlike frames' capture times.
-	wall := time.Now()
-	if wall.Sub(h.lastBeat) > c.cfg.HealthTimeout {
-		return false
-	}
-	if h.queued > 0 && wall.Sub(h.lastProgress) > c.cfg.HealthTimeout {
-		return false
-	}
-	return true
+	return h.alive(time.Now(), c.cfg.HealthTimeout)
 }
 
 // costsKnown reports whether every model's cost has been measured in time
@@ -487,9 +497,24 @@ func (c *Controller) ObserveHeartbeat(hb *pipeline.Heartbeat) {
 		h = &modelHealth{}
 		c.health[hb.Model] = h
 	}
-	h.lastBeat, h.queued, h.lastProgress = time.Now(), hb.Queued, hb.LastProgress
-	if hb.LastProgress.IsZero() || hb.LastProgress.Unix() <= 0 {
-		h.lastProgress = time.Now()
+	byPool := c.pools[hb.Model]
+	if byPool == nil {
+		byPool = map[string]*modelHealth{}
+		c.pools[hb.Model] = byPool
+	}
+	ph := byPool[hb.Pool]
+	if ph == nil {
+		ph = &modelHealth{}
+		byPool[hb.Pool] = ph
+	}
+	if hb.Pool != "" {
+		c.pooledHeard.Store(true)
+	}
+	for _, h := range []*modelHealth{h, ph} {
+		h.lastBeat, h.queued, h.lastProgress = time.Now(), hb.Queued, hb.LastProgress
+		if hb.LastProgress.IsZero() || hb.LastProgress.Unix() <= 0 {
+			h.lastProgress = time.Now()
+		}
 	}
 	if hb.MemoryBytes > 0 && c.costs != nil {
 		c.costs.SetMemory(hb.Model, hb.MemoryBytes)

@@ -22,6 +22,9 @@ const keptFrames = 64
 type keptFrame struct {
 	frame   *pipeline.Frame
 	pending []string
+	// pools are the plan's pools (Plan.Pools): a later tier runs where
+	// the plan placed it.
+	pools map[string]string
 }
 
 // keep remembers a frame the merger may escalate to its cascades' later
@@ -35,7 +38,7 @@ func (s *Scheduler) keep(f *pipeline.Frame, plan *pipeline.Plan) {
 			}
 		}
 	}
-	q := append(s.kept[f.Camera], &keptFrame{frame: f, pending: later})
+	q := append(s.kept[f.Camera], &keptFrame{frame: f, pending: later, pools: plan.Pools})
 	if len(q) > keptFrames {
 		q = slices.Delete(q, 0, len(q)-keptFrames)
 	}
@@ -70,10 +73,11 @@ func (s *Scheduler) escalate(msg *nats.Msg) error {
 	}
 	for _, m := range e.Models {
 		k.pending = slices.DeleteFunc(k.pending, func(p string) bool { return p == m })
-		if err := s.nc.PublishMsg(pipeline.FrameMsg(s.subjects.Infer(m), k.frame)); err != nil {
+		if err := s.nc.PublishMsg(pipeline.FrameMsg(s.subjects.InferFor(k.pools[m], m), k.frame)); err != nil {
 			return fmt.Errorf("escalation of %s/%d: publish frame to %s: %w", camera, e.Seq, m, err)
 		}
 		s.stats.EscalatedBytes.Add(int64(len(k.frame.JPEG)))
+		s.stats.sentToPool(k.pools[m], len(k.frame.JPEG))
 	}
 	s.stats.Escalations.Add(1)
 	s.stats.Executions.Add(int64(len(e.Models)))

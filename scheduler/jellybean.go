@@ -17,7 +17,7 @@ func init() {
 	register(PolicySpec{
 		PolicyInfo: pipeline.PolicyInfo{Name: PolicyJellyBean, Rank: 55, Links: true,
 			Summary: "JellyBean: per task the cheapest variants meeting the SLOs (scheduler.jellybean), beam search then tier-by-tier placement on priced worker pools; the task's other variants predicted from the one run"},
-		New: func(cfg ControllerConfig) Scheme { return &jellybeanScheme{cfg: cfg.JellyBean} },
+		New: func(cfg ControllerConfig) Scheme { return &jellybeanScheme{cfg: cfg.JellyBean, pools: cfg.Pools} },
 	})
 }
 
@@ -44,11 +44,12 @@ const (
 // exceeds, or when no plan meets the SLOs, the plan is instead the most
 // accurate within the budget (a multiple-choice knapsack: per task one
 // variant or none; a task not run reuses its last exact outputs), and the
-// selection's reason says so. Placement is computed and reported, not
-// enforced: every model's workers are one queue group today.
+// selection's reason says so. The placement is enforced: the controller
+// routes each model's frames to the pools it was placed on (Controller.route).
 type jellybeanScheme struct {
-	cfg  pipeline.JellyBeanConfig
-	last atomic.Pointer[JellyPlan]
+	cfg   pipeline.JellyBeanConfig
+	pools []pipeline.WorkerPool
+	last  atomic.Pointer[JellyPlan]
 }
 
 // JellyPlan is jellybean's decision, for the logs, the status and tests.
@@ -161,7 +162,7 @@ func jellybeanTasks(models []string, cfg pipeline.JellyBeanConfig, costs map[str
 // each placed and priced, the cheapest that the pools can carry. Without
 // pools nothing is priced and the cheapest candidate per frame wins. An
 // *SLOError says which SLO no plan meets and the best achievable.
-func PlanJellyBean(tasks []Task, cfg pipeline.JellyBeanConfig, k int) (*JellyPlan, error) {
+func PlanJellyBean(tasks []Task, cfg pipeline.JellyBeanConfig, pools []pipeline.WorkerPool, k int) (*JellyPlan, error) {
 	cands, err := BeamSearch(tasks, cfg.SLO.Accuracy, k)
 	if err != nil {
 		return nil, err
@@ -170,8 +171,8 @@ func PlanJellyBean(tasks []Task, cfg pipeline.JellyBeanConfig, k int) (*JellyPla
 	var placeErr error
 	for _, a := range cands {
 		p := jellyPlanOf(tasks, a, nil)
-		if len(cfg.Pools) > 0 {
-			if p.Placement, err = Place(p.operators(tasks, cfg), cfg.Pools, jellyDemand(cfg)); err != nil {
+		if len(pools) > 0 {
+			if p.Placement, err = Place(p.operators(tasks, cfg), pools, jellyDemand(cfg)); err != nil {
 				if placeErr == nil {
 					placeErr = err // the cheapest candidate's
 				}
@@ -313,7 +314,7 @@ func (e jellyEvidence) unrun(t Task) float64 {
 // worth of all outputs — each output counts, as each is one a user gets —
 // by the multiple-choice knapsack solver. The plan is placed at the rates
 // it serves, if it can be.
-func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[string]Cost, b Budget, ev jellyEvidence) *JellyPlan {
+func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, pools []pipeline.WorkerPool, costs map[string]Cost, b Budget, ev jellyEvidence) *JellyPlan {
 	var items []KnapsackItem
 	type choice struct{ task, variant, k int }
 	var choices []choice
@@ -366,9 +367,9 @@ func mostAccurateWithin(tasks []Task, cfg pipeline.JellyBeanConfig, costs map[st
 	if outputs > 0 {
 		p.Accuracy = worth / float64(outputs) // the outputs' mean worth
 	}
-	if len(cfg.Pools) > 0 {
+	if len(pools) > 0 {
 		var err error
-		if p.Placement, err = Place(p.operators(tasks, cfg), cfg.Pools, jellyDemand(cfg)); err == nil {
+		if p.Placement, err = Place(p.operators(tasks, cfg), pools, jellyDemand(cfg)); err == nil {
 			p.Placed = true
 		} else {
 			p.Refusal = err
@@ -390,17 +391,17 @@ func (s *jellybeanScheme) Select(c *Controller, ev SetEvidence, costs map[string
 		je.reused = c.streamEvidence(ev).ReuseAccuracy
 	}
 	tasks := jellybeanTasks(models, s.cfg, costs, je.predicted)
-	plan, err := PlanJellyBean(tasks, s.cfg, BeamWidth)
+	plan, err := PlanJellyBean(tasks, s.cfg, s.pools, BeamWidth)
 	note := ""
 	switch {
 	case err != nil:
-		plan = mostAccurateWithin(tasks, s.cfg, costs, b, je)
+		plan = mostAccurateWithin(tasks, s.cfg, s.pools, costs, b, je)
 		plan.Refusal = err
 		note = fmt.Sprintf("refused: %v; running the most accurate plan within the budget instead", err)
 		c.log.Warn().Err(err).Msg("jellybean: no plan meets the SLOs")
 	case !b.Fits(sum(costs, plan.models())):
 		slo := plan
-		plan = mostAccurateWithin(tasks, s.cfg, costs, b, je)
+		plan = mostAccurateWithin(tasks, s.cfg, s.pools, costs, b, je)
 		plan.OverBudget = true
 		note = fmt.Sprintf("the SLO plan (%s) exceeds the budget %s: the most accurate plan within it, SLOs not met", slo, b)
 	}
@@ -448,6 +449,9 @@ func (s *jellybeanScheme) Select(c *Controller, ev SetEvidence, costs map[string
 	}
 	sel.Expected = worth / float64(max(1, len(models)))
 	sel.phases, _ = staggerPhases(models, sel.Every, costs)
+	if plan.Placed {
+		sel.Placement = plan.Placement.Shares
+	}
 	sel.Reason = " (jellybean: " + plan.String()
 	if note != "" {
 		sel.Reason += "; " + note

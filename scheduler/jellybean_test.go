@@ -104,7 +104,7 @@ func TestUnmeetableSLOsAreRefusedByName(t *testing.T) {
 	if !ok || e.SLO != "throughput_fps" || math.Abs(e.Best-20) > 1e-6 || !strings.Contains(err.Error(), "SLO throughput_fps 30 cannot be met: the best achievable is 20") {
 		t.Errorf("throughput: got %v", err)
 	}
-	_, err = PlanJellyBean(tasks, pipeline.JellyBeanConfig{SLO: pipeline.JellyBeanSLO{ThroughputFPS: 30}, Pools: pools}, BeamWidth)
+	_, err = PlanJellyBean(tasks, pipeline.JellyBeanConfig{SLO: pipeline.JellyBeanSLO{ThroughputFPS: 30}}, pools, BeamWidth)
 	if e, ok := AsSLOError(err); !ok || e.SLO != "throughput_fps" {
 		t.Errorf("plan over the pools' throughput: got %v", err)
 	}
@@ -186,19 +186,17 @@ func TestPlanJellyBeanPicksTheCheapestPlacedCandidate(t *testing.T) {
 		{Name: "people", Target: 0.8, Variants: []Variant{{"hog", 300, 1}, {"hog_960", 120, 0.85}, {"fullbody", 160, 0.9}}},
 		{Name: "faces", Variants: []Variant{{"blaze", 5, 1}}},
 	}
-	cfg := pipeline.JellyBeanConfig{
-		SLO: pipeline.JellyBeanSLO{ThroughputFPS: 10},
-		Pools: []pipeline.WorkerPool{
-			{Name: "nuc", Tier: "edge", PricePerHour: 0.3, Workers: 1, Speed: 1.5},
-			{Name: "pi", Tier: "edge", PricePerHour: 0.05, Workers: 6, Speed: 0.5},
-		},
+	cfg := pipeline.JellyBeanConfig{SLO: pipeline.JellyBeanSLO{ThroughputFPS: 10}}
+	pools := []pipeline.WorkerPool{
+		{Name: "nuc", Tier: "edge", PricePerHour: 0.3, Workers: 1, Speed: 1.5},
+		{Name: "pi", Tier: "edge", PricePerHour: 0.05, Workers: 6, Speed: 0.5},
 	}
 	for _, tc := range []struct {
 		k       int
 		people  string
 		perHour float64
 	}{{1, "hog_960", 0.35}, {BeamWidth, "fullbody", 0.25}} {
-		p, err := PlanJellyBean(tasks, cfg, tc.k)
+		p, err := PlanJellyBean(tasks, cfg, pools, tc.k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +207,7 @@ func TestPlanJellyBeanPicksTheCheapestPlacedCandidate(t *testing.T) {
 			t.Errorf("K=%d: $%.4f/h, want $%.2f", tc.k, p.Placement.PerHour, tc.perHour)
 		}
 	}
-	p, _ := PlanJellyBean(tasks, cfg, BeamWidth)
+	p, _ := PlanJellyBean(tasks, cfg, pools, BeamWidth)
 	if !strings.Contains(p.String(), "people=fullbody@pi faces=blaze@pi") || !strings.HasPrefix(p.String(), "$0.250/h") {
 		t.Errorf("plan renders as %q", p)
 	}
@@ -217,10 +215,10 @@ func TestPlanJellyBeanPicksTheCheapestPlacedCandidate(t *testing.T) {
 
 // jellybeanController is a jellybean controller over models (links
 // arrive from elsewhere: no learner needed).
-func jellybeanController(t *testing.T, models []string, cfg pipeline.JellyBeanConfig) *Controller {
+func jellybeanController(t *testing.T, models []string, cfg pipeline.JellyBeanConfig, pools []pipeline.WorkerPool) *Controller {
 	t.Helper()
 	c, err := NewController(ControllerConfig{Policy: PolicyJellyBean, Models: models, Period: time.Hour,
-		RemoteTraining: true, JellyBean: cfg}, nil, nil, zerolog.Nop())
+		RemoteTraining: true, JellyBean: cfg, Pools: pools}, nil, nil, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +243,7 @@ func TestJellyBeanSelection(t *testing.T) {
 		SLO:      pipeline.JellyBeanSLO{Tasks: map[string]float64{"people": 0.75, "faces": 0.85}},
 		Variants: map[string][]string{"people": {"hog", "hog_960"}, "faces": {"haar", "haar_fast"}},
 	}
-	c := jellybeanController(t, models, cfg)
+	c := jellybeanController(t, models, cfg, nil)
 	s := c.scheme
 	sel := s.Select(c, ev, costs, Budget{})
 	if want := []string{"hog_960", "haar_fast", "motion"}; !slices.Equal(sel.Exact, want) {
@@ -276,8 +274,7 @@ func TestJellyBeanSelection(t *testing.T) {
 	// the throughput. Three workers at speed 1, one a model, keep up with
 	// the cheapest plan at 2.5 fps at most (haar_fast's 400 ms).
 	cfg.SLO.ThroughputFPS = 10
-	cfg.Pools = []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.1, Workers: 3}}
-	c = jellybeanController(t, models, cfg)
+	c = jellybeanController(t, models, cfg, []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.1, Workers: 3}})
 	sel = c.scheme.Select(c, ev, costs, Budget{MS: 2000})
 	if !strings.Contains(sel.Reason, "refused: SLO throughput_fps 10 cannot be met: the best achievable is 2.5 fps") {
 		t.Errorf("reason %q does not refuse the throughput SLO with the best achievable", sel.Reason)
@@ -292,7 +289,7 @@ func TestJellyBeanSelection(t *testing.T) {
 func TestJellyBeanWithoutVariantsRunsModelsOrNot(t *testing.T) {
 	models := []string{"a", "b", "c"}
 	costs := map[string]Cost{"a": {MS: 100}, "b": {MS: 60}, "c": {MS: 50}}
-	c := jellybeanController(t, models, pipeline.JellyBeanConfig{})
+	c := jellybeanController(t, models, pipeline.JellyBeanConfig{}, nil)
 	ev := reuseMatrix{matrix: matrix{}}
 	if sel := c.scheme.Select(c, ev, costs, Budget{}); !slices.Equal(sel.Exact, models) {
 		t.Errorf("no budget: exact %v, want every model", sel.Exact)

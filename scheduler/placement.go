@@ -104,7 +104,7 @@ func Place(ops []Operator, pools []pipeline.WorkerPool, d Demand) (Placement, er
 		total += p.Workers
 	}
 	return Placement{}, &SLOError{SLO: "throughput_fps", Want: d.FPS, Best: lo,
-		Detail: fmt.Sprintf(" fps with the pools' %d workers for %s: add workers to scheduler.jellybean.pools, or lower scheduler.jellybean.slo.throughput_fps", total, strings.Join(opModels(ops), ", "))}
+		Detail: fmt.Sprintf(" fps with the pools' %d workers for %s: add workers to the pools (the top-level section), or lower scheduler.jellybean.slo.throughput_fps", total, strings.Join(opModels(ops), ", "))}
 }
 
 func opModels(ops []Operator) []string {

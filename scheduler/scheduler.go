@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -57,6 +58,42 @@ type Stats struct {
 	// communication a tier on other workers costs.
 	Escalations    atomic.Int64
 	EscalatedBytes atomic.Int64
+
+	poolMu sync.Mutex
+	pools  map[string]*PoolTraffic
+}
+
+// PoolTraffic is what the scheduler sent to one worker pool's workers
+// ("": the unpooled ones): frames (one per model execution) and their
+// JPEG bytes.
+type PoolTraffic struct {
+	Frames, Bytes int64
+}
+
+func (st *Stats) sentToPool(pool string, bytes int) {
+	st.poolMu.Lock()
+	defer st.poolMu.Unlock()
+	if st.pools == nil {
+		st.pools = map[string]*PoolTraffic{}
+	}
+	t := st.pools[pool]
+	if t == nil {
+		t = &PoolTraffic{}
+		st.pools[pool] = t
+	}
+	t.Frames++
+	t.Bytes += int64(bytes)
+}
+
+// Pools is the traffic sent to each pool so far.
+func (st *Stats) Pools() map[string]PoolTraffic {
+	st.poolMu.Lock()
+	defer st.poolMu.Unlock()
+	out := make(map[string]PoolTraffic, len(st.pools))
+	for p, t := range st.pools {
+		out[p] = *t
+	}
+	return out
 }
 
 // New creates a scheduler; Run starts it.
@@ -320,9 +357,11 @@ func (s *Scheduler) route(msg *nats.Msg) error {
 	}
 	f.Profiling = plan.Profiling
 	for _, model := range plan.Exact {
-		if err := s.nc.PublishMsg(pipeline.FrameMsg(s.subjects.Infer(model), f)); err != nil {
+		pool := plan.Pools[model]
+		if err := s.nc.PublishMsg(pipeline.FrameMsg(s.subjects.InferFor(pool, model), f)); err != nil {
 			return fmt.Errorf("publish frame to %s: %w", model, err)
 		}
+		s.stats.sentToPool(pool, len(f.JPEG))
 	}
 	if len(plan.Cascades) > 0 {
 		s.keep(f, &plan)

@@ -27,13 +27,13 @@ func TestLivePipelineMatchesTheReplayUnderCoE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cascades, err := pipeline.ReadCoEConfig("../testdata/traces/vtest-zoo.yaml")
+	cascades, pools, err := pipeline.ReadCoEConfig("../testdata/traces/vtest-zoo.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr := &replay.Trace{Header: full.Header, Records: full.Records[:coeReplayFrames]}
 	opts := replay.Options{Policy: string(scheduler.PolicyCoE), Budget: replay.BudgetAtShare(tr.Costs(), "ms", 1.0/3),
-		FPS: tr.Header.FPS, TrainShare: 0.1, Period: 10 * time.Second, ProfileShare: 0.05, HoldOut: 0.3, TuneFrames: 10, CoE: cascades, Log: zerolog.Nop()}
+		FPS: tr.Header.FPS, TrainShare: 0.1, Period: 10 * time.Second, ProfileShare: 0.05, HoldOut: 0.3, TuneFrames: 10, CoE: cascades, Pools: pools, Log: zerolog.Nop()}
 	var want []*pipeline.Result
 	opts.OnResult = func(r *pipeline.Result) { want = append(want, r) }
 	if _, err := replay.Run(tr, opts); err != nil {

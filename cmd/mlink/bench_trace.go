@@ -79,9 +79,10 @@ type benchTraceOptions struct {
 	// -c gave them.
 	cascadesFrom string
 	cascades     *pipeline.CoEConfig
-	// jellybean is policy jellybean's SLOs, variants and pools (the
-	// config's scheduler.jellybean).
+	// jellybean is policy jellybean's SLOs and variants (the config's
+	// scheduler.jellybean); pools the config's worker pools.
 	jellybean pipeline.JellyBeanConfig
+	pools     []pipeline.WorkerPool
 }
 
 func cmdBenchTrace(args []string) error {
@@ -169,6 +170,7 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			o.importance = sc.Importance
 			o.cascades = &sc.CoE
 			o.jellybean = sc.JellyBean
+			o.pools = cfg.Pools
 		}
 		o.cascadesFrom = *cascades
 		var problems []error
@@ -446,7 +448,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
 			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, HoldOut: o.holdOut,
-			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe, JellyBean: o.jellybean, Seed: o.seed}
+			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe, JellyBean: o.jellybean, Pools: o.pools, Seed: o.seed}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes
 		if o.unit == "memory" {
@@ -623,13 +625,14 @@ func benchCascades(o benchTraceOptions, tr *replay.Trace) (pipeline.CoEConfig, e
 			from = beside
 		}
 	}
+	pools := o.pools
 	if from != "" {
 		var err error
-		if cfg, err = pipeline.ReadCoEConfig(from); err != nil {
+		if cfg, pools, err = pipeline.ReadCoEConfig(from); err != nil {
 			return cfg, fmt.Errorf("bench: %w", err)
 		}
 	}
-	if err := cfg.Validate(tr.Models()); err != nil {
+	if err := cfg.Validate(tr.Models(), pools); err != nil {
 		return cfg, fmt.Errorf("bench: the cascades of %s do not fit the trace's models: %w", from, err)
 	}
 	return cfg, nil

@@ -13,7 +13,7 @@ func TestBenchTakesJellyBeanFromTheConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	jb := o.jellybean
-	if !slices.Equal(jb.Variants["faces"], []string{"face_haar", "face_haar_fast", "face_blazeface"}) || len(jb.Pools) != 3 || jb.SLO.ThroughputFPS != 10 {
+	if !slices.Equal(jb.Variants["faces"], []string{"face_haar", "face_haar_fast", "face_blazeface"}) || len(o.pools) != 3 || jb.SLO.ThroughputFPS != 10 {
 		t.Errorf("jellybean from the demo config: %+v", jb)
 	}
 }

@@ -28,8 +28,8 @@ func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 	cfg.Scheduler.JellyBean = pipeline.JellyBeanConfig{
 		SLO:      pipeline.JellyBeanSLO{ThroughputFPS: 10},
 		Variants: map[string][]string{"activity": {"motion", "motion_blobs"}},
-		Pools:    []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.02, Workers: 4}},
 	}
+	cfg.Pools = []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.02, Workers: 4}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

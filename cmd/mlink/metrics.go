@@ -180,6 +180,15 @@ func (a *app) registerMetrics() {
 			return i(f(a.sched.Stats()))
 		}
 	}
+	schedPools := func(f func(t scheduler.PoolTraffic) int64) func(metrics.Emit) {
+		return func(emit metrics.Emit) {
+			a.mu.RLock()
+			defer a.mu.RUnlock()
+			for pool, t := range a.sched.Stats().Pools() {
+				emit(i(f(t)), pool)
+			}
+		}
+	}
 	control := func(f func(st *scheduler.ControllerStats) float64) func() float64 {
 		return func() float64 {
 			a.mu.RLock()
@@ -198,6 +207,12 @@ func (a *app) registerMetrics() {
 			metrics.CounterFunc("mlink_scheduler_filtered_frames_total", "Frames the frame filter (Reducto) kept from the models.", sched(func(st *scheduler.Stats) int64 { return st.Filtered.Load() })),
 			metrics.CounterFunc("mlink_scheduler_escalations_total", "Frames re-sent to a cascade's next tier because the tier before disagreed (policy coe).", sched(func(st *scheduler.Stats) int64 { return st.Escalations.Load() })),
 			metrics.CounterFunc("mlink_scheduler_escalated_bytes_total", "JPEG bytes re-sent to later cascade tiers' workers: what crossed tiers (policy coe).", sched(func(st *scheduler.Stats) int64 { return st.EscalatedBytes.Load() })),
+			metrics.NewCounterFamily("mlink_scheduler_pool_frames_total", "Frames sent to each worker pool's workers, one per model execution (pool=\"\": the unpooled workers).", []string{"pool"},
+				schedPools(func(t scheduler.PoolTraffic) int64 { return t.Frames })),
+			metrics.NewCounterFamily("mlink_scheduler_pool_bytes_total", "JPEG bytes sent to each worker pool's workers: sent to pools above the edge, the bytes that crossed tiers.", []string{"pool"},
+				schedPools(func(t scheduler.PoolTraffic) int64 { return t.Bytes })),
+			metrics.CounterFunc("mlink_scheduler_pool_fallbacks_total", "Model executions sent elsewhere than their placement pool because its workers were not answering.",
+				control(func(st *scheduler.ControllerStats) float64 { return i(st.PoolFallbacks.Load()) })),
 			metrics.GaugeFunc("mlink_links_agreement", "Measured agreement of predicted outputs with exact ones on held-out profiling frames (0..1; 0 before any or without links).",
 				control(func(st *scheduler.ControllerStats) float64 { v, _ := st.MeasuredAccuracy(); return v })),
 			metrics.CounterFunc("mlink_scheduler_profiled_frames_total", "Frames profiled (every model run) for link training and measurement.",

@@ -58,6 +58,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		Importance:      cfg.Scheduler.Importance,
 		CoE:             cfg.Scheduler.CoE,
 		JellyBean:       cfg.Scheduler.JellyBean,
+		Pools:           cfg.Pools,
 		Seed:            cfg.Scheduler.Seed,
 	}, learner, a.costs, a.log)
 	if err != nil {

@@ -22,11 +22,11 @@ func TestCoEFitsTheBudgetAndDefersSomeFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cascades, err := pipeline.ReadCoEConfig(zooConfig)
+	cascades, pools, err := pipeline.ReadCoEConfig(zooConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cascades.Validate(tr.Models()); err != nil {
+	if err := cascades.Validate(tr.Models(), pools); err != nil {
 		t.Fatal(err)
 	}
 	for _, share := range []float64{0.25, 0.5} {

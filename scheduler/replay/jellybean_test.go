@@ -15,8 +15,8 @@ func TestJellyBeanFitsTheBudget(t *testing.T) {
 	variants := pipeline.JellyBeanConfig{
 		SLO:      pipeline.JellyBeanSLO{ThroughputFPS: 10, Tasks: map[string]float64{"people": 0.5, "faces": 0.5}},
 		Variants: map[string][]string{"people": {"hog_people", "fullbody", "upperbody"}, "faces": {"face_haar", "face_blazeface"}},
-		Pools:    []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.02, Workers: 2}, {Name: "gpu", Tier: "cloud", PricePerHour: 0.5, Workers: 8, Speed: 8, LinkPricePerGB: 0.09}},
 	}
+	pools := []pipeline.WorkerPool{{Name: "box", Tier: "edge", PricePerHour: 0.02, Workers: 2}, {Name: "gpu", Tier: "cloud", PricePerHour: 0.5, Workers: 8, Speed: 8, LinkPricePerGB: 0.09}}
 	for _, jb := range []pipeline.JellyBeanConfig{{}, variants} {
 		for _, share := range []float64{0.25, 1.0 / 3, 0.5} {
 			for _, mode := range []scheduler.TimeMode{scheduler.TimeMean, scheduler.TimeCap} {
@@ -24,7 +24,7 @@ func TestJellyBeanFitsTheBudget(t *testing.T) {
 					continue
 				}
 				opts := baseOptions(tr)
-				opts.Policy, opts.JellyBean = string(scheduler.PolicyJellyBean), jb
+				opts.Policy, opts.JellyBean, opts.Pools = string(scheduler.PolicyJellyBean), jb, pools
 				opts.Budget = BudgetAtShare(tr.Costs(), "ms", share)
 				opts.Budget.Mode = mode
 				row, err := Run(tr, opts)

@@ -81,8 +81,10 @@ type Options struct {
 	OnResult func(*pipeline.Result)
 	// CoE holds policy coe's cascades (a trace's scheduler.coe).
 	CoE pipeline.CoEConfig
-	// JellyBean is policy jellybean's SLOs, variants and pools.
+	// JellyBean is policy jellybean's SLOs and variants; Pools the worker
+	// pools it places them on.
 	JellyBean pipeline.JellyBeanConfig
+	Pools     []pipeline.WorkerPool
 	// Seed seeds the policy's random choices (drls/random).
 	Seed int64
 }
@@ -347,6 +349,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		Importance:      opts.Importance,
 		CoE:             opts.CoE,
 		JellyBean:       opts.JellyBean,
+		Pools:           opts.Pools,
 		Features:        opts.Features,
 		Seed:            opts.Seed,
 	}, learner, scheduler.NewCostModel(measured), opts.Log)

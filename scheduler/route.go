@@ -1,0 +1,128 @@
+package scheduler
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/mlink-project/mlink/pipeline"
+)
+
+// Routing: a selection's Placement says which worker pools run each model
+// and in what proportions. route writes, for every model a frame may
+// execute (its exact models and every cascade member, which an escalation
+// may add), the pool the frame goes to (Plan.Pools; absent: the unpooled
+// workers). Pools take turns by smooth weighted round robin over their
+// shares (nginx's upstream balancing: each pick adds every pool's weight
+// to its credit and takes the total from the chosen one's, so that shares
+// 0.75/0.25 interleave A A B A rather than A A A B). A pool whose workers
+// of the model are not answering is passed over: the model's other
+// placement pools, then the unpooled workers, then any pool whose workers
+// of it answer take the frame (counted in PoolFallbacks), so that a
+// missing pool costs placement, not results.
+
+// poolRouter holds the round robin's credits per model and pool.
+type poolRouter struct {
+	credit map[string]map[string]float64
+}
+
+// pick is the smooth weighted round robin over shares.
+func (r *poolRouter) pick(model string, shares []Share) string {
+	if len(shares) == 1 {
+		return shares[0].Pool
+	}
+	if r.credit == nil {
+		r.credit = map[string]map[string]float64{}
+	}
+	cr := r.credit[model]
+	if cr == nil {
+		cr = map[string]float64{}
+		r.credit[model] = cr
+	}
+	total, best := 0.0, -1
+	for i, s := range shares {
+		w := max(s.Fraction, 0)
+		total += w
+		cr[s.Pool] += w
+		if best < 0 || cr[s.Pool] > cr[shares[best].Pool] {
+			best = i
+		}
+	}
+	cr[shares[best].Pool] -= total
+	return shares[best].Pool
+}
+
+// route fills plan.Pools from the current selection's placement and the
+// pools' health.
+func (c *Controller) route(plan *pipeline.Plan) {
+	sel := c.selection.Load()
+	models := plan.Exact
+	for _, cc := range plan.Cascades {
+		models = append(slices.Clone(models), cc.Members()...)
+	}
+	if len(models) == 0 || (!c.pooledHeard.Load() && (sel == nil || len(sel.Placement) == 0)) {
+		return // nothing placed and no pooled worker heard of: the default subjects
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for _, m := range models {
+		if _, done := plan.Pools[m]; done {
+			continue
+		}
+		var shares []Share
+		if sel != nil {
+			shares = sel.Placement[m]
+		}
+		pool, fellBack := c.poolFor(m, shares, now)
+		if fellBack {
+			c.stats.PoolFallbacks.Add(1)
+		}
+		if pool == "" {
+			continue
+		}
+		if plan.Pools == nil {
+			plan.Pools = map[string]string{}
+		}
+		plan.Pools[m] = pool
+	}
+}
+
+// poolFor chooses model's pool for one frame ("": the unpooled workers);
+// fellBack says the placement's choice was passed over.
+func (c *Controller) poolFor(model string, shares []Share, now time.Time) (pool string, fellBack bool) {
+	heard := c.pools[model]
+	alive := func(p string) bool {
+		h := heard[p]
+		return h != nil && h.alive(now, c.cfg.HealthTimeout)
+	}
+	planned := ""
+	if len(shares) > 0 {
+		planned = c.router.pick(model, shares)
+	}
+	if len(heard) == 0 || alive(planned) {
+		return planned, false // its workers may be starting: as placed
+	}
+	for _, s := range shares {
+		if alive(s.Pool) {
+			return s.Pool, true
+		}
+	}
+	if alive("") {
+		return "", planned != ""
+	}
+	for _, p := range slices.Sorted(maps.Keys(heard)) {
+		if alive(p) {
+			return p, true
+		}
+	}
+	return planned, false // nobody answers: healthyPlan's business
+}
+
+// alive: heard within timeout, and not stuck with frames queued.
+func (h *modelHealth) alive(now time.Time, timeout time.Duration) bool {
+	if now.Sub(h.lastBeat) > timeout {
+		return false
+	}
+	return h.queued == 0 || now.Sub(h.lastProgress) <= timeout
+}
