@@ -75,6 +75,7 @@ var subjectsOfTheBus = []struct {
 	{pipeline.DefaultSubjects.Frames("plaza"), []pipeline.Role{pipeline.RoleIngest}},
 	{pipeline.DefaultSubjects.Plan("plaza"), []pipeline.Role{pipeline.RoleScheduler}},
 	{pipeline.DefaultSubjects.Infer("hog"), []pipeline.Role{pipeline.RoleScheduler}},
+	{pipeline.DefaultSubjects.InferOn("cloud-gpu", "hog"), []pipeline.Role{pipeline.RoleScheduler}},
 	{pipeline.DefaultSubjects.Outputs("plaza", "hog"), []pipeline.Role{pipeline.RoleWorker, pipeline.RolePredictor}},
 	{pipeline.DefaultSubjects.Health("hog"), []pipeline.Role{pipeline.RoleWorker}},
 	{pipeline.DefaultSubjects.Predict(), []pipeline.Role{pipeline.RoleMerger}},
@@ -171,6 +172,18 @@ func TestEveryRolePublishesOnlyWhatItMust(t *testing.T) {
 		}
 		worker.Flush()
 		natstest.WaitFor(t, 10*time.Second, "worker refused subscribing to "+s, func() bool { return v.of(s) })
+	}
+	// A pooled worker takes its pool's frames (no violation).
+	pooled := pipeline.DefaultSubjects.InferOn("cloud-gpu", "hog")
+	if _, err := worker.QueueSubscribe(pooled, pipeline.DefaultSubjects.InferQueueOn("cloud-gpu", "hog"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if v.of(pooled) {
+		t.Errorf("a worker may not subscribe to its pool's frames on %s", pooled)
 	}
 
 	// Replies: the merger takes its acknowledgements on its own inboxes,

@@ -12,13 +12,19 @@ func TestSubjectsCarryTheDeploymentPrefix(t *testing.T) {
 		t.Fatalf("the zero value must be the default deployment: %s %s %s", zero.Results("plaza"), zero.ResultsStream(), zero.LinksBucket())
 	}
 	s := Subjects{Prefix: "site-b"}
-	names := []string{s.Frames("plaza"), s.Infer("hog"), s.InferQueue("hog"), s.Outputs("plaza", "hog"), s.Plan("plaza"),
+	names := []string{s.Frames("plaza"), s.Infer("hog"), s.InferQueue("hog"), s.InferOn("gpu", "hog"), s.InferQueueOn("gpu", "hog"), s.Outputs("plaza", "hog"), s.Plan("plaza"),
 		s.Results("plaza"), s.Predict(), s.PredictQueue(), s.Escalate("plaza"), s.Health("hog"), s.Consumer("trainer"),
 		s.AllFrames(), s.AllOutputs(), s.AllPlans(), s.AllResults(), s.AllHealth(), s.AllEscalations()}
 	for _, n := range names {
 		if !strings.HasPrefix(n, "site-b.") && !strings.HasPrefix(n, "site-b-") {
 			t.Errorf("%q does not start with the prefix", n)
 		}
+	}
+	// A pool's infer subject is apart from the unpooled one: a worker of
+	// neither takes the other's frames, and pool "hog" is no model.
+	if s.InferOn("gpu", "hog") != "site-b.infer.gpu.hog" || s.InferFor("", "hog") != s.Infer("hog") || s.InferFor("gpu", "hog") != s.InferOn("gpu", "hog") ||
+		s.InferQueueOn("gpu", "hog") == s.InferQueue("hog") {
+		t.Errorf("pool subjects %s %s %s", s.InferOn("gpu", "hog"), s.InferFor("", "hog"), s.InferQueueOn("gpu", "hog"))
 	}
 	if s.ResultsStream() != "SITE-B_RESULTS" || s.LinksBucket() != "SITE-B_LINKS" {
 		t.Errorf("JetStream names %s %s", s.ResultsStream(), s.LinksBucket())

@@ -113,8 +113,10 @@ type Output struct {
 
 	// InferMS is the model's execution time on this frame (exact outputs).
 	InferMS float64 `json:"infer_ms,omitempty"`
-	// Worker identifies the process that produced the output.
+	// Worker identifies the process that produced the output; Pool the
+	// worker pool it serves ("": unpooled).
 	Worker string `json:"worker,omitempty"`
+	Pool   string `json:"pool,omitempty"`
 	// Error is set when the model could not produce an output for this frame
 	// (corrupt frame, model failure, worker overloaded). Value is then empty.
 	Error string `json:"error,omitempty"`

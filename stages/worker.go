@@ -42,6 +42,9 @@ type ModelWorker struct {
 	// maxPixels bounds the frames decoded (LimitFramePixels).
 	maxPixels int
 	rejects   *pipeline.Rejects
+	// pool is the worker pool the worker serves ("": the unpooled
+	// workers, on the model's plain infer subject).
+	pool string
 }
 
 // WorkerStats counts a model worker's work.
@@ -98,6 +101,14 @@ func NewModelWorker(nc *nats.Conn, spec *pipeline.ModelSpec, open Opener, log ze
 // the default ones without). Call before Run.
 func (w *ModelWorker) UseSubjects(s pipeline.Subjects) { w.subjects = s }
 
+// UsePool puts the worker in a worker pool (mlink run --pool): it takes
+// the model's frames the scheduler sends to that pool, in the pool's queue
+// group, and says so in its heartbeats and outputs. Call before Run.
+func (w *ModelWorker) UsePool(pool string) {
+	w.pool = pool
+	w.log = w.log.With().Str("pool", pool).Logger()
+}
+
 // ShareFrames makes the worker take decoded frames from c, shared with the
 // other workers of the process (call before Run).
 func (w *ModelWorker) ShareFrames(c *FrameCache) { w.frames = c }
@@ -132,7 +143,11 @@ func (w *ModelWorker) Spec() *pipeline.ModelSpec { return w.spec }
 // instances before returning.
 func (w *ModelWorker) Run(ctx context.Context) error {
 	defer w.closeInstances()
-	sub, err := w.nc.QueueSubscribe(w.subjects.Infer(w.spec.Name), w.subjects.InferQueue(w.spec.Name), w.enqueue)
+	subject, queue := w.subjects.Infer(w.spec.Name), w.subjects.InferQueue(w.spec.Name)
+	if w.pool != "" {
+		subject, queue = w.subjects.InferOn(w.pool, w.spec.Name), w.subjects.InferQueueOn(w.pool, w.spec.Name)
+	}
+	sub, err := w.nc.QueueSubscribe(subject, queue, w.enqueue)
 	if err != nil {
 		return fmt.Errorf("worker %s: subscribe: %w", w.spec.Name, err)
 	}
@@ -171,19 +186,24 @@ func (w *ModelWorker) Run(ctx context.Context) error {
 	return nil
 }
 
+// Heartbeat is the worker's state now, as its heartbeats say it.
+func (w *ModelWorker) Heartbeat() *pipeline.Heartbeat {
+	return &pipeline.Heartbeat{
+		Model: w.spec.Name, Worker: w.id, Pool: w.pool, At: time.Now(),
+		Frames: w.stats.Frames.Load(), Queued: len(w.queue),
+		LastProgress: time.Unix(0, w.stats.lastProgress.Load()),
+		InferMS:      w.stats.MeanInferMS(), MemoryBytes: w.stats.MemoryBytes.Load(),
+	}
+}
+
 // heartbeats publishes the worker's state every HeartbeatInterval until ctx
 // ends, so the scheduler can tell a dead or stuck model from a slow one.
 func (w *ModelWorker) heartbeats(ctx context.Context) {
 	tick := time.NewTicker(HeartbeatInterval)
 	defer tick.Stop()
 	for {
-		hb := pipeline.Heartbeat{
-			Model: w.spec.Name, Worker: w.id, At: time.Now(),
-			Frames: w.stats.Frames.Load(), Queued: len(w.queue),
-			LastProgress: time.Unix(0, w.stats.lastProgress.Load()),
-			InferMS:      w.stats.MeanInferMS(), MemoryBytes: w.stats.MemoryBytes.Load(),
-		}
-		if data, err := pipeline.Marshal(&hb); err == nil {
+		hb := w.Heartbeat()
+		if data, err := pipeline.Marshal(hb); err == nil {
 			if err := w.nc.Publish(w.subjects.Health(w.spec.Name), data); err != nil {
 				w.log.Debug().Err(err).Msg("publish heartbeat")
 			}
@@ -238,7 +258,7 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 	// claim an image of gigabytes. The frame is answered (with an error)
 	// so that its result does not wait for the deadline.
 	if reason, err := checkFrameSize(f, w.maxPixels); err != nil {
-		w.rejects.Reject(reason, w.subjects.Infer(w.spec.Name), fmt.Errorf("frame %s/%d: %w", f.Camera, f.Seq, err))
+		w.rejects.Reject(reason, w.subjects.InferFor(w.pool, w.spec.Name), fmt.Errorf("frame %s/%d: %w", f.Camera, f.Seq, err))
 		w.stats.Errors.Add(1)
 		return &pipeline.Output{Camera: f.Camera, Seq: f.Seq, Error: "rejected frame: " + err.Error()}
 	}
@@ -317,7 +337,7 @@ func (w *ModelWorker) observe(d time.Duration) {
 }
 
 func (w *ModelWorker) publish(out *pipeline.Output) {
-	out.Model = w.spec.Name
+	out.Model, out.Pool = w.spec.Name, w.pool
 	if out.Error != "" {
 		out.Kind, out.Type, out.Source = w.spec.Output.Kind(), w.spec.Output, pipeline.SourceExact
 	}

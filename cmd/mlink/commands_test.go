@@ -97,6 +97,8 @@ func TestCLIInvalidInvocationsExitTwo(t *testing.T) {
 		{[]string{"run", "--no-such-flag"}, []string{"flag provided but not defined", "Usage: mlink run"}},
 		{[]string{"run", "-c", "x.yaml", "stray"}, []string{`mlink run: unexpected argument "stray"`}},
 		{[]string{"validate"}, []string{"-c FILE is required"}},
+		{[]string{"run", "-c", "../../configs/demo.yaml", "--pool", "nowhere"}, []string{"--pool nowhere: not a pool of the config (declared: camera-box, site-pc, cloud-gpu)"}},
+		{[]string{"run", "-c", "../../configs/demo.yaml", "--role", "ingest", "--pool", "cloud-gpu"}, []string{"--pool cloud-gpu: only model workers join a pool"}},
 		{[]string{"version", "extra"}, []string{"unexpected argument"}},
 	}
 	for _, c := range cases {

@@ -36,7 +36,10 @@ import (
 type runOptions struct {
 	maxFrames int
 	roles     string
-	status    string
+	// pool is the worker pool this process's model workers join ("":
+	// the unpooled workers).
+	pool   string
+	status string
 	// stopTimeout bounds a graceful stop (cmdRun only).
 	stopTimeout time.Duration
 	// loadConfig re-reads the config file with the command line's flags
@@ -62,6 +65,7 @@ func runFlags() (*flag.FlagSet, *runOptions, *configFlags) {
 	cf.register(fs, true)
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "stop each camera after N published frames and exit once their results are out")
 	fs.StringVar(&o.roles, "role", "all", "roles to run in this process: all, or a comma list of "+strings.Join(allRoles, ","))
+	fs.StringVar(&o.pool, "pool", "", "worker pool this process's model workers join (a name under pools; default: none, the unpooled workers that take every model's frames not sent to a pool)")
 	fs.StringVar(&o.status, "status", "auto", "live status on stdout: auto (in a terminal), on, off")
 	fs.StringVar(&o.httpFlag, "http", "", "HTTP side (/healthz, /readyz, /metrics, POST /-/reload, the dashboard at /): host:port, port 0 for a free one, or off (overrides http.listen; default "+pipeline.DefaultHTTPListen+")")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second, "on SIGINT/SIGTERM, stop gracefully for most of this, then force the exit")
@@ -329,9 +333,30 @@ func checkRoles(cfg *pipeline.Config, s string) (map[string]bool, error) {
 	return roles, nil
 }
 
+// checkPool: --pool names a declared pool, and the process runs workers.
+func checkPool(cfg *pipeline.Config, roles map[string]bool, pool string) error {
+	if pool == "" {
+		return nil
+	}
+	if _, ok := cfg.Pool(pool); !ok {
+		declared := "none are: add it to the config's pools"
+		if names := cfg.PoolNames(); len(names) > 0 {
+			declared = "declared: " + strings.Join(names, ", ")
+		}
+		return &exitError{2, fmt.Errorf("--pool %s: not a pool of the config (%s)", pool, declared)}
+	}
+	if !roles["worker"] {
+		return &exitError{2, fmt.Errorf("--pool %s: only model workers join a pool; add the worker role (--role worker)", pool)}
+	}
+	return nil
+}
+
 func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerolog.Logger) (a *app, err error) {
 	roles, err := checkRoles(cfg, o.roles)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkPool(cfg, roles, o.pool); err != nil {
 		return nil, err
 	}
 	a = &app{cfg: cfg, subjects: pipeline.SubjectsFor(&cfg.NATS), opts: o, log: log, roles: roles, failedModels: map[string]error{},
@@ -524,6 +549,14 @@ func (a *app) startScheduler() error {
 	}
 	sched.UseRejects(a.schedRejects)
 	a.sched = sched
+	if a.control != nil {
+		// This process's own workers answer from the start: routing need
+		// not wait for their first heartbeat to reach the bus (a frame sent
+		// to a pool before it is known would wait out the deadline).
+		for _, w := range a.liveWorkers() {
+			a.control.ObserveHeartbeat(w.Heartbeat())
+		}
+	}
 	if a.cfg.Scheduler.InLineTraining {
 		sched.ObserveInLine()
 	}

@@ -46,6 +46,9 @@ func (a *app) loadWorker(spec *pipeline.ModelSpec) (*workerRun, error) {
 	w := wr.w
 	w.Stats().MemoryBytes.Store(load.Memory())
 	w.UseSubjects(a.subjects)
+	if a.opts.pool != "" {
+		w.UsePool(a.opts.pool)
+	}
 	w.ShareFrames(a.frames)
 	w.LimitFramePixels(a.cfg.Ingest.MaxFramePixels)
 	a.log.Info().Str("model", spec.Name).Str("backend", spec.Backend).Dur("load", time.Since(start)).

@@ -51,7 +51,7 @@ func Decide(c *pipeline.Cascade, outputs map[string]*pipeline.Output) Decision {
 		d := Decision{Tier: i, Done: true, Share: share}
 		if leader >= 0 {
 			a := *outs[leader]
-			a.Model, a.Source, a.InferMS, a.Worker, a.Token = c.Output, pipeline.SourcePredicted, 0, "", ""
+			a.Model, a.Source, a.InferMS, a.Worker, a.Pool, a.Token = c.Output, pipeline.SourcePredicted, 0, "", "", ""
 			a.Sources = nil
 			for _, j := range agreeing {
 				a.Sources = append(a.Sources, t.Models[j])
