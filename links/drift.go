@@ -182,7 +182,8 @@ type DriftStrategy struct {
 	// Labelled is the number of post-change frames the strategy labelled.
 	Labelled int `json:"labelled"`
 	// RecoveryFrames is the number of frames after the change from which
-	// every window stays within the tolerance of the oracle; -1: never.
+	// every window stays within the tolerance of the oracle; -1: never
+	// (within the trace, for more than its last window).
 	RecoveryFrames int `json:"recovery_frames"`
 }
 
@@ -428,7 +429,8 @@ func meanOf(xs []float64) float64 {
 }
 
 // recovery returns the frames after the change from which every window is
-// within tol of the oracle's (windows without a score are skipped), or -1.
+// within tol of the oracle's (windows without a score are skipped), or -1
+// (never, or only from the last scored window).
 func recovery(w, oracle []float64, tol float64, window int) int {
 	from := -1
 	for i := len(w) - 1; i >= 0; i-- {
@@ -440,8 +442,19 @@ func recovery(w, oracle []float64, tol float64, window int) int {
 		}
 		from = i
 	}
-	if from < 0 {
+	// Matching the oracle on the last scored window alone is no evidence
+	// of staying there.
+	if from < 0 || from == lastScored(w, oracle) {
 		return -1
 	}
 	return from * window
+}
+
+func lastScored(w, oracle []float64) int {
+	for i := len(w) - 1; i >= 0; i-- {
+		if !math.IsNaN(w[i]) && !math.IsNaN(oracle[i]) {
+			return i
+		}
+	}
+	return -1
 }
