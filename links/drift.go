@@ -169,7 +169,12 @@ const (
 	StrategyPeriodic    = "periodic"
 	StrategyActiveLoss  = "active-loss"
 	StrategyUncertainty = "active-uncertainty"
-	StrategyOracle      = "oracle"
+	// StrategyRetrain labels the periodic strategy's frames but trains new
+	// links on them each period rather than fine-tuning: it separates
+	// what the labelled frames hold from what FineTune (which keeps the
+	// pre-change normalisation and weights) makes of them.
+	StrategyRetrain = "periodic-retrain"
+	StrategyOracle  = "oracle"
 )
 
 // DriftStrategy is one strategy's accuracy after the change.
@@ -316,6 +321,9 @@ func RunDrift(h TraceHeader, recs []*TraceRecord, o DriftOptions) (*DriftResult,
 		// choose returns which frames of a period (indices into recs)
 		// to label; nil for a strategy that never updates.
 		choose func(set *Set, lo, hi int) ([]int, error)
+		// retrain: train new links on the labelled frames instead of
+		// fine-tuning the current ones (normalisation refitted too).
+		retrain bool
 	}
 	frac := func(lo, hi int) float64 { return float64(o.Labels) / float64(hi-lo) }
 	bySelect := func(sel func(*Set, []*TraceRecord, float64) ([]int, error)) func(*Set, int, int) ([]int, error) {
@@ -330,11 +338,13 @@ func RunDrift(h TraceHeader, recs []*TraceRecord, o DriftOptions) (*DriftResult,
 			return got, nil
 		}
 	}
+	periodic := func(_ *Set, lo, hi int) ([]int, error) { return evenly(lo, hi, o.Labels), nil }
 	runners := []runner{
-		{StrategyOffline, nil},
-		{StrategyPeriodic, func(_ *Set, lo, hi int) ([]int, error) { return evenly(lo, hi, o.Labels), nil }},
-		{StrategyActiveLoss, bySelect((*Set).SelectByPredictedLoss)},
-		{StrategyUncertainty, bySelect((*Set).SelectByUncertainty)},
+		{StrategyOffline, nil, false},
+		{StrategyPeriodic, periodic, false},
+		{StrategyActiveLoss, bySelect((*Set).SelectByPredictedLoss), false},
+		{StrategyUncertainty, bySelect((*Set).SelectByUncertainty), false},
+		{StrategyRetrain, periodic, true},
 	}
 
 	// versions[s][p] is strategy s's links over period p.
@@ -366,8 +376,13 @@ func RunDrift(h TraceHeader, recs []*TraceRecord, o DriftOptions) (*DriftResult,
 			}
 			labelled[si] += len(idx)
 			pool = append(pool, pick(recs, idx)...)
-			ft.Seed = o.Train.Seed + int64(p)
-			if set, err = set.FineTune(pool, ft); err != nil {
+			if rn.retrain {
+				set, err = Train(h, pool, o.Train)
+			} else {
+				ft.Seed = o.Train.Seed + int64(p)
+				set, err = set.FineTune(pool, ft)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("drift: %s, period %d: %w", rn.name, p, err)
 			}
 		}

@@ -60,7 +60,7 @@ func commands() []command {
 			help: "print link, ensemble, baseline and temporal link accuracy on the rest of the trace", run: cmdLinksEval,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _ := linksEvalFlags(); return fs, nil }},
 		{name: "links drift", synopsis: "--trace TRACE [--change-at N|auto] [--window W] [--period P] [--labels K] [--seed S] [--json] | --make --trace OUT [--before T] [--after T]",
-			help: "adaptation after a scene change: offline-only, periodic and active-sampling fine-tuning against an oracle", run: cmdLinksDrift,
+			help: "adaptation after a scene change: offline-only, periodic and active-sampling fine-tuning, periodic retraining, against an oracle", run: cmdLinksDrift,
 			flags: func() (*flag.FlagSet, *configFlags) { fs, _ := linksDriftFlags(); return fs, nil }},
 		{name: "bench", synopsis: "--trace TRACE [-c FILE] [--budgets B,...] [--policies P,...] [--sampling native,1fps] [--unit ms|memory] [--budget-mode mean,cap] [--out DIR]",
 			help: "replay a trace through each policy at each budget: table, results.json, plots", run: cmdBenchGroup,

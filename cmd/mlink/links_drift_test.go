@@ -47,8 +47,8 @@ func TestLinksDriftCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("%v in %q", err, out)
 	}
-	if res.ChangeAt != 795 || res.After != 795 || len(res.Strategies) != 5 {
-		t.Fatalf("change at %d, %d frames after, %d strategies; want 795, 795, 5", res.ChangeAt, res.After, len(res.Strategies))
+	if res.ChangeAt != 795 || res.After != 795 || len(res.Strategies) != 6 {
+		t.Fatalf("change at %d, %d frames after, %d strategies; want 795, 795, 6", res.ChangeAt, res.After, len(res.Strategies))
 	}
 	for _, s := range res.Strategies {
 		if len(s.Windows) != 8 {
