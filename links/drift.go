@@ -377,7 +377,11 @@ func RunDrift(h TraceHeader, recs []*TraceRecord, o DriftOptions) (*DriftResult,
 			labelled[si] += len(idx)
 			pool = append(pool, pick(recs, idx)...)
 			if rn.retrain {
-				set, err = Train(h, pool, o.Train)
+				// Temporal links are not scored here, and labelled frames
+				// further apart than MaxAge give them nothing to learn.
+				rt := o.Train
+				rt.NoTemporal = true
+				set, err = Train(h, pool, rt)
 			} else {
 				ft.Seed = o.Train.Seed + int64(p)
 				set, err = set.FineTune(pool, ft)
