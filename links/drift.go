@@ -286,6 +286,7 @@ func meanPairAccuracy(ev *Evaluation) float64 {
 // frames of each period, and active sampling (the frames
 // SelectByPredictedLoss, or SelectByUncertainty, picks in each period) at
 // the same budget, against an oracle trained on the post-change scene.
+// periodic-retrain labels periodic's frames but trains new links on them.
 // Every strategy is scored on the same frames: the post-change frames no
 // strategy labelled and the oracle did not train on. A strategy's links of
 // a window were updated only on frames of earlier periods.
