@@ -1,6 +1,7 @@
 package links
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -177,13 +178,34 @@ const (
 	StrategyOracle  = "oracle"
 )
 
+// WindowAccuracy is a measured accuracy, NaN when nothing was scored (a window
+// whose every frame was labelled): JSON null then, as JSON has no NaN.
+type WindowAccuracy float64
+
+// MarshalJSON writes NaN as null.
+func (a WindowAccuracy) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(a)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(a))
+}
+
+// UnmarshalJSON reads null as NaN.
+func (a *WindowAccuracy) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*a = WindowAccuracy(math.NaN())
+		return nil
+	}
+	return json.Unmarshal(b, (*float64)(a))
+}
+
 // DriftStrategy is one strategy's accuracy after the change.
 type DriftStrategy struct {
 	Name string `json:"name"`
 	// Windows is the mean strict accuracy of the pure links per window.
-	Windows []float64 `json:"windows"`
+	Windows []WindowAccuracy `json:"windows"`
 	// Mean is the mean of Windows.
-	Mean float64 `json:"mean"`
+	Mean WindowAccuracy `json:"mean"`
 	// Labelled is the number of post-change frames the strategy labelled.
 	Labelled int `json:"labelled"`
 	// RecoveryFrames is the number of frames after the change from which
@@ -205,7 +227,7 @@ type DriftResult struct {
 	// BeforeAccuracy is the initial links' mean strict pure-link accuracy
 	// on the pre-change frames they were not trained on: the level the
 	// change falls from.
-	BeforeAccuracy float64         `json:"before_accuracy"`
+	BeforeAccuracy WindowAccuracy  `json:"before_accuracy"`
 	Strategies     []DriftStrategy `json:"strategies"`
 }
 
@@ -427,37 +449,39 @@ func RunDrift(h TraceHeader, recs []*TraceRecord, o DriftOptions) (*DriftResult,
 	return res, nil
 }
 
-func evalWindow(s *Set, win []*TraceRecord) float64 {
+func evalWindow(s *Set, win []*TraceRecord) WindowAccuracy {
 	if len(win) == 0 {
-		return math.NaN()
+		return WindowAccuracy(math.NaN())
 	}
-	return meanPairAccuracy(s.Evaluate(win))
+	return WindowAccuracy(meanPairAccuracy(s.Evaluate(win)))
 }
 
-func meanOf(xs []float64) float64 {
+func meanOf(xs []WindowAccuracy) WindowAccuracy {
 	sum, n := 0.0, 0
 	for _, x := range xs {
-		if !math.IsNaN(x) {
-			sum += x
+		if !x.missing() {
+			sum += float64(x)
 			n++
 		}
 	}
 	if n == 0 {
-		return math.NaN()
+		return WindowAccuracy(math.NaN())
 	}
-	return sum / float64(n)
+	return WindowAccuracy(sum / float64(n))
 }
+
+func (a WindowAccuracy) missing() bool { return math.IsNaN(float64(a)) }
 
 // recovery returns the frames after the change from which every window is
 // within tol of the oracle's (windows without a score are skipped), or -1
 // (never, or only from the last scored window).
-func recovery(w, oracle []float64, tol float64, window int) int {
+func recovery(w, oracle []WindowAccuracy, tol float64, window int) int {
 	from := -1
 	for i := len(w) - 1; i >= 0; i-- {
-		if math.IsNaN(w[i]) || math.IsNaN(oracle[i]) {
+		if w[i].missing() || oracle[i].missing() {
 			continue
 		}
-		if w[i] < oracle[i]-tol {
+		if float64(w[i]) < float64(oracle[i])-tol {
 			break
 		}
 		from = i
@@ -470,9 +494,9 @@ func recovery(w, oracle []float64, tol float64, window int) int {
 	return from * window
 }
 
-func lastScored(w, oracle []float64) int {
+func lastScored(w, oracle []WindowAccuracy) int {
 	for i := len(w) - 1; i >= 0; i-- {
-		if !math.IsNaN(w[i]) && !math.IsNaN(oracle[i]) {
+		if !w[i].missing() && !oracle[i].missing() {
 			return i
 		}
 	}

@@ -169,7 +169,7 @@ func printDrift(w io.Writer, r *links.DriftResult) {
 		}
 		fmt.Fprintf(w, "%-19s %6.3f %9d %9s", s.Name, s.Mean, s.Labelled, rec)
 		for _, v := range s.Windows {
-			if math.IsNaN(v) {
+			if math.IsNaN(float64(v)) {
 				fmt.Fprintf(w, " %6s", "")
 				continue
 			}
