@@ -2,7 +2,9 @@ package links
 
 import (
 	"bytes"
+	"math"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -135,5 +137,31 @@ func TestDriftAdaptation(t *testing.T) {
 		if s.RecoveryFrames < 0 || s.RecoveryFrames >= last {
 			t.Errorf("%s: recovery after %d frames; want within the trace, before its last window (%d)", name, s.RecoveryFrames, last)
 		}
+	}
+}
+
+func TestDriftRecovery(t *testing.T) {
+	nan := WindowAccuracy(math.NaN())
+	oracle := []WindowAccuracy{0.5, 0.5, 0.5, 0.5}
+	for _, c := range []struct {
+		w    []WindowAccuracy
+		want int
+	}{
+		{[]WindowAccuracy{0.5, 0.5, 0.5, 0.5}, 0},
+		{[]WindowAccuracy{0.1, 0.49, 0.1, 0.49}, -1}, // only the last window: no evidence of staying
+		{[]WindowAccuracy{0.1, 0.49, 0.6, 0.49}, 10}, // within tolerance, or above, from window 1
+		{[]WindowAccuracy{0.1, 0.2, 0.49, nan}, -1},  // the last scored window alone
+		{[]WindowAccuracy{0.1, 0.49, nan, 0.5}, 10},  // an unscored window is skipped
+		{[]WindowAccuracy{0.1, 0.1, 0.1, 0.1}, -1},
+	} {
+		if got := recovery(c.w, oracle, 0.02, 10); got != c.want {
+			t.Errorf("recovery(%v) = %d, want %d", c.w, got, c.want)
+		}
+	}
+	if got := evenly(0, 10, 3); !slices.Equal(got, []int{1, 5, 8}) {
+		t.Errorf("evenly(0, 10, 3) = %v, want [1 5 8]", got)
+	}
+	if got := evenly(5, 7, 4); !slices.Equal(got, []int{5, 6}) {
+		t.Errorf("evenly(5, 7, 4) = %v, want every frame, [5 6]", got)
 	}
 }
