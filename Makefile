@@ -7,7 +7,7 @@ export ONNXRUNTIME_LIB := $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1
 # Pure-logic packages must build and test without cgo.
 NOCGO_PKGS := ./pipeline/... ./links/... ./scheduler/...
 
-.PHONY: deps build run demo-mlink demo-hybrid demo-skip test test-nocgo test-leaks fuzz validate-configs bench bench-trace soak clean
+.PHONY: deps build run demo-mlink demo-hybrid demo-skip test test-nocgo test-leaks fuzz validate-configs bench bench-trace drift drift-trace soak clean
 
 deps:
 	@./scripts/deps.sh
@@ -36,6 +36,17 @@ bench-trace: build
 	$(BIN) bench --trace testdata/traces/vtest-left.trace.gz $(BENCH_ARGS) --sampling native --out docs/bench/vtest-left
 	$(BIN) bench --trace testdata/traces/vtest-right.trace.gz $(BENCH_ARGS) --sampling native --out docs/bench/vtest-right
 	$(BIN) bench --trace testdata/traces/vtest-zoo.trace.gz $(BENCH_ARGS) --sampling native --budget-mode mean --out docs/bench/vtest-zoo
+
+# The adaptation (drift) experiment on the committed drift trace (seconds;
+# testdata/drift/README.md). Not a bench trace: no budget table rests on it.
+DRIFT_TRACE := testdata/drift/left-then-right.trace.gz
+drift: build
+	$(BIN) links drift --trace $(DRIFT_TRACE)
+
+# Regenerate the drift trace from the committed vtest-left and vtest-right
+# traces (deterministic: the same bytes each time).
+drift-trace: build
+	$(BIN) links drift --make --trace $(DRIFT_TRACE) --before testdata/traces/vtest-left.trace.gz --after testdata/traces/vtest-right.trace.gz
 
 validate-configs: build
 	@for f in configs/*.yaml; do $(BIN) validate -c $$f || exit 1; done
