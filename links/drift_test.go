@@ -55,19 +55,7 @@ func TestMakeDriftTrace(t *testing.T) {
 		t.Errorf("first record after the change: fullbody %v, want the right trace's %v", got, want)
 	}
 
-	var buf bytes.Buffer
-	w, err := NewTraceWriter(&buf, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if err := w.Write(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
+	buf := gzTraceBytes(t, h, recs)
 	committed, err := os.ReadFile(driftTrace)
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,21 @@ func gzipped(data []byte) []byte {
 
 // traceBytes writes a trace with TraceWriter and returns it uncompressed.
 func traceBytes(t testing.TB, h TraceHeader, recs []*TraceRecord) []byte {
+	b := gzTraceBytes(t, h, recs)
+	gz, err := gzip.NewReader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// gzTraceBytes writes a trace with TraceWriter, as a trace file holds it.
+func gzTraceBytes(t testing.TB, h TraceHeader, recs []*TraceRecord) *bytes.Buffer {
+	t.Helper()
 	var b bytes.Buffer
 	w, err := NewTraceWriter(&b, h)
 	if err != nil {
@@ -45,15 +60,7 @@ func traceBytes(t testing.TB, h TraceHeader, recs []*TraceRecord) []byte {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	gz, err := gzip.NewReader(&b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(gz)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return &b
 }
 
 const maxFuzzRecords = 1000

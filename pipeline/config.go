@@ -564,6 +564,23 @@ var defaultDecoderOutput = map[string]OutputType{
 }
 
 // Validate reports every problem of a defaulted config at once.
+// entryName checks the name of entry i of a list section (a subject
+// token, unique among seen, which it joins) and returns how problems name
+// the entry: "models[2] (hog)".
+func (p *problems) entryName(section string, i int, field, name, what string, seen map[string]bool) string {
+	where := fmt.Sprintf("%s[%d]", section, i)
+	if name != "" {
+		where = fmt.Sprintf("%s[%d] (%s)", section, i, name)
+	}
+	if err := ValidName(name); err != nil {
+		p.add("%s.%s: %v", where, field, err)
+	} else if seen[name] {
+		p.add("%s.%s: duplicate %s", where, field, what)
+	}
+	seen[name] = true
+	return where
+}
+
 func (c *Config) Validate() error {
 	var p problems
 	if c.NATS.MaxPayload < 64<<10 || c.NATS.MaxPayload > 64<<20 {
@@ -599,16 +616,7 @@ func (c *Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, cam := range c.Cameras {
-		where := fmt.Sprintf("cameras[%d]", i)
-		if cam.ID != "" {
-			where = fmt.Sprintf("cameras[%d] (%s)", i, cam.ID)
-		}
-		if err := ValidName(cam.ID); err != nil {
-			p.add("%s.id: %v", where, err)
-		} else if seen[cam.ID] {
-			p.add("%s.id: duplicate camera id", where)
-		}
-		seen[cam.ID] = true
+		where := p.entryName("cameras", i, "id", cam.ID, "camera id", seen)
 		switch cam.Source {
 		case SourceFile:
 			if cam.URL == "" {
@@ -652,16 +660,7 @@ func (c *Config) Validate() error {
 	}
 	seen = map[string]bool{}
 	for i, m := range c.Models {
-		where := fmt.Sprintf("models[%d]", i)
-		if m.Name != "" {
-			where = fmt.Sprintf("models[%d] (%s)", i, m.Name)
-		}
-		if err := ValidName(m.Name); err != nil {
-			p.add("%s.name: %v", where, err)
-		} else if seen[m.Name] {
-			p.add("%s.name: duplicate model name", where)
-		}
-		seen[m.Name] = true
+		where := p.entryName("models", i, "name", m.Name, "model name", seen)
 		c.validateModel(&p, where, &m)
 	}
 	policy, known := LookupPolicy(c.Scheduler.Policy)

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -62,16 +61,7 @@ func findPool(pools []WorkerPool, name string) (WorkerPool, bool) {
 func (c *Config) validatePools(p *problems) {
 	names := map[string]bool{}
 	for i, pool := range c.Pools {
-		where := fmt.Sprintf("pools[%d]", i)
-		if pool.Name != "" {
-			where = fmt.Sprintf("pools[%d] (%s)", i, pool.Name)
-		}
-		if err := ValidName(pool.Name); err != nil {
-			p.add("%s.name: %v", where, err)
-		} else if names[pool.Name] {
-			p.add("%s.name: duplicate pool name", where)
-		}
-		names[pool.Name] = true
+		where := p.entryName("pools", i, "name", pool.Name, "pool name", names)
 		if TierIndex(pool.Tier) < 0 {
 			p.add("%s.tier: %q is not one of %s", where, pool.Tier, strings.Join(Tiers, ", "))
 		}
