@@ -97,14 +97,21 @@ type collected struct {
 // timeout.
 func startCollecting(t *testing.T, cfg *pipeline.Config, timeout time.Duration) (*app, *collected) {
 	t.Helper()
+	return startCollectingWith(t, cfg, timeout, runOptions{roles: "all"})
+}
+
+// startCollectingWith is startCollecting with o's roles and pool.
+func startCollectingWith(t *testing.T, cfg *pipeline.Config, timeout time.Duration, o runOptions) (*app, *collected) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	c := &collected{}
-	a, err := startApp(ctx, cfg, runOptions{roles: "all", onResult: func(r *pipeline.Result) {
+	o.onResult = func(r *pipeline.Result) {
 		c.mu.Lock()
 		c.results = append(c.results, r)
 		c.mu.Unlock()
-	}}, testLogger(t))
+	}
+	a, err := startApp(ctx, cfg, o, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

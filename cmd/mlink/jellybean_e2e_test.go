@@ -16,7 +16,9 @@ import (
 // other is predicted by links over the models run, so not every model runs
 // on a frame; every
 // result has every model, each output as its plan says, and the plan is
-// placed and priced.
+// placed and priced — and routed: the process's workers are in pool box,
+// the one the plan places every variant on, and every exact output came
+// from there.
 func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 	cfg := demoConfig(t, "motion", "motion_blobs", "face_blazeface")
 	cfg.Cameras[0].Loop = true
@@ -33,7 +35,7 @@ func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	a, c := startCollecting(t, cfg, 2*time.Minute)
+	a, c := startCollectingWith(t, cfg, 2*time.Minute, runOptions{roles: "all", pool: "box"})
 	natstest.WaitFor(t, time.Minute, "the jellybean selection", func() bool { return a.control.Selection() != nil })
 	c.mu.Lock()
 	from := uint64(len(c.results)) + 10 // frames in flight were planned before it
@@ -81,6 +83,9 @@ func TestEndToEndJellyBeanRunsOneVariantPerTask(t *testing.T) {
 			}
 			if o.Source != want {
 				t.Errorf("#%d %s: source %s, plan %+v", r.Seq, m, o.Source, r.Plan)
+			}
+			if want == pipeline.SourceExact && (r.Plan.Pools[m] != "box" || o.Pool != "box") {
+				t.Errorf("#%d %s: sent to pool %q, answered by pool %q; want box, where the plan placed it", r.Seq, m, r.Plan.Pools[m], o.Pool)
 			}
 		}
 		// From the models run (the ensemble may also lean on its prior
