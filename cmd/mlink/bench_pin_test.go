@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -47,58 +48,73 @@ func TestReadmeBenchNumbersArePinned(t *testing.T) {
 		t.Fatalf("README pins %d bench tables, want one per committed trace (at least 3)", len(blocks))
 	}
 	updated := readme
-	for _, b := range blocks {
-		args := strings.Fields(string(b[1]))
-		for i, a := range args {
-			if i > 0 && args[i-1] == "--trace" {
-				args[i] = filepath.Join("../..", a)
-			}
+	var mu sync.Mutex // guards updated
+	// The blocks replay in parallel (each replay is one goroutine; the
+	// package's tests must stay inside their time); the group returns when
+	// every block is done, before the README is rewritten.
+	t.Run("blocks", func(t *testing.T) {
+		for _, b := range blocks {
+			pinBlockTest(t, b, &updated, &mu)
 		}
-		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			o, err := parseBenchTrace(args)
-			if err != nil {
-				t.Fatalf("README's bench arguments: %v", err)
-			}
-			rows, err := benchTrace(o, zerolog.Nop(), io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkFits(t, rows)
-			var md strings.Builder
-			if err := report.WriteMarkdown(&md, rows); err != nil {
-				t.Fatal(err)
-			}
-			if *updatePins {
-				block := "<!-- bench-pin: " + string(b[1]) + " -->\n" + md.String() + "<!-- /bench-pin -->"
-				updated = bytes.Replace(updated, b[0], []byte(block), 1)
-				return
-			}
-			want, got := parsePinned(t, string(b[2])), parsePinned(t, md.String())
-			for key, w := range want {
-				g, ok := got[key]
-				switch {
-				case !ok:
-					t.Errorf("%s: in the README, not measured", key)
-				case math.Abs(g.strict-w.strict) > pinTolerance || math.Abs(g.graded-w.graded) > pinTolerance || g.fits != w.fits:
-					t.Errorf("%s: measured %.1f / %.1f (fits %v), README says %.1f / %.1f (fits %v)", key, g.strict, g.graded, g.fits, w.strict, w.graded, w.fits)
-				}
-			}
-			for key := range got {
-				if _, ok := want[key]; !ok {
-					t.Errorf("%s: measured, missing from the README", key)
-				}
-			}
-			if t.Failed() {
-				t.Logf("measured now:\n%s", md.String())
-			}
-		})
-	}
+	})
 	if *updatePins {
 		if err := os.WriteFile("../../README.md", updated, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Log("README's pinned tables rewritten: review `git diff README.md`")
 	}
+}
+
+// pinBlockTest measures one pinned block in a parallel subtest: it checks
+// the README's numbers, or (-update-pins) rewrites the block in updated.
+func pinBlockTest(t *testing.T, b [][]byte, updated *[]byte, mu *sync.Mutex) {
+	args := strings.Fields(string(b[1]))
+	for i, a := range args {
+		if i > 0 && args[i-1] == "--trace" {
+			args[i] = filepath.Join("../..", a)
+		}
+	}
+	t.Run(strings.Join(args, " "), func(t *testing.T) {
+		t.Parallel()
+		o, err := parseBenchTrace(args)
+		if err != nil {
+			t.Fatalf("README's bench arguments: %v", err)
+		}
+		rows, err := benchTrace(o, zerolog.Nop(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFits(t, rows)
+		var md strings.Builder
+		if err := report.WriteMarkdown(&md, rows); err != nil {
+			t.Fatal(err)
+		}
+		if *updatePins {
+			block := "<!-- bench-pin: " + string(b[1]) + " -->\n" + md.String() + "<!-- /bench-pin -->"
+			mu.Lock()
+			*updated = bytes.Replace(*updated, b[0], []byte(block), 1)
+			mu.Unlock()
+			return
+		}
+		want, got := parsePinned(t, string(b[2])), parsePinned(t, md.String())
+		for key, w := range want {
+			g, ok := got[key]
+			switch {
+			case !ok:
+				t.Errorf("%s: in the README, not measured", key)
+			case math.Abs(g.strict-w.strict) > pinTolerance || math.Abs(g.graded-w.graded) > pinTolerance || g.fits != w.fits:
+				t.Errorf("%s: measured %.1f / %.1f (fits %v), README says %.1f / %.1f (fits %v)", key, g.strict, g.graded, g.fits, w.strict, w.graded, w.fits)
+			}
+		}
+		for key := range got {
+			if _, ok := want[key]; !ok {
+				t.Errorf("%s: measured, missing from the README", key)
+			}
+		}
+		if t.Failed() {
+			t.Logf("measured now:\n%s", md.String())
+		}
+	})
 }
 
 // checkFits: each row's fits flag is what its measured cost says under its
