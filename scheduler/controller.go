@@ -161,9 +161,9 @@ type Controller struct {
 	predictor  Predictor
 	sampleNext map[string]bool // cameras whose next frame active sampling wants
 	selection  atomic.Pointer[Selection]
-	health     map[string]*modelHealth
 	// pools is the health of each model's workers per pool ("": the
-	// unpooled ones); pooledHeard: some worker of a pool has been heard.
+	// unpooled ones): a model is healthy while some pool of it answers.
+	// pooledHeard: some worker of a pool has been heard.
 	pools       map[string]map[string]*modelHealth
 	pooledHeard atomic.Bool
 	router      poolRouter
@@ -229,7 +229,7 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		costs = NewCostModel(nil)
 	}
 	c := &Controller{cfg: cfg, spec: spec, scheme: spec.New(cfg), costs: costs, log: pipeline.Component(log, "controller"),
-		health: map[string]*modelHealth{}, pools: map[string]map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{},
+		pools: map[string]map[string]*modelHealth{}, frameIndex: map[string]int64{}, sampleNext: map[string]bool{},
 		profiledCam: map[string]bool{}}
 	if spec.Links && cfg.ActiveShare > 0 {
 		c.sampler = NewActiveSampler(cfg.ActiveShare)
@@ -442,14 +442,21 @@ func (c *Controller) healthyPlan(sel *Selection) (exact, predicted []string) {
 }
 
 // healthyLocked: a model with no heartbeat yet counts as healthy (its
-// workers may be starting); one silent or stuck for HealthTimeout does not.
+// workers may be starting); one whose workers in every pool are silent or
+// stuck for HealthTimeout does not.
 func (c *Controller) healthyLocked(model string) bool {
-	h := c.health[model]
-	if h == nil {
+	byPool := c.pools[model]
+	if len(byPool) == 0 {
 		return true
 	}
 	// Heartbeats are wall-clock events, unlike frames' capture times.
-	return h.alive(time.Now(), c.cfg.HealthTimeout)
+	now := time.Now()
+	for _, h := range byPool {
+		if h.alive(now, c.cfg.HealthTimeout) {
+			return true
+		}
+	}
+	return false
 }
 
 // costsKnown reports whether every model's cost has been measured in time
@@ -492,29 +499,22 @@ func (c *Controller) Healthy(model string) bool {
 func (c *Controller) ObserveHeartbeat(hb *pipeline.Heartbeat) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := c.health[hb.Model]
-	if h == nil {
-		h = &modelHealth{}
-		c.health[hb.Model] = h
-	}
 	byPool := c.pools[hb.Model]
 	if byPool == nil {
 		byPool = map[string]*modelHealth{}
 		c.pools[hb.Model] = byPool
 	}
-	ph := byPool[hb.Pool]
-	if ph == nil {
-		ph = &modelHealth{}
-		byPool[hb.Pool] = ph
+	h := byPool[hb.Pool]
+	if h == nil {
+		h = &modelHealth{}
+		byPool[hb.Pool] = h
 	}
 	if hb.Pool != "" {
 		c.pooledHeard.Store(true)
 	}
-	for _, h := range []*modelHealth{h, ph} {
-		h.lastBeat, h.queued, h.lastProgress = time.Now(), hb.Queued, hb.LastProgress
-		if hb.LastProgress.IsZero() || hb.LastProgress.Unix() <= 0 {
-			h.lastProgress = time.Now()
-		}
+	h.lastBeat, h.queued, h.lastProgress = time.Now(), hb.Queued, hb.LastProgress
+	if hb.LastProgress.IsZero() || hb.LastProgress.Unix() <= 0 {
+		h.lastProgress = time.Now()
 	}
 	if hb.MemoryBytes > 0 && c.costs != nil {
 		c.costs.SetMemory(hb.Model, hb.MemoryBytes)

@@ -57,8 +57,11 @@ func (r *poolRouter) pick(model string, shares []Share) string {
 func (c *Controller) route(plan *pipeline.Plan) {
 	sel := c.selection.Load()
 	models := plan.Exact
-	for _, cc := range plan.Cascades {
-		models = append(slices.Clone(models), cc.Members()...)
+	if len(plan.Cascades) > 0 {
+		models = slices.Clone(models) // the plan's own slice stays as it is
+		for _, cc := range plan.Cascades {
+			models = append(models, cc.Members()...)
+		}
 	}
 	if len(models) == 0 || (!c.pooledHeard.Load() && (sel == nil || len(sel.Placement) == 0)) {
 		return // nothing placed and no pooled worker heard of: the default subjects
