@@ -25,7 +25,9 @@ const (
 	chartHeight = 11 * vg.Centimeter
 )
 
-// palette holds clearly distinct colours (Tableau 10).
+// palette holds clearly distinct colours: Tableau 10, then ten more of
+// high contrast to them (a bench draws about twenty policies, and a colour
+// shared by two lines makes the chart lie).
 var palette = []color.RGBA{
 	{31, 119, 180, 255},  // blue
 	{255, 127, 14, 255},  // orange
@@ -37,6 +39,16 @@ var palette = []color.RGBA{
 	{64, 64, 64, 255},    // dark grey: policy all, the reference
 	{188, 189, 34, 255},  // olive
 	{23, 190, 207, 255},  // cyan
+	{0, 0, 128, 255},     // navy
+	{147, 170, 0, 255},   // lime
+	{127, 24, 13, 255},   // maroon
+	{244, 200, 0, 255},   // gold
+	{0, 128, 128, 255},   // teal
+	{200, 0, 200, 255},   // magenta
+	{255, 160, 122, 255}, // salmon
+	{83, 55, 122, 255},   // violet
+	{150, 180, 220, 255}, // light blue
+	{35, 90, 22, 255},    // dark green
 }
 
 // knownPolicies have fixed styles so that every report draws a policy alike.
@@ -204,7 +216,7 @@ var markerShapes = []draw.GlyphDrawer{
 
 // policyStyles gives each policy a style (an index into palette and markerShapes) that depends
 // only on its name: fixed for the known policies, hashed for others, and moved to the next free
-// style when two would collide.
+// colour when two would collide. Past len(palette) names, colours repeat with another marker.
 func policyStyles(names []string) map[string]int {
 	styles := make(map[string]int, len(names))
 	used := make(map[int]bool)
@@ -225,6 +237,9 @@ func policyStyles(names []string) map[string]int {
 		i := int(h.Sum32() % uint32(len(palette)))
 		for probe := 0; probe < len(palette) && used[i]; probe++ {
 			i = (i + 1) % len(palette)
+		}
+		for used[i] { // every colour taken: the same colours again, with other markers
+			i += len(palette)
 		}
 		styles[n] = i
 		used[i] = true

@@ -2,6 +2,8 @@ package report
 
 import (
 	"bytes"
+	"fmt"
+	"image/color"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -235,6 +237,37 @@ func TestPolicyStylesStableAndDistinct(t *testing.T) {
 	}
 	if a["mlink"] != knownPolicies["mlink"] {
 		t.Errorf("mlink style %d, want its fixed %d", a["mlink"], knownPolicies["mlink"])
+	}
+}
+
+// Every policy a bench draws today gets a colour of its own: with ten
+// colours, mtl, skip-per-model and drls were the same pink.
+func TestPolicyStylesGiveEveryBenchPolicyItsOwnColour(t *testing.T) {
+	names := []string{"all", "standalone", "skip", "skip-per-model", "skip-per-model/track",
+		"reducto", "reducto+mlink", "mlink", "mlink-hybrid", "mlink-hybrid/no-links",
+		"mlink-hybrid/no-reuse", "mlink-hybrid/no-rotation", "coe", "jellybean", "dcta",
+		"mtl", "drls", "drls/random"}
+	styles := policyStyles(names)
+	byColour := make(map[color.RGBA]string)
+	for _, n := range names {
+		c := palette[styles[n]%len(palette)]
+		if other, ok := byColour[c]; ok {
+			t.Errorf("%s and %s share colour %v", n, other, c)
+		}
+		byColour[c] = n
+	}
+	// Past the palette, colours repeat but the marker does not.
+	many := make([]string, len(palette)+3)
+	for i := range many {
+		many[i] = fmt.Sprintf("policy-%02d", i)
+	}
+	seen := make(map[[2]int]string)
+	for n, s := range policyStyles(many) {
+		key := [2]int{s % len(palette), s % len(markerShapes)}
+		if other, ok := seen[key]; ok {
+			t.Errorf("%s and %s share colour and marker (style %d)", n, other, s)
+		}
+		seen[key] = n
 	}
 }
 
