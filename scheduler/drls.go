@@ -104,11 +104,19 @@ type drlsState struct {
 	// profiled maps the bootstrap's profiled frames planned (by seq) to
 	// their index, until their results arrive.
 	profiled map[uint64]int64
+	// changes memoises drlsChange by the outputs compared: a model's
+	// latest output and another's snapshot stay the same over many frames,
+	// and matching lines or boxes is what planning a frame costs.
+	changes map[[2]*pipeline.Output]float64
 }
+
+// drlsMaxMemo bounds drlsState.changes (it is cleared when full).
+const drlsMaxMemo = 4096
 
 func newDRLSState() *drlsState {
 	return &drlsState{ranAt: map[string]int64{}, latest: map[string]*pipeline.Output{},
-		seen: map[string]map[string]*pipeline.Output{}, profiled: map[uint64]int64{}}
+		seen: map[string]map[string]*pipeline.Output{}, profiled: map[uint64]int64{},
+		changes: map[[2]*pipeline.Output]float64{}}
 }
 
 func newDRLS(cfg ControllerConfig, random bool) *drlsScheme {
@@ -230,7 +238,22 @@ func (st *drlsState) features(m string, index int64, models []string) []float64 
 	if at, ok := st.ranAt[m]; ok {
 		age = int(min(index-at, drlsMaxAge))
 	}
-	return drlsFeatures(m, age, models, st.seen[m], st.latest)
+	was := st.seen[m]
+	return drlsFeatureVector(m, age, models, func(o string) float64 { return st.change(was[o], st.latest[o]) })
+}
+
+// change is drlsChange(a, b), memoised.
+func (st *drlsState) change(a, b *pipeline.Output) float64 {
+	k := [2]*pipeline.Output{a, b}
+	if v, ok := st.changes[k]; ok {
+		return v
+	}
+	if len(st.changes) >= drlsMaxMemo {
+		clear(st.changes)
+	}
+	v := drlsChange(a, b)
+	st.changes[k] = v
+	return v
 }
 
 // drlsFeatures is the regression's input for model m: a bias, the log of
@@ -238,13 +261,17 @@ func (st *drlsState) features(m string, index int64, models []string) []float64 
 // output has moved (1 − accuracy) from then (was) to its latest (now); 0
 // where either is missing.
 func drlsFeatures(m string, age int, models []string, was, now map[string]*pipeline.Output) []float64 {
+	return drlsFeatureVector(m, age, models, func(o string) float64 { return drlsChange(was[o], now[o]) })
+}
+
+// drlsFeatureVector lays out drlsFeatures from each other model's change.
+func drlsFeatureVector(m string, age int, models []string, change func(o string) float64) []float64 {
 	x := make([]float64, 0, len(models)+1)
 	x = append(x, 1, math.Log1p(float64(age)))
 	for _, o := range models {
-		if o == m {
-			continue
+		if o != m {
+			x = append(x, change(o))
 		}
-		x = append(x, drlsChange(was[o], now[o]))
 	}
 	return x
 }
@@ -332,21 +359,27 @@ func (v *drlsValue) predict(m string, x []float64) float64 {
 // of serving m's output on j for its exact one on i.
 func fitDRLS(models []string, seqs [][]drlsFrame) *drlsValue {
 	v := &drlsValue{weights: map[string][]float64{}}
+	// Every feature is a change of one model's output between two frames
+	// of a sequence, whichever model the sample is for: measured once per
+	// (sequence, model, pair of frames) — on lines and boxes the metric's
+	// matching is what the fit costs.
+	changes := make([]drlsChanges, len(seqs))
+	for k, seq := range seqs {
+		changes[k] = measureChanges(models, seq)
+	}
 	for _, m := range models {
 		var xs [][]float64
 		var ys []float64
-		for _, seq := range seqs {
+		for k, seq := range seqs {
 			for i := range seq {
 				for j := i - 1; j >= 0 && seq[i].index-seq[j].index <= drlsMaxAge; j-- {
-					target := seq[i].out[m]
-					served := seq[j].out[m]
-					if !drlsUsable(target) || !drlsUsable(served) {
+					y, ok := changes[k].of(m, j, i)
+					if !ok {
 						continue
 					}
-					y := 1 - links.Accuracy(target.Type, served, target)
 					age := int(seq[i].index - seq[j].index)
 					for l := j; l < i; l++ {
-						xs = append(xs, drlsFeatures(m, age, models, seq[j].out, seq[l].out))
+						xs = append(xs, changes[k].features(m, age, models, j, l))
 						ys = append(ys, y)
 					}
 				}
@@ -355,6 +388,43 @@ func fitDRLS(models []string, seqs [][]drlsFrame) *drlsValue {
 		v.weights[m] = ridge(xs, ys, drlsRidge)
 	}
 	return v
+}
+
+// drlsChanges holds, for one sequence of profiled frames, every model's
+// change (drlsChange) between frames j ≤ l at most drlsMaxAge apart.
+type drlsChanges struct {
+	change map[string]map[[2]int]float64
+	// usable marks the (model, j, l) whose outputs on both frames are
+	// usable (a reuse error is defined).
+	usable map[string]map[[2]int]bool
+}
+
+func measureChanges(models []string, seq []drlsFrame) drlsChanges {
+	c := drlsChanges{change: map[string]map[[2]int]float64{}, usable: map[string]map[[2]int]bool{}}
+	for _, o := range models {
+		ch, us := map[[2]int]float64{}, map[[2]int]bool{}
+		for l := range seq {
+			for j := l; j >= 0 && seq[l].index-seq[j].index <= drlsMaxAge; j-- {
+				ch[[2]int{j, l}] = drlsChange(seq[j].out[o], seq[l].out[o])
+				us[[2]int{j, l}] = drlsUsable(seq[j].out[o]) && drlsUsable(seq[l].out[o])
+			}
+		}
+		c.change[o], c.usable[o] = ch, us
+	}
+	return c
+}
+
+// of is the error of serving m's output on frame j for its exact one on
+// frame i; ok is false when either is unusable.
+func (c drlsChanges) of(m string, j, i int) (float64, bool) {
+	k := [2]int{j, i}
+	return c.change[m][k], c.usable[m][k]
+}
+
+// features is drlsFeatures of m last run on frame j, the others last seen
+// on frame l (j ≤ l), from the measured changes.
+func (c drlsChanges) features(m string, age int, models []string, j, l int) []float64 {
+	return drlsFeatureVector(m, age, models, func(o string) float64 { return c.change[o][[2]int{j, l}] })
 }
 
 // ridge solves min ‖Xw − y‖² + λ·n·‖w‖² (the bias penalised too, lightly);
