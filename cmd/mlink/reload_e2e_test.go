@@ -142,14 +142,21 @@ func TestReloadBySIGHUPAndHTTPAppliesWhatCanChangeLiveAndRefusesTheRest(t *testi
 	if _, ok := sample(fams, "mlink_stage_up", "stage", "nats worker-motion2", "tier", tierBus); ok {
 		t.Error("the connection watch of the removed worker still runs")
 	}
-	removedAt, _ := sample(fams, "mlink_model_outputs_total", "model", "motion2", "source", "exact")
-	before, _ := sample(fams, "mlink_results_total", "camera", "plaza", "kind", "complete")
-	natstest.WaitFor(t, 60*time.Second, "results after the model's removal", func() bool {
-		v, _ := sample(scrapeMetrics(t, addr), "mlink_results_total", "camera", "plaza", "kind", "complete")
-		return v > before+5
-	})
-	if v, _ := sample(scrapeMetrics(t, addr), "mlink_model_outputs_total", "model", "motion2", "source", "exact"); v > removedAt+1 {
-		t.Errorf("motion2 ran %v more times after its removal", v-removedAt)
+	// Outputs the worker sent while draining may still reach the merger
+	// after the reload returns (a loaded machine lags): the count settles
+	// over the next frames, and then does not move while frames go on.
+	moreResults := func(what string) {
+		before, _ := sample(scrapeMetrics(t, addr), "mlink_results_total", "camera", "plaza", "kind", "complete")
+		natstest.WaitFor(t, 60*time.Second, what, func() bool {
+			v, _ := sample(scrapeMetrics(t, addr), "mlink_results_total", "camera", "plaza", "kind", "complete")
+			return v > before+5
+		})
+	}
+	moreResults("results after the model's removal")
+	settled, _ := sample(scrapeMetrics(t, addr), "mlink_model_outputs_total", "model", "motion2", "source", "exact")
+	moreResults("more results after the model's removal")
+	if v, _ := sample(scrapeMetrics(t, addr), "mlink_model_outputs_total", "model", "motion2", "source", "exact"); v != settled {
+		t.Errorf("motion2 ran %v more times over 5 frames, well after its removal", v-settled)
 	}
 	if _, ok := sample(fams, "mlink_camera_up", "camera", "second"); ok {
 		t.Error("camera second still listed after its removal")
