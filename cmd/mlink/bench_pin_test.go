@@ -52,9 +52,12 @@ func TestReadmeBenchNumbersArePinned(t *testing.T) {
 	// The blocks replay in parallel (each replay is one goroutine; the
 	// package's tests must stay inside their time); the group returns when
 	// every block is done, before the README is rewritten.
+	// Blocks of one trace share its trained links (the same frames train
+	// the same links): each trace's links train once.
+	learners := newLearnerPool()
 	t.Run("blocks", func(t *testing.T) {
 		for _, b := range blocks {
-			pinBlockTest(t, b, &updated, &mu)
+			pinBlockTest(t, b, &updated, &mu, learners)
 		}
 	})
 	if *updatePins {
@@ -67,7 +70,7 @@ func TestReadmeBenchNumbersArePinned(t *testing.T) {
 
 // pinBlockTest measures one pinned block in a parallel subtest: it checks
 // the README's numbers, or (-update-pins) rewrites the block in updated.
-func pinBlockTest(t *testing.T, b [][]byte, updated *[]byte, mu *sync.Mutex) {
+func pinBlockTest(t *testing.T, b [][]byte, updated *[]byte, mu *sync.Mutex, learners *learnerPool) {
 	args := strings.Fields(string(b[1]))
 	for i, a := range args {
 		if i > 0 && args[i-1] == "--trace" {
@@ -80,6 +83,7 @@ func pinBlockTest(t *testing.T, b [][]byte, updated *[]byte, mu *sync.Mutex) {
 		if err != nil {
 			t.Fatalf("README's bench arguments: %v", err)
 		}
+		o.learners = learners
 		rows, err := benchTrace(o, zerolog.Nop(), io.Discard)
 		if err != nil {
 			t.Fatal(err)

@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/scheduler/replay"
@@ -83,6 +85,40 @@ type benchTraceOptions struct {
 	// scheduler.jellybean); pools the config's worker pools.
 	jellybean pipeline.JellyBeanConfig
 	pools     []pipeline.WorkerPool
+	// learners, when set, share trained links between benchTrace calls of
+	// one process (the pin test's blocks replay one trace several times);
+	// nil: each call trains its own.
+	learners *learnerPool
+}
+
+// learnerPool hands out one cached learner per trace and training options:
+// training is deterministic for them, and a CachedLearner answers each
+// call (train, measure, fine-tune on the same frames) once. Safe for
+// concurrent use.
+type learnerPool struct {
+	mu       sync.Mutex
+	learners map[string]*replay.CachedLearner
+}
+
+func newLearnerPool() *learnerPool {
+	return &learnerPool{learners: map[string]*replay.CachedLearner{}}
+}
+
+// get returns the pool's learner of trace with opts, made by newLearner
+// the first time.
+func (p *learnerPool) get(trace string, opts links.TrainOptions, newLearner func() *replay.CachedLearner) *replay.CachedLearner {
+	if p == nil {
+		return newLearner()
+	}
+	key := fmt.Sprintf("%s %+v", trace, opts)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l, ok := p.learners[key]
+	if !ok {
+		l = newLearner()
+		p.learners[key] = l
+	}
+	return l
 }
 
 func cmdBenchTrace(args []string) error {
@@ -441,7 +477,10 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			if temporal {
 				policy = scheduler.PolicyHybrid
 			}
-			learners[temporal] = replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, learnerOptions(policy, o.temporal, o.seed, o.epochs)))
+			lo := learnerOptions(policy, o.temporal, o.seed, o.epochs)
+			learners[temporal] = o.learners.get(o.trace, lo, func() *replay.CachedLearner {
+				return replay.NewCachedLearner(scheduler.NewLinkLearner(tr.Header, lo))
+			})
 		}
 		if !o.temporal {
 			learners[true] = learners[false] // the same links: train them once
