@@ -388,13 +388,13 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			budgets = append(budgets, b)
 		}
 	}
-	if len(budgets) == 0 {
-		return nil, errors.New("bench: no budgets (give --budgets, or keep --auto-budgets)")
-	}
 	for _, b := range o.budgets {
 		if !slices.Contains(budgets, b) {
 			budgets = append(budgets, b)
 		}
+	}
+	if len(budgets) == 0 {
+		return nil, errors.New("bench: no budgets (give --budgets, or keep --auto-budgets)")
 	}
 	video := o.video
 	if video == "" && len(tr.Header.Videos) == 1 {

@@ -46,7 +46,7 @@ func TestBenchTraceCLI(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "bench")
 	out, err := captureStdout(t, func() error {
 		return cmdBench([]string{"--trace", trace, "--policies", "all,standalone,mlink-hybrid,reducto",
-			"--budgets", "460ms,1490ms", "--epochs", "10", "--out", dir})
+			"--budgets", "460ms,1490ms", "--budget-mode", "mean", "--epochs", "10", "--out", dir})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +192,8 @@ func TestBenchTraceWithoutItsVideo(t *testing.T) {
 		h.Videos = map[string]string{"plaza": "/nonexistent/vtest.avi"}
 	})
 	out, err := captureStdout(t, func() error {
-		return cmdBenchTrace([]string{"--trace", trace, "--sampling", "native", "--epochs", "3", "--budgets", "300ms"})
+		return cmdBenchTrace([]string{"--trace", trace, "--sampling", "native", "--epochs", "3", "--budgets", "300ms",
+			"--auto-budgets=false", "--budget-mode", "mean"})
 	})
 	if err != nil {
 		t.Fatalf("default policies without the video: %v", err)
