@@ -167,8 +167,10 @@ type Controller struct {
 	pools       map[string]map[string]*modelHealth
 	pooledHeard atomic.Bool
 	router      poolRouter
-	stats       ControllerStats
-	onPredictor func(Predictor)
+	// unservedLogged: the models whose unserved placement was logged.
+	unservedLogged map[string]bool
+	stats          ControllerStats
+	onPredictor    func(Predictor)
 }
 
 // ControllerStats counts the controller's work.
@@ -182,8 +184,11 @@ type ControllerStats struct {
 	agreeSum atomic.Uint64 // micro-units
 	agreeN   atomic.Int64
 	// PoolFallbacks counts models sent elsewhere than their placement
-	// pool because its workers were not answering (route).
+	// pool because its workers stopped answering (route).
 	PoolFallbacks atomic.Int64
+	// PoolUnserved counts models sent elsewhere than their placement pool
+	// because no worker of them ever joined it (route).
+	PoolUnserved atomic.Int64
 }
 
 // MeasuredAccuracy is the mean accuracy of predictions measured on the

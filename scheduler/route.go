@@ -77,9 +77,13 @@ func (c *Controller) route(plan *pipeline.Plan) {
 		if sel != nil {
 			shares = sel.Placement[m]
 		}
-		pool, fellBack := c.poolFor(m, shares, now)
-		if fellBack {
+		pool, how := c.poolFor(m, shares, now)
+		switch how {
+		case routeFallback:
 			c.stats.PoolFallbacks.Add(1)
+		case routeUnserved:
+			c.stats.PoolUnserved.Add(1)
+			c.logUnservedOnce(m, shares)
 		}
 		if pool == "" {
 			continue
@@ -91,9 +95,25 @@ func (c *Controller) route(plan *pipeline.Plan) {
 	}
 }
 
-// poolFor chooses model's pool for one frame ("": the unpooled workers);
-// fellBack says the placement's choice was passed over.
-func (c *Controller) poolFor(model string, shares []Share, now time.Time) (pool string, fellBack bool) {
+// routeOutcome says how a model's pool was chosen for a frame.
+type routeOutcome int
+
+const (
+	// routePlaced: where the placement says (or placed nowhere).
+	routePlaced routeOutcome = iota
+	// routeFallback: the placement's pool has had workers of the model,
+	// and they stopped answering.
+	routeFallback
+	// routeUnserved: the placement's pool has never had a worker of the
+	// model while others have (an all-in-one process without --pool, or
+	// a pool not started): a deployment that does not match the
+	// placement, not a failure.
+	routeUnserved
+)
+
+// poolFor chooses model's pool for one frame ("": the unpooled workers)
+// and says how.
+func (c *Controller) poolFor(model string, shares []Share, now time.Time) (pool string, how routeOutcome) {
 	heard := c.pools[model]
 	alive := func(p string) bool {
 		h := heard[p]
@@ -104,22 +124,48 @@ func (c *Controller) poolFor(model string, shares []Share, now time.Time) (pool 
 		planned = c.router.pick(model, shares)
 	}
 	if len(heard) == 0 || alive(planned) {
-		return planned, false // its workers may be starting: as placed
+		return planned, routePlaced // its workers may be starting: as placed
+	}
+	passedOver := routePlaced
+	if planned != "" {
+		passedOver = routeFallback
+		if heard[planned] == nil {
+			passedOver = routeUnserved
+		}
 	}
 	for _, s := range shares {
 		if alive(s.Pool) {
-			return s.Pool, true
+			return s.Pool, passedOver
 		}
 	}
 	if alive("") {
-		return "", planned != ""
+		return "", passedOver
 	}
 	for _, p := range slices.Sorted(maps.Keys(heard)) {
 		if alive(p) {
-			return p, true
+			return p, max(passedOver, routeFallback) // placed nowhere, or not here: elsewhere
 		}
 	}
-	return planned, false // nobody answers: healthyPlan's business
+	return planned, routePlaced // nobody answers: healthyPlan's business
+}
+
+// logUnservedOnce warns, once per model, that its placement's pools have
+// no workers of it, so its frames go elsewhere (counted in PoolUnserved).
+// c.mu is held.
+func (c *Controller) logUnservedOnce(model string, shares []Share) {
+	if c.unservedLogged[model] {
+		return
+	}
+	if c.unservedLogged == nil {
+		c.unservedLogged = map[string]bool{}
+	}
+	c.unservedLogged[model] = true
+	pools := make([]string, len(shares))
+	for i, s := range shares {
+		pools[i] = s.Pool
+	}
+	c.log.Warn().Str("model", model).Strs("placement", pools).
+		Msg("no worker of the model has joined its placement pool: its frames go to the workers that have it (start workers with `mlink run --pool NAME` to follow the placement)")
 }
 
 // alive: heard within timeout, and not stuck with frames queued.

@@ -42,7 +42,9 @@ func routingController(t *testing.T, placement map[string][]Share) *Controller {
 // A placed model goes to its pool while the pool's workers answer (or
 // before any worker of it is heard of); when they stop, to its other
 // placement pool, then to the unpooled workers, then to any pool that has
-// the model; each fallback counted. Models placed nowhere stay unpooled.
+// the model; each fallback counted, apart from the frames of a model whose
+// placement pool never had a worker of it (unserved). Models placed
+// nowhere stay unpooled.
 func TestRouteFollowsThePlacementAndFallsBackToLiveWorkers(t *testing.T) {
 	c := routingController(t, map[string][]Share{
 		"hog":  {{Pool: "gpu", Fraction: 1}, {Pool: "pc", Fraction: 0}},
@@ -69,8 +71,8 @@ func TestRouteFollowsThePlacementAndFallsBackToLiveWorkers(t *testing.T) {
 	if got := plan(); got["hog"] != "gpu" || got["face"] != "" {
 		t.Errorf("gpu answers, box never heard of: pools %v, want hog on gpu and face unpooled", got)
 	}
-	if n := c.stats.PoolFallbacks.Load(); n != 1 {
-		t.Errorf("fallbacks %d, want 1 (face)", n)
+	if f, u := c.stats.PoolFallbacks.Load(), c.stats.PoolUnserved.Load(); f != 0 || u != 1 {
+		t.Errorf("fallbacks %d, unserved %d: want 0 and 1 (face: box never had a worker of it)", f, u)
 	}
 	beat("hog", "gpu", time.Hour) // silent
 	if got := plan(); got["hog"] != "pc" {
@@ -89,6 +91,11 @@ func TestRouteFollowsThePlacementAndFallsBackToLiveWorkers(t *testing.T) {
 	beat("hog", "gpu", 0)
 	if got := plan(); got["hog"] != "gpu" {
 		t.Errorf("gpu back: hog on %q, want gpu", got["hog"])
+	}
+	// hog fell back three times (pc, unpooled, edge2); face went
+	// unpooled on each of the five frames since its workers were heard.
+	if f, u := c.stats.PoolFallbacks.Load(), c.stats.PoolUnserved.Load(); f != 3 || u != 5 {
+		t.Errorf("fallbacks %d, unserved %d: want 3 and 5", f, u)
 	}
 }
 

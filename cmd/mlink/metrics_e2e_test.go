@@ -159,8 +159,8 @@ func TestMetricsOfARealRunMoveConsistently(t *testing.T) {
 		t.Errorf("scheduler planned %v frames, want %d", n, frames)
 	}
 	// No pools here: every execution went to the unpooled workers.
-	if sent, ex := must("mlink_scheduler_pool_frames_total", "pool", ""), must("mlink_scheduler_executions_total"); sent != ex || ex == 0 || must("mlink_scheduler_pool_fallbacks_total") != 0 {
-		t.Errorf("%v frames sent to the unpooled workers for %v executions (want equal, > 0), %v fallbacks", sent, ex, must("mlink_scheduler_pool_fallbacks_total"))
+	if sent, ex := must("mlink_scheduler_pool_frames_total", "pool", ""), must("mlink_scheduler_executions_total"); sent != ex || ex == 0 || must("mlink_scheduler_pool_fallbacks_total") != 0 || must("mlink_scheduler_pool_unserved_total") != 0 {
+		t.Errorf("%v frames sent to the unpooled workers for %v executions (want equal, > 0), %v fallbacks, %v unserved", sent, ex, must("mlink_scheduler_pool_fallbacks_total"), must("mlink_scheduler_pool_unserved_total"))
 	}
 	if n := must("mlink_stage_sent_total", "stage", "merger"); n != frames {
 		t.Errorf("merger sent %v results, want %d", n, frames)
