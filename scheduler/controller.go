@@ -14,23 +14,39 @@ import (
 
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Predictor predicts a model's output from the exact outputs of the models
-// that ran on a frame (links.Set implements it).
-type Predictor interface {
-	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
-}
+// that ran on a frame. It is assemble's: the controller installs what the
+// predictors and the replay call, so the two cannot drift apart.
+type Predictor = assemble.Predictor
 
-// Learner trains model links on profiled frames and measures them. Its
-// training may take seconds: the controller calls it off the routing path.
+// Learner trains model links on profiled frames. Its training may take
+// seconds: the controller calls it off the routing path.
 type Learner interface {
 	// Train fits links on profiled frames.
-	Train(samples []*links.TraceRecord) (Predictor, error)
-	// Measure measures how well p predicts each model on held-out frames.
-	Measure(p Predictor, samples []*links.TraceRecord) (SetEvidence, error)
-	// FineTune adapts p to newly profiled frames (periodic adaptation).
-	FineTune(p Predictor, samples []*links.TraceRecord) (Predictor, error)
+	Train(samples []*links.TraceRecord) (Learned, error)
+}
+
+// Learned is links a Learner trained: they measure and adapt themselves.
+// Measuring and fine-tuning need the learner's own type (a links.Set's
+// evaluation and training), and only the value the learner made knows it:
+// the trainer hands it back to itself instead of handing a Predictor to the
+// learner, which would have to downcast it. The predictor is a separate
+// accessor, not an embedded interface, so a wrapper (replay's cache) hides
+// nothing the installed links can do (temporal links, loss heads,
+// marshalling).
+type Learned interface {
+	// Predictor is what the predictors install.
+	Predictor() Predictor
+	// Measure measures how well the links predict each model on held-out
+	// frames, and keeps the measure with them (it travels with the
+	// predictor where it can: LinkSet).
+	Measure(samples []*links.TraceRecord) (SetEvidence, error)
+	// FineTune adapts the links to newly profiled frames (periodic
+	// adaptation); the result keeps the last measure until measured again.
+	FineTune(samples []*links.TraceRecord) (Learned, error)
 }
 
 // ControllerConfig configures a policy (the settings it does not use are
