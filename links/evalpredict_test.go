@@ -2,6 +2,7 @@ package links
 
 import (
 	"math"
+	"reflect"
 	"testing"
 
 	"github.com/mlink-project/mlink/pipeline"
@@ -81,5 +82,56 @@ func TestEvaluationScoresPredict(t *testing.T) {
 			t.Errorf("%v → %s: Evaluate reports %.12f on %d frames, Predict's outputs score %.12f on %d",
 				srcs, m.Name, en.Accuracy, en.Frames, got, n)
 		}
+	}
+}
+
+// TestPredictWithLossesIsPredictWithPredictedLosses: the live predictor's
+// PredictWithLosses serves Predict's output, and the losses riding with it
+// are those PredictedLosses computes by running the links again, so active
+// sampling scores a frame the same either way.
+func TestPredictWithLossesIsPredictWithPredictedLosses(t *testing.T) {
+	s, _ := vtest(t)
+	_, recs, err := ReadTrace(vtestTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, held := SplitByTime(recs, 0.1)
+	compared := 0
+	for i, r := range held {
+		if i%7 != 0 {
+			continue
+		}
+		for _, target := range s.Models {
+			exact := map[string]*pipeline.Output{}
+			for name, o := range r.Outputs {
+				if name != target.Name {
+					exact[name] = o
+				}
+			}
+			want, err := s.Predict(target.Name, exact)
+			got, err2 := s.PredictWithLosses(target.Name, exact)
+			if (err == nil) != (err2 == nil) {
+				t.Fatalf("%s/%d %s: Predict %v, PredictWithLosses %v", r.Camera, r.Seq, target.Name, err, err2)
+			}
+			if err != nil {
+				continue
+			}
+			losses := got.LinkLosses
+			got.LinkLosses = nil
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s/%d %s: PredictWithLosses %+v, Predict %+v", r.Camera, r.Seq, target.Name, got, want)
+			}
+			again, err := s.PredictedLosses(exact, []string{target.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(losses) == 0 || !reflect.DeepEqual(losses, again) {
+				t.Fatalf("%s/%d %s: losses with the output %v, run again %v", r.Camera, r.Seq, target.Name, losses, again)
+			}
+			compared++
+		}
+	}
+	if compared < 100 {
+		t.Fatalf("only %d predictions compared", compared)
 	}
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -612,24 +613,38 @@ func (c *Controller) observeLinks(r *pipeline.Result) {
 
 // considerSampling scores a frame served with links by the losses the
 // links predict for it; a high one asks for the camera's next frame to be
-// profiled.
+// profiled. The losses come with the predicted outputs
+// (assemble.LossPredictor); only for outputs without them (temporal links,
+// a failed prediction, links without PredictWithLosses) are the links run
+// again here.
 func (c *Controller) considerSampling(r *pipeline.Result) {
-	c.mu.Lock()
-	lp, ok := c.predictor.(LossPredictor)
-	c.mu.Unlock()
-	if !ok {
-		return
-	}
-	exact := map[string]*pipeline.Output{}
-	for name, o := range r.Outputs {
-		if o.Source == pipeline.SourceExact && o.Error == "" {
-			exact[name] = o
+	losses := map[string]float64{}
+	var rerun []string
+	for _, target := range r.Plan.Predicted {
+		if o := r.Outputs[target]; o != nil && o.Error == "" && len(o.LinkLosses) > 0 {
+			maps.Copy(losses, o.LinkLosses)
+		} else {
+			rerun = append(rerun, target)
 		}
 	}
-	losses, err := lp.PredictedLosses(exact, r.Plan.Predicted)
-	if err != nil {
-		c.log.Debug().Err(err).Msg("active sampling: no losses for this frame")
-		return
+	if len(rerun) > 0 {
+		c.mu.Lock()
+		lp, ok := c.predictor.(LossPredictor)
+		c.mu.Unlock()
+		if ok {
+			exact := map[string]*pipeline.Output{}
+			for name, o := range r.Outputs {
+				if o.Source == pipeline.SourceExact && o.Error == "" {
+					exact[name] = o
+				}
+			}
+			more, err := lp.PredictedLosses(exact, rerun)
+			if err != nil {
+				c.log.Debug().Err(err).Msg("active sampling: no losses for this frame")
+				return
+			}
+			maps.Copy(losses, more)
+		}
 	}
 	if c.sampler.Observe(losses) {
 		c.mu.Lock()

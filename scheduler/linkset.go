@@ -15,6 +15,9 @@ import (
 type LinkSet interface {
 	Predictor
 	assemble.TemporalPredictor
+	// assemble.LossPredictor gives active sampling the losses with the
+	// outputs; LossPredictor computes them afterwards where it did not.
+	assemble.LossPredictor
 	LossPredictor
 	Evaluated
 	// MarshalBinary is the form the link store shares between processes.
