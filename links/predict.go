@@ -36,7 +36,25 @@ func (s *Set) Predict(target string, exact map[string]*pipeline.Output) (pipelin
 	t := s.getTape()
 	defer s.putTape(t)
 	t.reset(false, false)
-	return s.predict(t, ti, exact, nil, 0)
+	return s.predict(t, ti, exact, nil, 0, false)
+}
+
+// PredictWithLosses is Predict, and the output also carries the loss each
+// link that predicted it expects (LinkLosses: the values PredictedLosses
+// reports for these sources). The loss heads read the hidden features the
+// prediction has just computed, so the predictor hands active sampling its
+// scores at the cost of a dot product per link, where PredictedLosses runs
+// the links a second time. Non-finite losses are left out (JSON cannot
+// carry them).
+func (s *Set) PredictWithLosses(target string, exact map[string]*pipeline.Output) (pipeline.Output, error) {
+	ti, ok := s.index[target]
+	if !ok {
+		return pipeline.Output{}, fmt.Errorf("predict: unknown target model %q (the links know %s)", target, s.modelList())
+	}
+	t := s.getTape()
+	defer s.putTape(t)
+	t.reset(false, false)
+	return s.predict(t, ti, exact, nil, 0, true)
 }
 
 // PredictTemporal predicts target's output like Predict, with the temporal
@@ -66,11 +84,12 @@ func (s *Set) PredictTemporal(target string, exact map[string]*pipeline.Output, 
 	t := s.getTape()
 	defer s.putTape(t)
 	t.reset(false, false)
-	return s.predict(t, ti, exact, last, age)
+	return s.predict(t, ti, exact, last, age, false)
 }
 
-// predict is Predict (last == nil) or PredictTemporal.
-func (s *Set) predict(t *tape, ti int, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error) {
+// predict is Predict (last == nil) or PredictTemporal; losses: fill
+// LinkLosses from the pure links' loss heads (PredictWithLosses).
+func (s *Set) predict(t *tape, ti int, exact map[string]*pipeline.Output, last *pipeline.Output, age float64, losses bool) (pipeline.Output, error) {
 	tm := s.Models[ti]
 	e := s.ens[ti]
 	if last != nil {
@@ -115,6 +134,16 @@ func (s *Set) predict(t *tape, ti int, exact map[string]*pipeline.Output, last *
 		}
 	}
 	out := pipeline.Output{Model: tm.Name, Kind: tm.Type.Kind(), Type: tm.Type, Source: pipeline.SourcePredicted}
+	if losses {
+		out.LinkLosses = make(map[string]float64, nSrc)
+		for m, l := range e.members {
+			if present[m] && l.src != nil {
+				if v := l.lossPred(t, fws[m]); !math.IsNaN(v) && !math.IsInf(v, 0) {
+					out.LinkLosses[l.Source+">"+tm.Name] = v
+				}
+			}
+		}
+	}
 	count := s.assemble(tm, zbar, &out)
 	srcs := make([]string, 0, nSrc+1)
 	for _, l := range e.members {

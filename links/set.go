@@ -140,6 +140,16 @@ func (s *Set) Model(name string) (*ModelInfo, bool) {
 	return s.Models[i], true
 }
 
+// Covers reports whether the set has links for every one of models.
+func (s *Set) Covers(models []string) bool {
+	for _, m := range models {
+		if _, ok := s.Model(m); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Set) modelList() string {
 	out := ""
 	for i, m := range s.Models {

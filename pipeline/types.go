@@ -108,6 +108,12 @@ type Output struct {
 	Sources []string `json:"sources,omitempty"`
 	// Confidence is the measured accuracy of the predictor (predicted outputs).
 	Confidence float64 `json:"confidence,omitempty"`
+	// LinkLosses is the loss each link that predicted the output expects
+	// for it (its loss-prediction head), keyed "source>target". It rides
+	// with the prediction so active sampling scores the frame without
+	// running the links again; values of different links are on different
+	// scales (compare each link's only with its own).
+	LinkLosses map[string]float64 `json:"link_losses,omitempty"`
 	// FromSeq is the frame a reused output was computed on.
 	FromSeq uint64 `json:"from_seq,omitempty"`
 
@@ -145,6 +151,11 @@ func (o *Output) CheckFinite() error {
 	for k, v := range o.Extra {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("output extra %q is not finite", k)
+		}
+	}
+	for k, v := range o.LinkLosses {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("output link loss %q is not finite", k)
 		}
 	}
 	return nil

@@ -7,7 +7,10 @@ import (
 )
 
 // LossPredictor is a Predictor whose links also predict their own loss on a
-// frame (links.Set's loss-prediction heads).
+// frame (links.Set's loss-prediction heads). Active sampling asks it only
+// for predicted outputs that came without their losses
+// (pipeline.Output.LinkLosses, see assemble.LossPredictor): it runs the
+// links a second time.
 type LossPredictor interface {
 	PredictedLosses(exact map[string]*pipeline.Output, targets []string) (map[string]float64, error)
 }

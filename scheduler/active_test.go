@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"errors"
 	"math/rand"
 	"testing"
 	"time"
@@ -55,22 +56,51 @@ func (lossyPredictor) PredictedLosses(exact map[string]*pipeline.Output, targets
 	return out, nil
 }
 
-type lossyLearner struct{ tableLearner }
+// lossyLearner's links are p (lossyPredictor{} when nil).
+type lossyLearner struct {
+	tableLearner
+	p Predictor
+}
 
-func (l *lossyLearner) Train(s []*links.TraceRecord) (Predictor, error) {
+func (l *lossyLearner) Train(s []*links.TraceRecord) (Learned, error) {
 	l.trained.Add(1)
-	return lossyPredictor{}, nil
+	if l.p != nil {
+		return l.learned(l.p), nil
+	}
+	return l.learned(lossyPredictor{}), nil
+}
+
+// carriedLossPredictor's losses come with its outputs: the controller must
+// not run its links again.
+type carriedLossPredictor struct {
+	constPredictor
+	t *testing.T
+}
+
+func (p carriedLossPredictor) PredictedLosses(map[string]*pipeline.Output, []string) (map[string]float64, error) {
+	p.t.Error("the links ran again for losses that came with the outputs")
+	return nil, errors.New("not again")
 }
 
 // A frame the links predict badly makes the controller profile the next
 // frame of that camera (Plan.Sampled); a batch of them fine-tunes the links
-// without re-selecting.
+// without re-selecting. The losses come with the predicted outputs (the
+// live predictor's PredictWithLosses), or, where they do not, from the
+// links run again.
 func TestControllerProfilesTheFrameAfterAHighLoss(t *testing.T) {
-	learner := &lossyLearner{tableLearner{acc: matrix{
+	t.Run("with the outputs", func(t *testing.T) { testProfilesTheFrameAfterAHighLoss(t, true) })
+	t.Run("links run again", func(t *testing.T) { testProfilesTheFrameAfterAHighLoss(t, false) })
+}
+
+func testProfilesTheFrameAfterAHighLoss(t *testing.T, carried bool) {
+	learner := &lossyLearner{tableLearner: tableLearner{acc: matrix{
 		"person": {"action": 0.95, "object": 0.93},
 		"action": {"person": 0.2, "object": 0.3},
 		"object": {"person": 0.6, "action": 0.9},
 	}}}
+	if carried {
+		learner.p = carriedLossPredictor{t: t}
+	}
 	c, err := NewController(ControllerConfig{
 		Policy: "mlink", Models: threeModels, Budget: Budget{Memory: 5 * gb},
 		Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: 10, HoldOut: 0.3,
@@ -85,8 +115,19 @@ func TestControllerProfilesTheFrameAfterAHighLoss(t *testing.T) {
 		seq++
 		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
 		r := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+		v := value + float64(seq%7)/100
 		for _, m := range p.Exact {
-			r.Outputs[m] = &pipeline.Output{Model: m, Value: []float64{value + float64(seq%7)/100}, Source: pipeline.SourceExact}
+			r.Outputs[m] = &pipeline.Output{Model: m, Value: []float64{v}, Source: pipeline.SourceExact}
+		}
+		for _, tgt := range p.Predicted {
+			o := &pipeline.Output{Model: tgt, Value: []float64{1}, Source: pipeline.SourcePredicted}
+			if carried { // what lossyPredictor's links give
+				o.LinkLosses = map[string]float64{}
+				for _, src := range p.Exact {
+					o.LinkLosses[src+">"+tgt] = v
+				}
+			}
+			r.Outputs[tgt] = o
 		}
 		c.ObserveResult(r)
 		return p

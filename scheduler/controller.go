@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -14,23 +15,39 @@ import (
 
 	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // Predictor predicts a model's output from the exact outputs of the models
-// that ran on a frame (links.Set implements it).
-type Predictor interface {
-	Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
-}
+// that ran on a frame. It is assemble's: the controller installs what the
+// predictors and the replay call, so the two cannot drift apart.
+type Predictor = assemble.Predictor
 
-// Learner trains model links on profiled frames and measures them. Its
-// training may take seconds: the controller calls it off the routing path.
+// Learner trains model links on profiled frames. Its training may take
+// seconds: the controller calls it off the routing path.
 type Learner interface {
 	// Train fits links on profiled frames.
-	Train(samples []*links.TraceRecord) (Predictor, error)
-	// Measure measures how well p predicts each model on held-out frames.
-	Measure(p Predictor, samples []*links.TraceRecord) (SetEvidence, error)
-	// FineTune adapts p to newly profiled frames (periodic adaptation).
-	FineTune(p Predictor, samples []*links.TraceRecord) (Predictor, error)
+	Train(samples []*links.TraceRecord) (Learned, error)
+}
+
+// Learned is links a Learner trained: they measure and adapt themselves.
+// Measuring and fine-tuning need the learner's own type (a links.Set's
+// evaluation and training), and only the value the learner made knows it:
+// the trainer hands it back to itself instead of handing a Predictor to the
+// learner, which would have to downcast it. The predictor is a separate
+// accessor, not an embedded interface, so a wrapper (replay's cache) hides
+// nothing the installed links can do (temporal links, loss heads,
+// marshalling).
+type Learned interface {
+	// Predictor is what the predictors install.
+	Predictor() Predictor
+	// Measure measures how well the links predict each model on held-out
+	// frames, and keeps the measure with them (it travels with the
+	// predictor where it can: LinkSet).
+	Measure(samples []*links.TraceRecord) (SetEvidence, error)
+	// FineTune adapts the links to newly profiled frames (periodic
+	// adaptation); the result keeps the last measure until measured again.
+	FineTune(samples []*links.TraceRecord) (Learned, error)
 }
 
 // ControllerConfig configures a policy (the settings it does not use are
@@ -601,24 +618,38 @@ func (c *Controller) observeLinks(r *pipeline.Result) {
 
 // considerSampling scores a frame served with links by the losses the
 // links predict for it; a high one asks for the camera's next frame to be
-// profiled.
+// profiled. The losses come with the predicted outputs
+// (assemble.LossPredictor); only for outputs without them (temporal links,
+// a failed prediction, links without PredictWithLosses) are the links run
+// again here.
 func (c *Controller) considerSampling(r *pipeline.Result) {
-	c.mu.Lock()
-	lp, ok := c.predictor.(LossPredictor)
-	c.mu.Unlock()
-	if !ok {
-		return
-	}
-	exact := map[string]*pipeline.Output{}
-	for name, o := range r.Outputs {
-		if o.Source == pipeline.SourceExact && o.Error == "" {
-			exact[name] = o
+	losses := map[string]float64{}
+	var rerun []string
+	for _, target := range r.Plan.Predicted {
+		if o := r.Outputs[target]; o != nil && o.Error == "" && len(o.LinkLosses) > 0 {
+			maps.Copy(losses, o.LinkLosses)
+		} else {
+			rerun = append(rerun, target)
 		}
 	}
-	losses, err := lp.PredictedLosses(exact, r.Plan.Predicted)
-	if err != nil {
-		c.log.Debug().Err(err).Msg("active sampling: no losses for this frame")
-		return
+	if len(rerun) > 0 {
+		c.mu.Lock()
+		lp, ok := c.predictor.(LossPredictor)
+		c.mu.Unlock()
+		if ok {
+			exact := map[string]*pipeline.Output{}
+			for name, o := range r.Outputs {
+				if o.Source == pipeline.SourceExact && o.Error == "" {
+					exact[name] = o
+				}
+			}
+			more, err := lp.PredictedLosses(exact, rerun)
+			if err != nil {
+				c.log.Debug().Err(err).Msg("active sampling: no losses for this frame")
+				return
+			}
+			maps.Copy(losses, more)
+		}
 	}
 	if c.sampler.Observe(losses) {
 		c.mu.Lock()

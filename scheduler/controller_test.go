@@ -29,17 +29,34 @@ func (constPredictor) Predict(target string, exact map[string]*pipeline.Output) 
 	return pipeline.Output{Value: []float64{1}}, nil
 }
 
-func (l *tableLearner) Train(s []*links.TraceRecord) (Predictor, error) {
+func (l *tableLearner) Train(s []*links.TraceRecord) (Learned, error) {
 	l.trained.Add(1)
 	l.lastTrain.Store(int64(len(s)))
-	return constPredictor{}, nil
+	return l.learned(constPredictor{}), nil
 }
-func (l *tableLearner) Measure(p Predictor, s []*links.TraceRecord) (SetEvidence, error) {
-	return setMatrix{l.acc}, nil
+
+// learned is p with the table's measure; fine-tuning counts and keeps it.
+func (l *tableLearner) learned(p Predictor) Learned {
+	return testLearned{p: p, measure: func() SetEvidence { return setMatrix{l.acc} }, tuned: &l.finetuned}
 }
-func (l *tableLearner) FineTune(p Predictor, s []*links.TraceRecord) (Predictor, error) {
-	l.finetuned.Add(1)
-	return p, nil
+
+// testLearned is a test learner's links: p predicts, measure is the fixed
+// evidence, and fine-tuning (counted in tuned, if set) changes nothing.
+type testLearned struct {
+	p       Predictor
+	measure func() SetEvidence
+	tuned   *atomic.Int64
+}
+
+func (l testLearned) Predictor() Predictor { return l.p }
+func (l testLearned) Measure([]*links.TraceRecord) (SetEvidence, error) {
+	return l.measure(), nil
+}
+func (l testLearned) FineTune([]*links.TraceRecord) (Learned, error) {
+	if l.tuned != nil {
+		l.tuned.Add(1)
+	}
+	return l, nil
 }
 
 type setMatrix struct{ matrix }
@@ -182,7 +199,7 @@ type slowLearner struct {
 	release chan struct{}
 }
 
-func (l *slowLearner) Train(s []*links.TraceRecord) (Predictor, error) {
+func (l *slowLearner) Train(s []*links.TraceRecord) (Learned, error) {
 	<-l.release
 	return l.tableLearner.Train(s)
 }

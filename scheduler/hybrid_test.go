@@ -230,11 +230,9 @@ func (nopPredictor) Predict(target string, _ map[string]*pipeline.Output) (pipel
 	return pipeline.Output{Model: target}, nil
 }
 
-func (f fixedLearner) Train([]*links.TraceRecord) (Predictor, error) { return nopPredictor{}, nil }
-func (f fixedLearner) Measure(Predictor, []*links.TraceRecord) (SetEvidence, error) {
-	return f.ev, nil
+func (f fixedLearner) Train([]*links.TraceRecord) (Learned, error) {
+	return testLearned{p: nopPredictor{}, measure: func() SetEvidence { return f.ev }}, nil
 }
-func (f fixedLearner) FineTune(p Predictor, _ []*links.TraceRecord) (Predictor, error) { return p, nil }
 
 func TestReuseAccuracyInterpolates(t *testing.T) {
 	ev := LinkEvidence{Eval: &links.Evaluation{Baselines: []links.BaselineAccuracy{
@@ -412,14 +410,8 @@ func TestSelectHybridServesDetectorsByMeasuredMotion(t *testing.T) {
 // fixedMotionLearner measures fixed evidence with motion.
 type fixedMotionLearner struct{ ev motionMatrix }
 
-func (f fixedMotionLearner) Train([]*links.TraceRecord) (Predictor, error) {
-	return nopPredictor{}, nil
-}
-func (f fixedMotionLearner) Measure(Predictor, []*links.TraceRecord) (SetEvidence, error) {
-	return f.ev, nil
-}
-func (f fixedMotionLearner) FineTune(p Predictor, _ []*links.TraceRecord) (Predictor, error) {
-	return p, nil
+func (f fixedMotionLearner) Train([]*links.TraceRecord) (Learned, error) {
+	return testLearned{p: nopPredictor{}, measure: func() SetEvidence { return f.ev }}, nil
 }
 
 // Under a mean time budget a policy's evidence scales with the budget:

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -22,28 +21,49 @@ func NewLinkLearner(header links.TraceHeader, opts links.TrainOptions) *LinkLear
 }
 
 // Train implements Learner.
-func (l *LinkLearner) Train(samples []*links.TraceRecord) (Predictor, error) {
-	return links.Train(l.header, samples, l.opts)
+func (l *LinkLearner) Train(samples []*links.TraceRecord) (Learned, error) {
+	set, err := links.Train(l.header, samples, l.opts)
+	if err != nil {
+		return nil, err
+	}
+	return l.Adopt(set), nil
 }
 
-// Measure implements Learner.
-func (l *LinkLearner) Measure(p Predictor, samples []*links.TraceRecord) (SetEvidence, error) {
-	set, ok := p.(*links.Set)
-	if !ok {
-		return nil, fmt.Errorf("learner: cannot measure a %T", p)
-	}
-	ev := set.Evaluate(samples)
-	set.SetEvaluation(ev)
+// Adopt takes links trained earlier (a restarted trainer role's stored
+// links) as if this learner had trained them: they measure and fine-tune
+// with its options.
+func (l *LinkLearner) Adopt(set *links.Set) Learned { return &learnedSet{set: set, opts: l.opts} }
+
+// learnedSet is a links.Set with the options that fine-tune it: the typed
+// value the trainer passes around, so nothing downcasts a Predictor.
+type learnedSet struct {
+	set  *links.Set
+	opts links.TrainOptions
+}
+
+// Predictor implements Learned: the set itself (a LinkSet).
+func (l *learnedSet) Predictor() Predictor { return l.set }
+
+// Measure implements Learned. The evaluation is attached to the set: the
+// predictors' confidences and the scheduler of another process (through
+// the link store) read it from there.
+func (l *learnedSet) Measure(samples []*links.TraceRecord) (SetEvidence, error) {
+	ev := l.set.Evaluate(samples) // attaches it
 	return NewLinkEvidence(ev), nil
 }
 
-// FineTune implements Learner.
-func (l *LinkLearner) FineTune(p Predictor, samples []*links.TraceRecord) (Predictor, error) {
-	set, ok := p.(*links.Set)
-	if !ok {
-		return nil, fmt.Errorf("learner: cannot fine-tune a %T", p)
+// FineTune implements Learned. A fine-tuned set starts without an
+// evaluation; it carries the last measured one, so its predictions keep
+// reporting a confidence and its published copy can be selected on.
+func (l *learnedSet) FineTune(samples []*links.TraceRecord) (Learned, error) {
+	tuned, err := l.set.FineTune(samples, l.opts)
+	if err != nil {
+		return nil, err
 	}
-	return set.FineTune(samples, l.opts)
+	if tuned.Evaluation() == nil {
+		tuned.SetEvaluation(l.set.Evaluation())
+	}
+	return &learnedSet{set: tuned, opts: l.opts}, nil
 }
 
 // LinkEvidence exposes a links.Evaluation to the scheduler. Build it with

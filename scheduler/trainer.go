@@ -97,7 +97,7 @@ type Trainer struct {
 	// retryAt is the history length at which a failed first training is
 	// tried again (not on every later frame).
 	retryAt   int
-	predictor Predictor
+	predictor Learned
 	evidence  SetEvidence // the latest measured
 	stats     TrainerStats
 }
@@ -148,7 +148,7 @@ func (t *Trainer) Busy() bool {
 // Resume starts from links trained earlier (a restarted trainer role takes
 // the published links): later windows measure and fine-tune them instead
 // of waiting for a cold start.
-func (t *Trainer) Resume(p Predictor) {
+func (t *Trainer) Resume(p Learned) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.predictor == nil {
@@ -269,18 +269,17 @@ func (t *Trainer) fineTuneTurns() {
 		t.training = false
 		t.mu.Unlock()
 	}()
-	tuned, err := t.learner.FineTune(p, turns)
+	tuned, err := p.FineTune(turns)
 	if err != nil {
 		t.stats.TrainErrors.Add(1)
 		t.log.Warn().Err(err).Msg("fine-tuning links on rotation turns failed; keeping the previous links")
 		return
 	}
 	t.stats.TurnTunings.Add(1)
-	carryEvaluation(tuned, ev)
 	t.mu.Lock()
 	t.predictor = tuned
 	t.mu.Unlock()
-	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "turns", At: turns[len(turns)-1].Time})
+	t.install(Links{Predictor: tuned.Predictor(), Evidence: ev, Reason: "turns", At: turns[len(turns)-1].Time})
 }
 
 // fineTuneSampled adapts the links to the frames they predicted worst.
@@ -294,29 +293,18 @@ func (t *Trainer) fineTuneSampled() {
 		t.training = false
 		t.mu.Unlock()
 	}()
-	tuned, err := t.learner.FineTune(p, samples)
+	tuned, err := p.FineTune(samples)
 	if err != nil {
 		t.stats.TrainErrors.Add(1)
 		t.log.Warn().Err(err).Msg("fine-tuning links on sampled frames failed; keeping the previous links")
 		return
 	}
 	t.stats.ActiveTunings.Add(1)
-	carryEvaluation(tuned, ev)
 	t.mu.Lock()
 	t.predictor = tuned
 	t.mu.Unlock()
 	t.log.Debug().Int("frames", len(samples)).Msg("links fine-tuned on actively sampled frames")
-	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "active", At: samples[len(samples)-1].Time})
-}
-
-// carryEvaluation gives fine-tuned links the evaluation measured last, so
-// their predictions keep reporting a confidence.
-func carryEvaluation(p Predictor, ev SetEvidence) {
-	set, ok := p.(*links.Set)
-	le, ok2 := ev.(LinkEvidence)
-	if ok && ok2 && set.Evaluation() == nil {
-		set.SetEvaluation(le.Eval)
-	}
+	t.install(Links{Predictor: tuned.Predictor(), Evidence: ev, Reason: "active", At: samples[len(samples)-1].Time})
 }
 
 // appendBoundedAll appends recs and keeps the last n records.
@@ -349,7 +337,7 @@ func (t *Trainer) bootstrap() {
 	p, err := t.learner.Train(train)
 	var ev SetEvidence
 	if err == nil {
-		ev, err = t.learner.Measure(p, eval)
+		ev, err = p.Measure(eval)
 	}
 	t.mu.Lock()
 	t.training = false
@@ -371,7 +359,7 @@ func (t *Trainer) bootstrap() {
 		return
 	}
 	t.log.Info().Int("frames", len(samples)).Dur("took", time.Since(start)).Msg("links trained")
-	t.install(Links{Predictor: p, Evidence: ev, Reason: "bootstrap", At: samples[len(samples)-1].Time})
+	t.install(Links{Predictor: p.Predictor(), Evidence: ev, Reason: "bootstrap", At: samples[len(samples)-1].Time})
 }
 
 // endOfWindow measures the links on the window's frames (fresh evidence),
@@ -399,7 +387,7 @@ func (t *Trainer) endOfWindow() {
 		t.training = false
 		t.mu.Unlock()
 	}()
-	ev, err := t.learner.Measure(p, samples)
+	ev, err := p.Measure(samples)
 	if err != nil {
 		t.stats.TrainErrors.Add(1)
 		t.log.Error().Err(err).Msg("measuring links failed")
@@ -415,16 +403,15 @@ func (t *Trainer) endOfWindow() {
 	tuned := p
 	if len(pool) >= t.cfg.MinTuneFrames {
 		t.stats.Trainings.Add(1)
-		if tuned, err = t.learner.FineTune(p, pool); err != nil {
+		if tuned, err = p.FineTune(pool); err != nil {
 			t.stats.TrainErrors.Add(1)
 			t.log.Warn().Err(err).Msg("fine-tuning links failed; keeping the previous links")
 			tuned = p
 		}
-		carryEvaluation(tuned, ev)
 	}
 	t.mu.Lock()
 	t.predictor, t.evidence = tuned, ev
 	t.mu.Unlock()
 	t.log.Info().Int("frames", len(samples)).Int("tuned_on", len(pool)).Msg("links re-measured")
-	t.install(Links{Predictor: tuned, Evidence: ev, Reason: "re-profile", At: samples[len(samples)-1].Time})
+	t.install(Links{Predictor: tuned.Predictor(), Evidence: ev, Reason: "re-profile", At: samples[len(samples)-1].Time})
 }

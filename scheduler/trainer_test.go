@@ -79,7 +79,7 @@ func TestRemoteTrainingHandsLinksToTheController(t *testing.T) {
 // failingLearner cannot train.
 type failingLearner struct{ tableLearner }
 
-func (l *failingLearner) Train([]*links.TraceRecord) (Predictor, error) {
+func (l *failingLearner) Train([]*links.TraceRecord) (Learned, error) {
 	l.trained.Add(1)
 	return nil, errors.New("no usable outputs")
 }

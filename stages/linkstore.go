@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"encoding"
 	"errors"
 	"fmt"
 
@@ -9,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
-	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 )
 
@@ -23,14 +23,20 @@ const linksObject = "current"
 // publishes every new set, link predictor workers anywhere follow it and
 // hot-swap. The store is durable, so a predictor that starts later gets the
 // current links at once.
-type LinkStore struct {
-	obs jetstream.ObjectStore
-	log zerolog.Logger
+//
+// It moves bytes: links publish as their encoding.BinaryMarshaler form and
+// come back through the decoder the store was opened with, as a T. The
+// store so knows no kind of links, and its caller gets back the type it
+// decodes to without a downcast.
+type LinkStore[T any] struct {
+	obs    jetstream.ObjectStore
+	decode func([]byte) (T, error)
+	log    zerolog.Logger
 }
 
 // OpenLinkStore creates or opens the links object store of the deployment
-// named by subjects.
-func OpenLinkStore(ctx context.Context, nc *nats.Conn, subjects pipeline.Subjects, log zerolog.Logger) (*LinkStore, error) {
+// named by subjects; decode loads what Publish stored (links.UnmarshalSet).
+func OpenLinkStore[T any](ctx context.Context, nc *nats.Conn, subjects pipeline.Subjects, decode func([]byte) (T, error), log zerolog.Logger) (*LinkStore[T], error) {
 	bucket := subjects.LinksBucket()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -44,11 +50,11 @@ func OpenLinkStore(ctx context.Context, nc *nats.Conn, subjects pipeline.Subject
 	if err != nil {
 		return nil, fmt.Errorf("link store %s: %w", bucket, err)
 	}
-	return &LinkStore{obs: obs, log: pipeline.Component(log, "linkstore")}, nil
+	return &LinkStore[T]{obs: obs, decode: decode, log: pipeline.Component(log, "linkstore")}, nil
 }
 
 // Publish stores set as the current links.
-func (s *LinkStore) Publish(ctx context.Context, set *links.Set) error {
+func (s *LinkStore[T]) Publish(ctx context.Context, set encoding.BinaryMarshaler) error {
 	blob, err := set.MarshalBinary()
 	if err != nil {
 		return err
@@ -60,18 +66,20 @@ func (s *LinkStore) Publish(ctx context.Context, set *links.Set) error {
 	return nil
 }
 
-// Latest returns the current links (nil, nil when none were published).
-func (s *LinkStore) Latest(ctx context.Context) (*links.Set, error) {
+// Latest returns the current links (T's zero value and no error when none
+// were published).
+func (s *LinkStore[T]) Latest(ctx context.Context) (T, error) {
+	var none T
 	blob, err := s.obs.GetBytes(ctx, linksObject)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, nil
+		return none, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("fetch links: %w", err)
+		return none, fmt.Errorf("fetch links: %w", err)
 	}
-	set, err := links.UnmarshalSet(blob)
+	set, err := s.decode(blob)
 	if err != nil {
-		return nil, fmt.Errorf("stored links do not load: %w", err)
+		return none, fmt.Errorf("stored links do not load: %w", err)
 	}
 	return set, nil
 }
@@ -79,7 +87,7 @@ func (s *LinkStore) Latest(ctx context.Context) (*links.Set, error) {
 // Follow calls install with the current links, if any, and with every set
 // published later, until ctx ends. A set that does not load is logged and
 // skipped: the predictor keeps the links it has.
-func (s *LinkStore) Follow(ctx context.Context, install func(*links.Set)) error {
+func (s *LinkStore[T]) Follow(ctx context.Context, install func(T)) error {
 	w, err := s.obs.Watch(ctx)
 	if err != nil {
 		return fmt.Errorf("follow links: %w", err)
@@ -104,7 +112,7 @@ func (s *LinkStore) Follow(ctx context.Context, install func(*links.Set)) error 
 				s.log.Warn().Err(err).Msg("fetch links")
 				continue
 			}
-			set, err := links.UnmarshalSet(blob)
+			set, err := s.decode(blob)
 			if err != nil {
 				s.log.Error().Err(err).Msg("published links do not load; keeping the current ones")
 				continue

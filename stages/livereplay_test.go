@@ -77,6 +77,10 @@ func TestLivePipelineMatchesTheReplay(t *testing.T) {
 				kind += " (temporal)"
 			}
 			seen[kind]++
+			if kind == string(pipeline.SourcePredicted) && len(g.Outputs[m].LinkLosses) > 0 {
+				// Active sampling reads them from the result.
+				seen["predicted with link losses"]++
+			}
 			checkLinkSources(t, where, m, &w.Plan, wo)
 		}
 		if len(w.Plan.Sources) > 0 && len(w.Plan.Sources) < len(w.Plan.Exact) && len(w.Plan.Predicted) > 0 {
@@ -90,7 +94,7 @@ func TestLivePipelineMatchesTheReplay(t *testing.T) {
 	t.Logf("%d frames identical (replay %s, both %s); selections %d, last: %s; outputs by source: %v",
 		len(want), replayed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), selections, ctrl.Selection(), seen)
 	// The slice must exercise what the test is about.
-	for _, kind := range []string{"exact", "predicted", "predicted (temporal)", "reused", "frames predicted beside a rotating model"} {
+	for _, kind := range []string{"exact", "predicted", "predicted (temporal)", "reused", "frames predicted beside a rotating model", "predicted with link losses"} {
 		if seen[kind] == 0 {
 			t.Errorf("no %s on the slice: the settings no longer exercise it", kind)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/stages"
 )
@@ -233,7 +234,7 @@ func TestComposeNATSConfigServesWhatMlinkNeeds(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no mlink service reads a config")
 	}
-	if _, err := stages.OpenLinkStore(ctx, nc, pipeline.DefaultSubjects, testLogger(t)); err != nil {
+	if _, err := stages.OpenLinkStore(ctx, nc, pipeline.DefaultSubjects, links.UnmarshalSet, testLogger(t)); err != nil {
 		t.Error(err)
 	}
 

@@ -8,7 +8,7 @@ import (
 	"github.com/mlink-project/mlink/scheduler"
 )
 
-func newLearner(cfg *pipeline.Config, models []string) (scheduler.Learner, error) {
+func newLearner(cfg *pipeline.Config, models []string) (*scheduler.LinkLearner, error) {
 	h := links.TraceHeader{Source: cfg.Dir}
 	for _, name := range models {
 		spec, ok := cfg.Model(name)

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding"
 	"sync"
 	"time"
 
-	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 	"github.com/mlink-project/mlink/stages/gpu"
@@ -72,7 +72,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		// ...and every predictor, here or in other processes, follows the
 		// link store (where the trainer role publishes remote training's
 		// links itself).
-		if set, ok := p.(*links.Set); ok && a.linkStore != nil && !remote {
+		if set, ok := p.(encoding.BinaryMarshaler); ok && a.linkStore != nil && !remote {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := a.linkStore.Publish(ctx, set); err != nil {

@@ -254,7 +254,7 @@ type app struct {
 	schedRejects *pipeline.Rejects
 	reducto      *reducto.FrameFilter // nil unless reducto.enabled
 	predictor    *stages.LinkPredictor
-	linkStore    *stages.LinkStore
+	linkStore    *stages.LinkStore[*links.Set]
 	// trainer learns links from the results stream (trainer role, with
 	// scheduler.training remote).
 	trainer *scheduler.Trainer
@@ -450,7 +450,7 @@ func startApp(ctx context.Context, cfg *pipeline.Config, o runOptions, log zerol
 	}
 	remoteTraining := usesLinks(cfg.Scheduler.Policy) && cfg.Scheduler.Training == pipeline.TrainingRemote
 	if usesLinks(cfg.Scheduler.Policy) && (roles["predictor"] || roles["scheduler"] || roles["trainer"]) {
-		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, a.subjects, log); err != nil {
+		if a.linkStore, err = stages.OpenLinkStore(ctx, nc, a.subjects, links.UnmarshalSet, log); err != nil {
 			return a, err
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 	"github.com/mlink-project/mlink/scheduler"
 )
@@ -36,8 +36,8 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 	a.trainer = tr
 	if set, err := a.linkStore.Latest(ctx); err != nil {
 		a.log.Warn().Err(err).Msg("trainer: starting without the stored links")
-	} else if set != nil && linksCover(set, cfg.ModelNames()) {
-		tr.Resume(set)
+	} else if set != nil && set.Covers(cfg.ModelNames()) {
+		tr.Resume(learner.Adopt(set))
 		a.log.Info().Msg("trainer: resuming from the stored links")
 	}
 	js, err := jetstream.New(nc)
@@ -81,14 +81,13 @@ func (a *app) startTrainer(ctx context.Context, nc *nats.Conn) error {
 
 // publishLinks hands a trainer's links to everyone through the link store.
 func (a *app) publishLinks(l scheduler.Links) {
-	set, ok := l.Predictor.(*links.Set)
+	// The scheduler selects on the evaluation that travels with the set:
+	// the learner's links attach each measure and carry it through
+	// fine-tuning (scheduler.Learned), so it is l.Evidence's.
+	set, ok := l.Predictor.(encoding.BinaryMarshaler)
 	if !ok {
-		a.log.Error().Str("type", fmt.Sprintf("%T", l.Predictor)).Msg("trainer: links of an unknown kind not published")
+		a.log.Error().Str("type", fmt.Sprintf("%T", l.Predictor)).Msg("trainer: links that do not marshal not published")
 		return
-	}
-	// The scheduler selects on the evaluation that travels with the set.
-	if ev, ok := l.Evidence.(scheduler.LinkEvidence); ok {
-		set.SetEvaluation(ev.Eval)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -101,10 +100,10 @@ func (a *app) publishLinks(l scheduler.Links) {
 
 // installStoredLinks gives the controller links the trainer role
 // published: it selects on their evaluation.
-func (a *app) installStoredLinks(set *links.Set, models []string) {
+func (a *app) installStoredLinks(set scheduler.LinkSet, models []string) {
 	ev := set.Evaluation()
 	switch {
-	case !linksCover(set, models):
+	case !set.Covers(models):
 		a.log.Warn().Msg("stored links do not cover the configured models: waiting for the trainer's")
 		return
 	case ev == nil:
@@ -116,14 +115,4 @@ func (a *app) installStoredLinks(set *links.Set, models []string) {
 		reason = "bootstrap"
 	}
 	a.control.InstallLinks(scheduler.Links{Predictor: set, Evidence: scheduler.NewLinkEvidence(ev), Reason: reason})
-}
-
-// linksCover reports whether set has links for every model.
-func linksCover(set *links.Set, models []string) bool {
-	for _, m := range models {
-		if _, ok := set.Model(m); !ok {
-			return false
-		}
-	}
-	return true
 }

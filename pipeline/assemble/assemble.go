@@ -32,6 +32,16 @@ type TemporalPredictor interface {
 	PredictTemporal(target string, exact map[string]*pipeline.Output, last *pipeline.Output, age float64) (pipeline.Output, error)
 }
 
+// LossPredictor also reports, with each output it predicts from other
+// models' outputs, the loss each of its links expects for it
+// (Output.LinkLosses; links.Set's loss-prediction heads). Predict uses it
+// in place of Predictor.Predict, so the losses ride with the prediction to
+// the scheduler, which samples the frames its links predict worst, and the
+// links do not run a second time for that.
+type LossPredictor interface {
+	PredictWithLosses(target string, exact map[string]*pipeline.Output) (pipeline.Output, error)
+}
+
 // FramePredictor predicts from the frame itself, named by its camera and
 // seq, not from other models' outputs (a replay's MTL network over the
 // decoded frame): it needs no executed model on the frame.
@@ -203,6 +213,7 @@ func predict(p Predictor, req *pipeline.PredictRequest, target string) (pipeline
 	last := req.Last[target]
 	tp, temporal := p.(TemporalPredictor)
 	fp, frame := p.(FramePredictor)
+	lp, lossy := p.(LossPredictor)
 	switch {
 	case frame:
 		out, err = fp.PredictFrame(target, req.Camera, req.Seq, req.Exact)
@@ -211,6 +222,8 @@ func predict(p Predictor, req *pipeline.PredictRequest, target string) (pipeline
 		out, err = tp.PredictTemporal(target, req.Exact, last, float64(req.Seq-last.Seq))
 	case len(req.Exact) == 0:
 		return pipeline.Output{}, errors.New("no exact output to predict from")
+	case lossy:
+		out, err = lp.PredictWithLosses(target, req.Exact)
 	default:
 		out, err = p.Predict(target, req.Exact)
 	}

@@ -138,6 +138,32 @@ func TestPredictWithoutLinksOrSources(t *testing.T) {
 	}
 }
 
+// lossySum also reports a loss per source with the output.
+type lossySum struct{ sum }
+
+func (s lossySum) PredictWithLosses(target string, exact map[string]*pipeline.Output) (pipeline.Output, error) {
+	o, err := s.Predict(target, exact)
+	o.LinkLosses = map[string]float64{}
+	for name, e := range exact {
+		o.LinkLosses[name+">"+target] = e.Value[0] / 10
+	}
+	return o, err
+}
+
+// The losses of links that report them ride with the prediction (active
+// sampling reads them from the result); temporal predictions carry none.
+func TestPredictCarriesTheLinksLosses(t *testing.T) {
+	req := &pipeline.PredictRequest{Camera: "cam", Seq: 3, Targets: []string{"x"},
+		Exact: map[string]*pipeline.Output{"a": exactOut(3, "a", 1), "b": exactOut(3, "b", 2)}}
+	o := Predict(lossySum{}, req, "x")
+	if o.Error != "" || o.Value[0] != 3 || len(o.LinkLosses) != 2 || o.LinkLosses["a>x"] != 0.1 || o.LinkLosses["b>x"] != 0.2 {
+		t.Errorf("with losses: %+v", o)
+	}
+	if o := Predict(sum{}, req, "x"); o.LinkLosses != nil {
+		t.Errorf("links without losses: %+v", o)
+	}
+}
+
 func TestRequest(t *testing.T) {
 	if r := Request(&pipeline.Plan{Exact: []string{"a"}}, nil, nil); r != nil {
 		t.Errorf("nothing predicted: %+v", r)
