@@ -549,9 +549,14 @@ func (c *Controller) ObserveHeartbeat(hb *pipeline.Heartbeat) {
 func (c *Controller) ObserveResult(r *pipeline.Result) {
 	spent := 0.0
 	for name, o := range r.Outputs {
-		if o.Source == pipeline.SourceExact && o.Error == "" && c.costs != nil {
+		switch {
+		case o.Source == pipeline.SourceExact && o.Error == "" && c.costs != nil:
 			c.costs.ObserveMS(name, o.InferMS)
 			spent += o.InferMS
+		case o.Error != "" && slices.Contains(r.Plan.Exact, name):
+			// It ran and failed: its time is spent (what it took, when the
+			// worker says), but it measures no cost.
+			spent += max(o.InferMS, 0)
 		}
 	}
 	c.books.charge(r.CapturedAt, spent, c.cfg.Budget.MS)

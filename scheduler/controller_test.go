@@ -265,3 +265,28 @@ func TestControllerProfilesANewCamerasFirstFrame(t *testing.T) {
 		t.Fatalf("a new camera's second frame profiled: %+v", p)
 	}
 }
+
+// A model that ran and failed spent its time: the books charge it with
+// the exact outputs' (a policy that ignored it would overspend its mean
+// budget while models fail), and the cost model does not learn from it.
+func TestBooksChargeFailedExecutions(t *testing.T) {
+	c := testController(t, PolicyAll, nil)
+	before := c.costs.Costs()[threeModels[1]].MS
+	r := &pipeline.Result{Camera: "cam", Seq: 1, CapturedAt: time.Now(),
+		Plan: pipeline.Plan{Camera: "cam", Seq: 1, Exact: threeModels[:2], Reused: threeModels[2:]},
+		Outputs: map[string]*pipeline.Output{
+			threeModels[0]: {Model: threeModels[0], Source: pipeline.SourceExact, InferMS: 30},
+			threeModels[1]: {Model: threeModels[1], Source: pipeline.SourceExact, Error: "model failed", InferMS: 900},
+			threeModels[2]: {Model: threeModels[2], Source: pipeline.SourceReused},
+		}}
+	c.ObserveResult(r)
+	c.books.mu.Lock()
+	spent := c.books.ledger.spent
+	c.books.mu.Unlock()
+	if spent != 930 {
+		t.Errorf("books spent %.0f ms, want 930 (30 exact + 900 failed)", spent)
+	}
+	if after := c.costs.Costs()[threeModels[1]].MS; after != before {
+		t.Errorf("the failed run moved %s's measured cost from %.1f to %.1f", threeModels[1], before, after)
+	}
+}

@@ -78,10 +78,6 @@ type drlsScheme struct {
 	value *drlsValue
 	// cams is each camera's state.
 	cams map[string]*drlsState
-	// failedMS is the time of the executions that answered with an error:
-	// spent (a model that failed ran too, and the bench counts it) though
-	// the controller's books, which book exact outputs, do not see it.
-	failedMS float64
 }
 
 // drlsFrame is a profiled frame: the camera's index-th, and every model's
@@ -183,7 +179,7 @@ func (s *drlsScheme) Plan(c *Controller, f FrameInfo, index int64, now time.Time
 			continue
 		}
 		ms := costs[m].MS
-		if paced && !c.books.affords(s.failedMS+frameMS+ms, c.cfg.Budget.MS) {
+		if paced && !c.books.affords(frameMS+ms, c.cfg.Budget.MS) {
 			break // saving for it: the next frames afford it
 		}
 		if c.cfg.Budget.Capped() && frameMS+ms > c.cfg.Budget.MS+1e-9 {
@@ -296,14 +292,8 @@ func (s *drlsScheme) Observe(c *Controller, r *pipeline.Result) {
 			exact[m] = o
 		}
 	}
-	costs := c.costs.Costs()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, m := range r.Plan.Exact {
-		if exact[m] == nil {
-			s.failedMS += costs[m].MS
-		}
-	}
 	st := s.cams[r.Camera]
 	if st == nil {
 		st = newDRLSState()

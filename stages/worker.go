@@ -270,11 +270,17 @@ func (w *ModelWorker) infer(b vision.Backend, f *pipeline.Frame) *pipeline.Outpu
 	start := time.Now()
 	out, err := safeInfer(b, f.Camera, img)
 	elapsed := time.Since(start)
+	// A model that ran and failed spent its time: the budget's books
+	// charge it (InferMS), though there is no output to use.
+	spent := func(o *pipeline.Output) *pipeline.Output {
+		o.InferMS = float64(elapsed.Microseconds()) / 1000
+		return o
+	}
 	if err != nil {
-		return fail("model %s failed: %v", w.spec.Name, err)
+		return spent(fail("model %s failed: %v", w.spec.Name, err))
 	}
 	if err := out.CheckFinite(); err != nil {
-		return fail("model %s: %v", w.spec.Name, err)
+		return spent(fail("model %s: %v", w.spec.Name, err))
 	}
 	out.Camera, out.Seq, out.Model = f.Camera, f.Seq, w.spec.Name
 	out.Source = pipeline.SourceExact

@@ -265,8 +265,9 @@ func loaded(models []string, plan pipeline.Plan, ctrl *scheduler.Controller) []s
 func recordedOutput(rec *links.TraceRecord, m string, t pipeline.OutputType, ms float64) *pipeline.Output {
 	o, ok := rec.Outputs[m]
 	if !ok {
+		// It ran (the frame spends its time) and answered nothing.
 		return &pipeline.Output{Camera: rec.Camera, Seq: rec.Seq, Model: m, Kind: t.Kind(), Type: t,
-			Source: pipeline.SourceExact, Error: NotRecorded}
+			Source: pipeline.SourceExact, Error: NotRecorded, InferMS: ms}
 	}
 	cp := *o
 	cp.Source, cp.Seq, cp.Camera, cp.InferMS = pipeline.SourceExact, rec.Seq, rec.Camera, ms
