@@ -29,14 +29,7 @@ const maxMembers = 64
 // detectors' Boxes holds round(count) elements decoded by the link of the
 // most heavily weighted source present. Safe for concurrent use.
 func (s *Set) Predict(target string, exact map[string]*pipeline.Output) (pipeline.Output, error) {
-	ti, ok := s.index[target]
-	if !ok {
-		return pipeline.Output{}, fmt.Errorf("predict: unknown target model %q (the links know %s)", target, s.modelList())
-	}
-	t := s.getTape()
-	defer s.putTape(t)
-	t.reset(false, false)
-	return s.predict(t, ti, exact, nil, 0, false)
+	return s.predictPure(target, exact, false)
 }
 
 // PredictWithLosses is Predict, and the output also carries the loss each
@@ -47,6 +40,11 @@ func (s *Set) Predict(target string, exact map[string]*pipeline.Output) (pipelin
 // the links a second time. Non-finite losses are left out (JSON cannot
 // carry them).
 func (s *Set) PredictWithLosses(target string, exact map[string]*pipeline.Output) (pipeline.Output, error) {
+	return s.predictPure(target, exact, true)
+}
+
+// predictPure predicts with the pure links (and their losses, if asked).
+func (s *Set) predictPure(target string, exact map[string]*pipeline.Output, losses bool) (pipeline.Output, error) {
 	ti, ok := s.index[target]
 	if !ok {
 		return pipeline.Output{}, fmt.Errorf("predict: unknown target model %q (the links know %s)", target, s.modelList())
@@ -54,7 +52,7 @@ func (s *Set) PredictWithLosses(target string, exact map[string]*pipeline.Output
 	t := s.getTape()
 	defer s.putTape(t)
 	t.reset(false, false)
-	return s.predict(t, ti, exact, nil, 0, true)
+	return s.predict(t, ti, exact, nil, 0, losses)
 }
 
 // PredictTemporal predicts target's output like Predict, with the temporal

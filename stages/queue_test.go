@@ -27,10 +27,7 @@ func TestWorkerQueueDepthShowsTheBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	<-w.Ready()
+	stop := runTestWorker(t, w)
 	if q := w.QueueDepth(); q != 0 {
 		t.Fatalf("an idle worker's queue depth is %d", q)
 	}
@@ -46,10 +43,7 @@ func TestWorkerQueueDepthShowsTheBacklog(t *testing.T) {
 	if peak > spec.Queue {
 		t.Errorf("queue depth %d over the model's queue of %d", peak, spec.Queue)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 }
 
 // failingBackend takes its time and fails.
@@ -73,10 +67,7 @@ func TestWorkerReportsTheTimeOfAFailedRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	<-w.Ready()
+	stop := runTestWorker(t, w)
 	sub := connect(t, srv)
 	outs := make(chan *nats.Msg, 1)
 	if _, err := sub.ChanSubscribe(pipeline.DefaultSubjects.Outputs("plaza", "flaky"), outs); err != nil {
@@ -99,8 +90,20 @@ func TestWorkerReportsTheTimeOfAFailedRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no answer to the frame")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	stop()
+}
+
+// runTestWorker runs w until stop, which checks what its Run returned.
+func runTestWorker(t *testing.T, w *ModelWorker) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-w.Ready()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
