@@ -223,6 +223,10 @@ type Plan struct {
 	// sent to (Subjects.InferOn); a model not in it goes to the unpooled
 	// workers (Subjects.Infer).
 	Pools map[string]string `json:"pools,omitempty"`
+	// Losses asks the link predictors for each link's predicted loss with
+	// the outputs they predict (Output.LinkLosses): active sampling, on,
+	// reads them.
+	Losses bool `json:"losses,omitempty"`
 }
 
 // FollowLink is a delta link of Plan.Follow: the executed detector whose
@@ -310,4 +314,7 @@ type PredictRequest struct {
 	Last map[string]*Output `json:"last,omitempty"`
 	// Token is the frame's plan token, echoed in the predicted outputs.
 	Token string `json:"token,omitempty"`
+	// Losses: the predicted outputs carry their links' predicted losses
+	// (Plan.Losses).
+	Losses bool `json:"losses,omitempty"`
 }

@@ -140,8 +140,12 @@ func testProfilesTheFrameAfterAHighLoss(t *testing.T, carried bool) {
 	}
 	selections := c.Stats().Selections.Load()
 	for range 150 { // what usual losses look like
-		if p := step(1); p.Profiling {
+		p := step(1)
+		if p.Profiling {
 			t.Fatalf("frame %d profiled with nothing unusual: %+v", seq, p)
+		}
+		if p.Losses != (len(p.Predicted) > 0) {
+			t.Fatalf("frame %d: sampling on, %d predicted, the plan asks for losses: %v", seq, len(p.Predicted), p.Losses)
 		}
 	}
 	for round := range 2 {
@@ -165,5 +169,41 @@ func testProfilesTheFrameAfterAHighLoss(t *testing.T, carried bool) {
 	}
 	if c.Stats().Selections.Load() != selections {
 		t.Error("fine-tuning on sampled frames re-selected the models")
+	}
+}
+
+// Without active sampling nothing reads the links' losses: no plan asks
+// the predictors for them.
+func TestPlansAskForLinkLossesOnlyWhenSampling(t *testing.T) {
+	c, err := NewController(ControllerConfig{
+		Policy: "mlink", Models: threeModels, Budget: Budget{Memory: 5 * gb},
+		Period: time.Hour, ProfileShare: 1e-6, BootstrapFrames: 10, HoldOut: 0.3, Synchronous: true,
+	}, &tableLearner{acc: matrix{
+		"person": {"action": 0.95, "object": 0.93},
+		"action": {"person": 0.2, "object": 0.3},
+		"object": {"person": 0.6, "action": 0.9},
+	}}, NewCostModel(paperCosts), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(50_000, 0)
+	predicted := 0
+	for seq := uint64(1); seq <= 40; seq++ {
+		p := c.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(seq) * 100 * time.Millisecond)})
+		if p.Losses {
+			t.Fatalf("frame %d: sampling off, the plan asks for losses: %+v", seq, p)
+		}
+		predicted += len(p.Predicted)
+		r := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+		for _, m := range p.Exact {
+			r.Outputs[m] = &pipeline.Output{Model: m, Value: []float64{1}, Source: pipeline.SourceExact}
+		}
+		for _, m := range p.Predicted {
+			r.Outputs[m] = &pipeline.Output{Model: m, Value: []float64{1}, Source: pipeline.SourcePredicted}
+		}
+		c.ObserveResult(r)
+	}
+	if predicted == 0 {
+		t.Fatal("no frame predicted anything: the test asserts nothing")
 	}
 }

@@ -306,6 +306,9 @@ func (c *Controller) plan(f FrameInfo, now time.Time) pipeline.Plan {
 	plan := pipeline.Plan{Camera: f.Camera, Seq: f.Seq, Policy: string(c.cfg.Policy)}
 	plan = c.scheme.Plan(c, f, index, now, plan)
 	c.route(&plan)
+	// Only active sampling reads the links' predicted losses: without it
+	// the predicted outputs do not carry them.
+	plan.Losses = c.sampler != nil && len(plan.Predicted) > 0
 	return plan
 }
 

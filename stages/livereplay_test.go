@@ -122,8 +122,11 @@ func liveReplayOptions(tr *replay.Trace) replay.Options {
 		ProfileShare: 0.1, // 10 frames at 10 fps
 		HoldOut:      0.3,
 		TuneFrames:   10, // the window's frames fine-tune the links
-		Learner:      newLiveReplayLearner(tr),
-		Log:          zerolog.Nop(),
+		// Active sampling on: the predicted outputs carry their links'
+		// losses (Plan.Losses), which it reads.
+		ActiveShare: 0.05,
+		Learner:     newLiveReplayLearner(tr),
+		Log:         zerolog.Nop(),
 	}
 }
 
@@ -168,6 +171,8 @@ func runLive(t *testing.T, tr *replay.Trace, opts replay.Options) ([]*pipeline.R
 		HoldOut:         opts.HoldOut,
 		Synchronous:     true,
 		TuneFrames:      opts.TuneFrames,
+		ActiveShare:     opts.ActiveShare,
+		ActiveBatch:     opts.ActiveBatch,
 		CoE:             opts.CoE,
 	}, opts.Learner, scheduler.NewCostModel(tr.Costs()), opts.Log)
 	if err != nil {

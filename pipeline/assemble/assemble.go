@@ -35,7 +35,8 @@ type TemporalPredictor interface {
 // LossPredictor also reports, with each output it predicts from other
 // models' outputs, the loss each of its links expects for it
 // (Output.LinkLosses; links.Set's loss-prediction heads). Predict uses it
-// in place of Predictor.Predict, so the losses ride with the prediction to
+// in place of Predictor.Predict when the plan asks (Plan.Losses: active
+// sampling is on), so the losses ride with the prediction to
 // the scheduler, which samples the frames its links predict worst, and the
 // links do not run a second time for that.
 type LossPredictor interface {
@@ -177,7 +178,7 @@ func Request(plan *pipeline.Plan, exact map[string]*pipeline.Output, last *Last)
 		return nil
 	}
 	req := &pipeline.PredictRequest{Camera: plan.Camera, Seq: plan.Seq, CapturedAt: plan.CapturedAt,
-		Targets: plan.Predicted, Exact: Sources(plan, exact)}
+		Targets: plan.Predicted, Exact: Sources(plan, exact), Losses: plan.Losses}
 	for _, m := range plan.Temporal {
 		if prev := last.Get(m); prev != nil {
 			if req.Last == nil {
@@ -222,7 +223,7 @@ func predict(p Predictor, req *pipeline.PredictRequest, target string) (pipeline
 		out, err = tp.PredictTemporal(target, req.Exact, last, float64(req.Seq-last.Seq))
 	case len(req.Exact) == 0:
 		return pipeline.Output{}, errors.New("no exact output to predict from")
-	case lossy:
+	case lossy && req.Losses:
 		out, err = lp.PredictWithLosses(target, req.Exact)
 	default:
 		out, err = p.Predict(target, req.Exact)

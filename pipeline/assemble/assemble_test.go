@@ -150,11 +150,16 @@ func (s lossySum) PredictWithLosses(target string, exact map[string]*pipeline.Ou
 	return o, err
 }
 
-// The losses of links that report them ride with the prediction (active
-// sampling reads them from the result); temporal predictions carry none.
+// The losses of links that report them ride with the prediction when the
+// plan asks (active sampling reads them from the result); temporal
+// predictions carry none, nor predictions of a plan that does not ask.
 func TestPredictCarriesTheLinksLosses(t *testing.T) {
 	req := &pipeline.PredictRequest{Camera: "cam", Seq: 3, Targets: []string{"x"},
 		Exact: map[string]*pipeline.Output{"a": exactOut(3, "a", 1), "b": exactOut(3, "b", 2)}}
+	if o := Predict(lossySum{}, req, "x"); o.Error != "" || o.Value[0] != 3 || o.LinkLosses != nil {
+		t.Errorf("not asked for losses: %+v", o)
+	}
+	req.Losses = true
 	o := Predict(lossySum{}, req, "x")
 	if o.Error != "" || o.Value[0] != 3 || len(o.LinkLosses) != 2 || o.LinkLosses["a>x"] != 0.1 || o.LinkLosses["b>x"] != 0.2 {
 		t.Errorf("with losses: %+v", o)
