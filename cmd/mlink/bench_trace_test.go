@@ -42,7 +42,7 @@ func shortTraceWith(t *testing.T, n int, edit func(*links.TraceHeader)) string {
 }
 
 func TestBenchTraceCLI(t *testing.T) {
-	trace := shortTrace(t, 500)
+	trace := shortTrace(t, 300)
 	dir := filepath.Join(t.TempDir(), "bench")
 	out, err := captureStdout(t, func() error {
 		return cmdBench([]string{"--trace", trace, "--policies", "all,standalone,mlink-hybrid,reducto",

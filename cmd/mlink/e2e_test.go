@@ -557,10 +557,10 @@ func TestEndToEndMLinkPolicyPredictsWhatDoesNotFit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.shutdown()
-	natstest.WaitFor(t, 7*time.Minute, "40 frames served with links", func() bool {
+	natstest.WaitFor(t, 7*time.Minute, "25 frames served with links", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(linked) >= 40
+		return len(linked) >= 25
 	})
 	sel := a.control.Selection()
 	t.Logf("selection: %s", sel)
