@@ -383,23 +383,20 @@ func fitDRLS(models []string, seqs [][]drlsFrame) *drlsValue {
 // drlsChanges holds, for one sequence of profiled frames, every model's
 // change (drlsChange) between frames j ≤ l at most drlsMaxAge apart.
 type drlsChanges struct {
+	seq    []drlsFrame
 	change map[string]map[[2]int]float64
-	// usable marks the (model, j, l) whose outputs on both frames are
-	// usable (a reuse error is defined).
-	usable map[string]map[[2]int]bool
 }
 
 func measureChanges(models []string, seq []drlsFrame) drlsChanges {
-	c := drlsChanges{change: map[string]map[[2]int]float64{}, usable: map[string]map[[2]int]bool{}}
+	c := drlsChanges{seq: seq, change: map[string]map[[2]int]float64{}}
 	for _, o := range models {
-		ch, us := map[[2]int]float64{}, map[[2]int]bool{}
+		ch := map[[2]int]float64{}
 		for l := range seq {
 			for j := l; j >= 0 && seq[l].index-seq[j].index <= drlsMaxAge; j-- {
 				ch[[2]int{j, l}] = drlsChange(seq[j].out[o], seq[l].out[o])
-				us[[2]int{j, l}] = drlsUsable(seq[j].out[o]) && drlsUsable(seq[l].out[o])
 			}
 		}
-		c.change[o], c.usable[o] = ch, us
+		c.change[o] = ch
 	}
 	return c
 }
@@ -407,8 +404,8 @@ func measureChanges(models []string, seq []drlsFrame) drlsChanges {
 // of is the error of serving m's output on frame j for its exact one on
 // frame i; ok is false when either is unusable.
 func (c drlsChanges) of(m string, j, i int) (float64, bool) {
-	k := [2]int{j, i}
-	return c.change[m][k], c.usable[m][k]
+	ok := drlsUsable(c.seq[j].out[m]) && drlsUsable(c.seq[i].out[m])
+	return c.change[m][[2]int{j, i}], ok
 }
 
 // features is drlsFeatures of m last run on frame j, the others last seen

@@ -141,9 +141,12 @@ func (c *Controller) poolFor(model string, shares []Share, now time.Time) (pool 
 	if alive("") {
 		return "", passedOver
 	}
+	if passedOver == routePlaced {
+		passedOver = routeFallback // placed nowhere, and the unpooled workers are gone
+	}
 	for _, p := range slices.Sorted(maps.Keys(heard)) {
 		if alive(p) {
-			return p, max(passedOver, routeFallback) // placed nowhere, or not here: elsewhere
+			return p, passedOver
 		}
 	}
 	return planned, routePlaced // nobody answers: healthyPlan's business
