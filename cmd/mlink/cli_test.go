@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -187,6 +188,51 @@ func TestProfileWritesAReadableTrace(t *testing.T) {
 	for i, r := range recs {
 		if r.Seq != uint64(i+1) || r.Outputs["motion"] == nil || r.Outputs["face_blazeface"] == nil {
 			t.Fatalf("record %d: %+v", i, r)
+		}
+	}
+}
+
+// --extend adds a model to a trace without touching what the trace holds:
+// the base's outputs and costs stay, the new model's come from a profile
+// of the same frames; a config that drops one of the trace's models, or
+// adds none, is refused.
+func TestProfileExtendAddsAModelToATrace(t *testing.T) {
+	dir := t.TempDir()
+	base, out := filepath.Join(dir, "base.trace.gz"), filepath.Join(dir, "extended.trace.gz")
+	if n, err := profile(context.Background(), demoConfig(t, "motion"), base, 6, testLogger(t), false); err != nil || n != 6 {
+		t.Fatalf("profile: %d frames, %v", n, err)
+	}
+	bh, brecs, err := links.ReadTrace(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := extendTrace(context.Background(), demoConfig(t, "motion", "face_blazeface"), base, out, 6, testLogger(t), false)
+	if err != nil || n != 6 {
+		t.Fatalf("extend: %d frames, %v", n, err)
+	}
+	h, recs, err := links.ReadTrace(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Models) != 2 || h.Models[0].Name != "motion" || h.Models[0].InferMS != bh.Models[0].InferMS || h.Models[1].Name != "face_blazeface" || h.Models[1].InferMS <= 0 {
+		t.Fatalf("extended header models %+v, want the base's motion (same cost) and a measured face_blazeface", h.Models)
+	}
+	for i, r := range recs {
+		if r.Seq != brecs[i].Seq || r.Outputs["face_blazeface"] == nil {
+			t.Fatalf("record %d: %+v", i, r)
+		}
+		if got, want := r.Outputs["motion"], brecs[i].Outputs["motion"]; got.Label != want.Label || fmt.Sprint(got.Value) != fmt.Sprint(want.Value) {
+			t.Fatalf("record %d: motion %+v, the base had %+v", i, got, want)
+		}
+	}
+	for name, cfg := range map[string]*pipeline.Config{
+		"not in the config": demoConfig(t, "face_blazeface"),
+		"nothing to add":    demoConfig(t, "motion"),
+	} {
+		_, err := extendTrace(context.Background(), cfg, base, filepath.Join(dir, "bad.trace.gz"), 6, testLogger(t), false)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != 2 || !strings.Contains(err.Error(), name) {
+			t.Errorf("want exit 2 saying %q, got %v", name, err)
 		}
 	}
 }

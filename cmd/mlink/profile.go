@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -22,6 +24,7 @@ import (
 type profileOptions struct {
 	out       string
 	maxFrames int
+	extend    string
 }
 
 func profileFlags() (*flag.FlagSet, *configFlags, *profileOptions) {
@@ -30,6 +33,7 @@ func profileFlags() (*flag.FlagSet, *configFlags, *profileOptions) {
 	cf.register(fs, false)
 	fs.StringVar(&o.out, "out", "", "trace file to write (gzip JSON lines)")
 	fs.IntVar(&o.maxFrames, "max-frames", 0, "frames per camera (0: each file to its end)")
+	fs.StringVar(&o.extend, "extend", "", "an existing trace of the config's videos: profile only the config's models it lacks and write it with them added to --out (its records and costs kept)")
 	return fs, cf, o
 }
 
@@ -46,7 +50,12 @@ func cmdProfile(args []string) error {
 		return err
 	}
 	defer stop()
-	n, err := profile(ctx, cfg, o.out, o.maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
+	var n int
+	if o.extend != "" {
+		n, err = extendTrace(ctx, cfg, o.extend, o.out, o.maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
+	} else {
+		n, err = profile(ctx, cfg, o.out, o.maxFrames, log, isatty.IsTerminal(os.Stderr.Fd()))
+	}
 	if err != nil {
 		return err
 	}
@@ -166,6 +175,90 @@ func profile(ctx context.Context, cfg *pipeline.Config, out string, maxFrames in
 		err = errors.Join(err, fmt.Errorf("models that failed to load are missing from the trace: %v", names))
 	}
 	return n, err
+}
+
+// extendTrace adds the config's models that the trace at base lacks: it
+// profiles only those, over the same videos, and writes base's header and
+// records with their outputs and measured costs added. The models already
+// in base keep their outputs and costs, so the new trace differs from base
+// by the new models alone (a regeneration would measure every cost again).
+// Every frame of base must come back from the new profile: the same
+// cameras, the same videos, the same frame numbers.
+func extendTrace(ctx context.Context, cfg *pipeline.Config, base, out string, maxFrames int, log zerolog.Logger, progress bool) (int, error) {
+	header, records, err := links.ReadTrace(base)
+	if err != nil {
+		return 0, err
+	}
+	have := map[string]bool{}
+	for _, m := range header.Models {
+		have[m.Name] = true
+	}
+	configured := map[string]bool{}
+	var added []pipeline.ModelSpec
+	for _, m := range cfg.Models {
+		configured[m.Name] = true
+		if !have[m.Name] {
+			added = append(added, m)
+		}
+	}
+	var problems []error
+	for _, m := range header.Models {
+		if !configured[m.Name] {
+			problems = append(problems, fmt.Errorf("model %s of %s is not in the config: extend with a config that declares all of the trace's models", m.Name, base))
+		}
+	}
+	if len(added) == 0 {
+		problems = append(problems, fmt.Errorf("the config declares no model that %s lacks: nothing to add", base))
+	}
+	if !slices.Equal(header.Cameras, cameraIDs(cfg.Cameras)) {
+		problems = append(problems, fmt.Errorf("%s has cameras %v, the config %v: extend with the config it was profiled from", base, header.Cameras, cameraIDs(cfg.Cameras)))
+	}
+	if err := errors.Join(problems...); err != nil {
+		return 0, &exitError{2, err}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), ".extend-*.trace.gz")
+	if err != nil {
+		return 0, err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	cfg.Models = added
+	if _, err := profile(ctx, cfg, tmp.Name(), maxFrames, log, progress); err != nil {
+		return 0, err
+	}
+	addHeader, addRecords, err := links.ReadTrace(tmp.Name())
+	if err != nil {
+		return 0, err
+	}
+	type key struct {
+		camera string
+		seq    uint64
+	}
+	fresh := make(map[key]*links.TraceRecord, len(addRecords))
+	for _, r := range addRecords {
+		fresh[key{r.Camera, r.Seq}] = r
+	}
+	header.Models = append(header.Models, addHeader.Models...)
+	tw, err := links.CreateTrace(out, header)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range records {
+		f, ok := fresh[key{r.Camera, r.Seq}]
+		if !ok {
+			tw.Close()
+			os.Remove(out)
+			return 0, fmt.Errorf("frame %d of camera %s of %s did not come back from the new profile: is the config's video the trace's?", r.Seq, r.Camera, base)
+		}
+		for name, o := range f.Outputs {
+			r.Outputs[name] = o
+		}
+		if err := tw.Write(r); err != nil {
+			tw.Close()
+			return 0, err
+		}
+	}
+	return tw.Records(), tw.Close()
 }
 
 // fileFPS is a video file's frame rate (0 when it does not say).

@@ -79,4 +79,16 @@
 //
 // count — one output holding a single regression value; Value is [v],
 // negative values clamped to 0.
+//
+// nanodet — NanoDet's Generalized Focal Loss head (RangiLyu/nanodet): per
+// feature level (stride 8, 16, 32; grid ⌈W/s⌉×⌈H/s⌉ row-major) class
+// scores [1,N,C] (sigmoid already applied) and box distances [1,N,4·bins]:
+// for left, top, right, bottom a softmax over bins 0…R whose expectation
+// times the stride is the distance from the location's centre
+// ((column+0.5)·s, (row+0.5)·s) to that side, in input pixels. classes
+// default to COCO's 80 when none are declared; keep, threshold (default
+// 0.35) and nms (per class, default 0.6) as for yolo. The pre-processing is
+// the generic one (input.color/scale/mean/std): the zoo's NanoDet-m, converted
+// from TensorFlow.js by cmd/tfjs2onnx, takes BGR with ImageNet's mean/std in
+// 0..255, as it was trained.
 package onnx

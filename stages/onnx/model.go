@@ -305,10 +305,18 @@ func (m *Model) configure(ins, outs []ort.InputOutputInfo) error {
 		if err == nil {
 			_, _, err = mlsdOutputs(fakeOutputs(outs))
 		}
-	case pipeline.DecoderClassifier, pipeline.DecoderYOLO, pipeline.DecoderSSD, pipeline.DecoderCount:
+	case pipeline.DecoderClassifier, pipeline.DecoderYOLO, pipeline.DecoderSSD, pipeline.DecoderCount, pipeline.DecoderNanoDet:
 		switch m.spec.Decoder {
 		case pipeline.DecoderYOLO:
 			defaults(0.25, 0.45)
+		case pipeline.DecoderNanoDet:
+			defaults(0.35, 0.6)
+			if len(m.spec.Classes) == 0 {
+				m.spec.Classes = cocoClasses
+			}
+			if m.inW > 0 && m.inH > 0 {
+				_, err = nanodetLevels(fakeOutputs(outs), m.inW, m.inH, len(m.spec.Classes))
+			}
 		case pipeline.DecoderSSD:
 			defaults(0.5, 0.45)
 			m.yxyx = param(&m.spec, "box_order_yxyx", 0) != 0
@@ -323,12 +331,15 @@ func (m *Model) configure(ins, outs []ort.InputOutputInfo) error {
 				return fmt.Errorf("classifier: output %s has %d values but %d classes are declared", outs[0].Name, n, len(m.spec.Classes))
 			}
 		}
+		if err != nil {
+			return err
+		}
 		if m.inW == 0 || m.inH == 0 {
 			return fmt.Errorf("the model's input size %v is dynamic: set input.width and input.height", dims)
 		}
 		m.prep, err = newPrep(nhwc, m.channels, in0.Color != "bgr", letterbox, in0.Scale, in0.Mean, in0.Std)
 	default:
-		return fmt.Errorf("unknown decoder %q (want blazeface, ppocr-det, mlsd, classifier, yolo, ssd or count)", m.spec.Decoder)
+		return fmt.Errorf("unknown decoder %q (want blazeface, ppocr-det, mlsd, classifier, yolo, ssd, count or nanodet)", m.spec.Decoder)
 	}
 	if err != nil {
 		return err
@@ -523,6 +534,11 @@ func (m *Model) decode(outs []tensor, g geometry) (pipeline.Output, error) {
 		}
 	case pipeline.DecoderYOLO:
 		boxes, err = decodeYOLO(outs[0], g.inW, g.inH, det)
+	case pipeline.DecoderNanoDet:
+		var levels []nanodetLevel
+		if levels, err = nanodetLevels(outs, g.inW, g.inH, len(det.classes)); err == nil {
+			boxes, err = decodeNanoDet(levels, g.inW, g.inH, det)
+		}
 	case pipeline.DecoderSSD:
 		bt, st := outs[0], outs[1]
 		if squeezedLast(st) == 4 && squeezedLast(bt) != 4 {

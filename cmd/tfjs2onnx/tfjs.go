@@ -1,0 +1,280 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// The TensorFlow.js graph-model format (tfjs-converter): model.json holds a
+// TensorFlow GraphDef as JSON ("modelTopology") and a manifest of the
+// weights (the graph's Const nodes), stored in binary shards beside it.
+
+type tfjsModel struct {
+	Format          string `json:"format"`
+	GeneratedBy     string `json:"generatedBy"`
+	ConvertedBy     string `json:"convertedBy"`
+	Signature       tfjsSignature
+	ModelTopology   struct{ Node []tfNode } `json:"modelTopology"`
+	WeightsManifest []struct {
+		Paths   []string     `json:"paths"`
+		Weights []weightSpec `json:"weights"`
+	} `json:"weightsManifest"`
+}
+
+type tfjsSignature struct {
+	Inputs  map[string]tfjsTensorInfo `json:"inputs"`
+	Outputs map[string]tfjsTensorInfo `json:"outputs"`
+}
+
+type tfjsTensorInfo struct {
+	Name        string `json:"name"`
+	Dtype       string `json:"dtype"`
+	TensorShape struct {
+		Dim []struct {
+			Size string `json:"size"`
+		} `json:"dim"`
+	} `json:"tensorShape"`
+}
+
+func (t tfjsTensorInfo) shape() ([]int, error) {
+	dims := make([]int, len(t.TensorShape.Dim))
+	for i, d := range t.TensorShape.Dim {
+		n, err := strconv.Atoi(d.Size)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("tensor %s: dimension %d is %q, want a fixed size (dynamic shapes are not supported)", t.Name, i, d.Size)
+		}
+		dims[i] = n
+	}
+	return dims, nil
+}
+
+type tfNode struct {
+	Name  string            `json:"name"`
+	Op    string            `json:"op"`
+	Input []string          `json:"input"`
+	Attr  map[string]tfAttr `json:"attr"`
+}
+
+// tfAttr is an AttrValue in proto3 JSON: int64 as decimal strings, bytes as
+// base64.
+type tfAttr struct {
+	S    string   `json:"s"`
+	I    string   `json:"i"`
+	F    *float64 `json:"f"`
+	B    *bool    `json:"b"`
+	Type string   `json:"type"`
+	List *struct {
+		I []string  `json:"i"`
+		S []string  `json:"s"`
+		F []float64 `json:"f"`
+	} `json:"list"`
+}
+
+type weightSpec struct {
+	Name         string `json:"name"`
+	Shape        []int  `json:"shape"`
+	Dtype        string `json:"dtype"`
+	Quantization *struct {
+		Dtype string  `json:"dtype"`
+		Scale float64 `json:"scale"`
+		Min   float64 `json:"min"`
+	} `json:"quantization"`
+}
+
+// attrString decodes a bytes attribute ("VkFMSUQ=" is "VALID").
+func (n tfNode) attrString(name string) (string, error) {
+	a, ok := n.Attr[name]
+	if !ok {
+		return "", nil
+	}
+	b, err := base64.StdEncoding.DecodeString(a.S)
+	if err != nil {
+		return "", fmt.Errorf("node %s: attribute %s is not base64: %w", n.Name, name, err)
+	}
+	return string(b), nil
+}
+
+func (n tfNode) attrInts(name string) ([]int64, error) {
+	a, ok := n.Attr[name]
+	if !ok || a.List == nil {
+		return nil, nil
+	}
+	out := make([]int64, len(a.List.I))
+	for i, s := range a.List.I {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: attribute %s[%d] = %q: %w", n.Name, name, i, s, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func (n tfNode) attrFloat(name string, def float64) float64 {
+	if a, ok := n.Attr[name]; ok && a.F != nil {
+		return *a.F
+	}
+	return def
+}
+
+func (n tfNode) attrBool(name string) bool {
+	a, ok := n.Attr[name]
+	return ok && a.B != nil && *a.B
+}
+
+// tensor is a constant: float32 or int64 values in row-major order.
+type tensor struct {
+	shape   []int
+	integer bool      // int32 and int64 alike, held as int64
+	f       []float32 // float tensors
+	i       []int64   // integer tensors
+}
+
+func (t *tensor) isFloat() bool { return !t.integer }
+
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// readModel parses model.json and its weight shards (paths relative to it).
+func readModel(path string) (*tfjsModel, map[string]*tensor, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	var m tfjsModel
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, nil, fmt.Errorf("%s: not a TensorFlow.js model.json: %w", path, err)
+	}
+	if m.Format != "graph-model" {
+		return nil, nil, fmt.Errorf("%s: format %q, want graph-model (layers models are not supported)", path, m.Format)
+	}
+	weights := map[string]*tensor{}
+	for _, group := range m.WeightsManifest {
+		var buf []byte
+		for _, p := range group.Paths {
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(path), p))
+			if err != nil {
+				return nil, nil, fmt.Errorf("weights shard: %w", err)
+			}
+			buf = append(buf, b...)
+		}
+		off := 0
+		for _, w := range group.Weights {
+			t, n, err := decodeWeight(w, buf[off:])
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: weight %s: %w", path, w.Name, err)
+			}
+			off += n
+			weights[w.Name] = t
+		}
+		if off != len(buf) {
+			return nil, nil, fmt.Errorf("%s: weights use %d of %d bytes of %v: manifest and shards disagree", path, off, len(buf), group.Paths)
+		}
+	}
+	return &m, weights, nil
+}
+
+// decodeWeight reads one weight, dequantising it to float32 when the
+// manifest says it was quantised (uint8/uint16 affine, or float16).
+func decodeWeight(w weightSpec, buf []byte) (*tensor, int, error) {
+	count := numel(w.Shape)
+	t := &tensor{shape: append([]int(nil), w.Shape...), integer: w.Dtype == "int32"}
+	if q := w.Quantization; q != nil {
+		var size int
+		switch q.Dtype {
+		case "uint8":
+			size = 1
+		case "uint16", "float16":
+			size = 2
+		default:
+			return nil, 0, fmt.Errorf("quantisation %q is not supported", q.Dtype)
+		}
+		if len(buf) < count*size {
+			return nil, 0, fmt.Errorf("needs %d bytes, the shard has %d left", count*size, len(buf))
+		}
+		t.f = make([]float32, count)
+		for k := range count {
+			switch q.Dtype {
+			case "uint8":
+				t.f[k] = float32(float64(buf[k])*q.Scale + q.Min)
+			case "uint16":
+				t.f[k] = float32(float64(binary.LittleEndian.Uint16(buf[2*k:]))*q.Scale + q.Min)
+			case "float16":
+				t.f[k] = halfToFloat(binary.LittleEndian.Uint16(buf[2*k:]))
+			}
+		}
+		if t.integer {
+			t.i = make([]int64, count)
+			for k, v := range t.f {
+				t.i[k] = int64(math.Round(float64(v)))
+			}
+			t.f = nil
+		}
+		return t, count * size, nil
+	}
+	if len(buf) < count*4 {
+		return nil, 0, fmt.Errorf("needs %d bytes, the shard has %d left", count*4, len(buf))
+	}
+	switch w.Dtype {
+	case "float32":
+		t.f = make([]float32, count)
+		for k := range count {
+			t.f[k] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*k:]))
+		}
+	case "int32":
+		t.i = make([]int64, count)
+		for k := range count {
+			t.i[k] = int64(int32(binary.LittleEndian.Uint32(buf[4*k:])))
+		}
+	default:
+		return nil, 0, fmt.Errorf("dtype %q is not supported (float32, int32)", w.Dtype)
+	}
+	return t, count * 4, nil
+}
+
+// halfToFloat converts an IEEE 754 binary16 to float32.
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	frac := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && frac == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal: renormalise
+		e := uint32(127 - 15 + 1)
+		for frac&0x400 == 0 {
+			frac <<= 1
+			e--
+		}
+		return math.Float32frombits(sign | e<<23 | (frac&0x3ff)<<13)
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | frac<<13)
+}
+
+// ref splits a GraphDef input reference "node:k" into node and output
+// index; control inputs ("^node") report control.
+func ref(s string) (node string, index int, control bool) {
+	if strings.HasPrefix(s, "^") {
+		return s[1:], 0, true
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		if k, err := strconv.Atoi(s[i+1:]); err == nil {
+			return s[:i], k, false
+		}
+	}
+	return s, 0, false
+}
