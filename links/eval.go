@@ -72,13 +72,16 @@ type SizeAccuracy struct {
 // "track" (that output's boxes carried along their motion since the exact
 // output Age seqs before it: assemble.Track) and "follow" (a delta link:
 // its boxes moved along Source's boxes' motion over those Age seqs, by
-// Gain: assemble.Follow).
+// Gain: assemble.Follow; with Deaths and Births as FollowLink says).
 type BaselineAccuracy struct {
 	Target   string  `json:"target"`
 	Baseline string  `json:"baseline"`
 	Age      int     `json:"age,omitempty"`
 	Source   string  `json:"source,omitempty"`
 	Gain     float64 `json:"gain,omitempty"`
+	// Deaths and Births: the follow variant (pipeline.FollowLink).
+	Deaths bool             `json:"deaths,omitempty"`
+	Births *pipeline.BoxMap `json:"births,omitempty"`
 	Score
 }
 
@@ -93,6 +96,28 @@ const (
 // FollowGains are the gains a delta link is measured at: half the source's
 // motion (a noisy source) and all of it. Gain 0 is reuse, measured anyway.
 var FollowGains = []float64{0.5, 1}
+
+// FollowLink is the delta link a follow baseline measured.
+func (b BaselineAccuracy) FollowLink() pipeline.FollowLink {
+	return pipeline.FollowLink{Source: b.Source, Gain: b.Gain, Deaths: b.Deaths, Births: b.Births}
+}
+
+// followVariants are the delta links measured from source to target: the
+// source's motion at each of FollowGains, and at gain 1 with the source's
+// deaths, its births (where a box map could be fitted from recs), and
+// both.
+func followVariants(recs []*TraceRecord, source, target string) []pipeline.FollowLink {
+	var out []pipeline.FollowLink
+	for _, g := range FollowGains {
+		out = append(out, pipeline.FollowLink{Source: source, Gain: g})
+	}
+	out = append(out, pipeline.FollowLink{Source: source, Gain: 1, Deaths: true})
+	if m, ok := FitBoxMap(recs, source, target); ok {
+		out = append(out, pipeline.FollowLink{Source: source, Gain: 1, Births: m},
+			pipeline.FollowLink{Source: source, Gain: 1, Deaths: true, Births: m})
+	}
+	return out
+}
 
 // TemporalAccuracy is the accuracy of a temporal link (Source empty: the
 // self-temporal link) given the target's output Age seqs earlier.
@@ -515,7 +540,7 @@ func (s *Set) motionBaselines(ds *dataset, ti int, ages []int, prevOf func(r, ag
 		if src.Name == tm.Name || !assemble.Trackable(src.Type) {
 			continue
 		}
-		for _, gain := range FollowGains {
+		for _, link := range followVariants(ds.recs, src.Name, tm.Name) {
 			for _, age := range ages {
 				var acc scoreAcc
 				for r := range ds.recs {
@@ -527,13 +552,13 @@ func (s *Set) motionBaselines(ds *dataset, ti int, ages []int, prevOf func(r, ag
 					if srcThen == nil || srcNow == nil {
 						continue
 					}
-					got := &pipeline.Output{Type: tm.Type, Boxes: assemble.Follow(then, srcThen, srcNow, gain)}
+					got := &pipeline.Output{Type: tm.Type, Boxes: assemble.Follow(then, srcThen, srcNow, link)}
 					got.Value = []float64{float64(len(got.Boxes))}
 					acc.add(Accuracy(tm.Type, got, exact(r, tm.Name)), got.Value[0], ds.f[ti][r].raw[0])
 				}
 				if acc.n > 0 {
 					out = append(out, BaselineAccuracy{Target: tm.Name, Baseline: BaselineFollow, Age: age,
-						Source: src.Name, Gain: gain, Score: acc.score(true)})
+						Source: src.Name, Gain: link.Gain, Deaths: link.Deaths, Births: link.Births, Score: acc.score(true)})
 				}
 			}
 		}

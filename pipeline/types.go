@@ -231,9 +231,42 @@ type Plan struct {
 
 // FollowLink is a delta link of Plan.Follow: the executed detector whose
 // boxes' motion a reused detector's boxes follow, and the gain on it.
+// With Deaths, a box whose source box is gone on this frame goes too (the
+// person left or is hidden); with Births, each source box that is new on
+// this frame adds a target box, placed and sized from it by the fitted
+// map (the target's boxes are another detector's idea of a person).
 type FollowLink struct {
 	Source string  `json:"source"`
 	Gain   float64 `json:"gain"`
+	Deaths bool    `json:"deaths,omitempty"`
+	Births *BoxMap `json:"births,omitempty"`
+}
+
+// BoxMap places a target detector's box from a source detector's box of
+// the same object: centre shifted by (DX·w, DY·h) and size scaled by (SW,
+// SH), w and h the source box's size; Class names the target's class.
+// Source boxes shorter than MinH or scored below MinScore place nothing:
+// the target rarely detects what small or faint (links.FitBoxMap fits
+// them, with the rest, from frames where both ran).
+type BoxMap struct {
+	DX       float32 `json:"dx"`
+	DY       float32 `json:"dy"`
+	SW       float32 `json:"sw"`
+	SH       float32 `json:"sh"`
+	MinH     float32 `json:"min_h,omitempty"`
+	MinScore float32 `json:"min_score,omitempty"`
+	Class    string  `json:"class,omitempty"`
+}
+
+// Places reports whether a source box is one the target would detect.
+func (m *BoxMap) Places(b Box) bool { return b.Y2-b.Y1 >= m.MinH && b.Score >= m.MinScore }
+
+// Apply maps a source box to the target's box of the same object.
+func (m *BoxMap) Apply(b Box) Box {
+	w, h := b.X2-b.X1, b.Y2-b.Y1
+	cx, cy := (b.X1+b.X2)/2+m.DX*w, (b.Y1+b.Y2)/2+m.DY*h
+	tw, th := m.SW*w/2, m.SH*h/2
+	return Box{X1: cx - tw, Y1: cy - th, X2: cx + tw, Y2: cy + th, Score: b.Score, Class: m.Class}
 }
 
 // Models returns every model named by the plan.

@@ -4,7 +4,6 @@ import (
 	"math"
 	"slices"
 
-	"github.com/mlink-project/mlink/links"
 	"github.com/mlink-project/mlink/pipeline"
 )
 
@@ -30,7 +29,11 @@ type TemporalEvidence interface {
 // false where nothing was measured.
 type MotionEvidence interface {
 	TrackAccuracy(target string, age int) (float64, bool)
-	FollowAccuracy(target, source string, gain float64, age int) (float64, bool)
+	// FollowLinks lists the delta links measured from source to target
+	// (the variants of pipeline.FollowLink); FollowAccuracy is one's
+	// accuracy at an age.
+	FollowLinks(target, source string) []pipeline.FollowLink
+	FollowAccuracy(target string, l pipeline.FollowLink, age int) (float64, bool)
 }
 
 // HybridChoice is mlink-hybrid's decision: which models run on every frame,
@@ -273,10 +276,10 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 			}
 			if !opts.NoLinks {
 				for _, src := range ch.Always {
-					for _, g := range links.FollowGains {
-						acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.FollowAccuracy(m, src, g, age) })
+					for _, l := range motion.FollowLinks(m, src) {
+						acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.FollowAccuracy(m, l, age) })
 						if ok && acc > viaReuse {
-							viaReuse, track, follow = acc, false, &pipeline.FollowLink{Source: src, Gain: g}
+							viaReuse, track, follow = acc, false, &l
 						}
 					}
 				}

@@ -334,8 +334,15 @@ func (m motionMatrix) TrackAccuracy(target string, age int) (float64, bool) {
 	return 0, false
 }
 
-func (m motionMatrix) FollowAccuracy(target, source string, gain float64, age int) (float64, bool) {
-	if f := m.follow[[2]string{target, source}]; f != nil && gain == 1 {
+func (m motionMatrix) FollowLinks(target, source string) []pipeline.FollowLink {
+	if m.follow[[2]string{target, source}] != nil {
+		return []pipeline.FollowLink{{Source: source, Gain: 1}}
+	}
+	return nil
+}
+
+func (m motionMatrix) FollowAccuracy(target string, l pipeline.FollowLink, age int) (float64, bool) {
+	if f := m.follow[[2]string{target, l.Source}]; f != nil && l.Gain == 1 {
 		return f(age), true
 	}
 	return 0, false

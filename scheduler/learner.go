@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mlink-project/mlink/links"
+	"github.com/mlink-project/mlink/pipeline"
 )
 
 // LinkLearner is the Learner of package links: it trains links.Sets on
@@ -137,11 +138,17 @@ func (e LinkEvidence) TrackAccuracy(target string, age int) (float64, bool) {
 	return c.atAge(target, pts, age), true
 }
 
+// FollowLinks implements MotionEvidence: the delta links from source to
+// target that were measured, in the evaluation's order.
+func (e LinkEvidence) FollowLinks(target, source string) []pipeline.FollowLink {
+	return e.curves().followLinks[[2]string{target, source}]
+}
+
 // FollowAccuracy implements MotionEvidence: the accuracy at age of
-// target's delta link from source at gain; ok false when not measured.
-func (e LinkEvidence) FollowAccuracy(target, source string, gain float64, age int) (float64, bool) {
+// target's delta link l; ok false when not measured.
+func (e LinkEvidence) FollowAccuracy(target string, l pipeline.FollowLink, age int) (float64, bool) {
 	c := e.curves()
-	pts := c.follow[followKey{target, source, gain}]
+	pts := c.follow[keyOfFollow(target, l)]
 	if len(pts) == 0 {
 		return 0, false
 	}
@@ -167,19 +174,29 @@ type ageCurves struct {
 	reuse    map[string][]agePoint
 	temporal map[string][]agePoint
 	constant map[string]float64
-	// track per target; follow per target, source and gain (followKey).
-	track  map[string][]agePoint
-	follow map[followKey][]agePoint
+	// track per target; follow per delta link (followKey), and the links
+	// measured per [target, source].
+	track       map[string][]agePoint
+	follow      map[followKey][]agePoint
+	followLinks map[[2]string][]pipeline.FollowLink
 }
 
+// followKey names a delta link of a target: its source, gain and variant.
+// Births' map is fitted once per source and target: whether there are
+// births names it.
 type followKey struct {
 	target, source string
 	gain           float64
+	deaths, births bool
+}
+
+func keyOfFollow(target string, l pipeline.FollowLink) followKey {
+	return followKey{target, l.Source, l.Gain, l.Deaths, l.Births != nil}
 }
 
 func indexAges(ev *links.Evaluation) *ageCurves {
 	c := &ageCurves{reuse: map[string][]agePoint{}, temporal: map[string][]agePoint{}, constant: map[string]float64{},
-		track: map[string][]agePoint{}, follow: map[followKey][]agePoint{}}
+		track: map[string][]agePoint{}, follow: map[followKey][]agePoint{}, followLinks: map[[2]string][]pipeline.FollowLink{}}
 	for _, b := range ev.Baselines {
 		switch b.Baseline {
 		case links.BaselineReuse:
@@ -189,7 +206,11 @@ func indexAges(ev *links.Evaluation) *ageCurves {
 		case links.BaselineTrack:
 			c.track[b.Target] = append(c.track[b.Target], agePoint{b.Age, b.Accuracy})
 		case links.BaselineFollow:
-			k := followKey{b.Target, b.Source, b.Gain}
+			l := b.FollowLink()
+			k := keyOfFollow(b.Target, l)
+			if len(c.follow[k]) == 0 {
+				c.followLinks[[2]string{b.Target, b.Source}] = append(c.followLinks[[2]string{b.Target, b.Source}], l)
+			}
 			c.follow[k] = append(c.follow[k], agePoint{b.Age, b.Accuracy})
 		}
 	}

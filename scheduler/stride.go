@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"github.com/mlink-project/mlink/pipeline"
+
 	"math"
 	"slices"
 	"sync"
@@ -67,10 +69,18 @@ func (e StrideEvidence) TrackAccuracy(target string, age int) (float64, bool) {
 	return 0, false
 }
 
-// FollowAccuracy implements MotionEvidence.
-func (e StrideEvidence) FollowAccuracy(target, source string, gain float64, age int) (float64, bool) {
+// FollowLinks implements MotionEvidence.
+func (e StrideEvidence) FollowLinks(target, source string) []pipeline.FollowLink {
 	if m, ok := e.SetEvidence.(MotionEvidence); ok {
-		return m.FollowAccuracy(target, source, gain, e.seqAge(age))
+		return m.FollowLinks(target, source)
+	}
+	return nil
+}
+
+// FollowAccuracy implements MotionEvidence.
+func (e StrideEvidence) FollowAccuracy(target string, l pipeline.FollowLink, age int) (float64, bool) {
+	if m, ok := e.SetEvidence.(MotionEvidence); ok {
+		return m.FollowAccuracy(target, l, e.seqAge(age))
 	}
 	return 0, false
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces the committed traces of testdata/traces/ from the real vtest.avi
 # (Debian's opencv-doc): two "cameras", its left and right halves, each
-# profiled through the 8 models of configs/demo.yaml.
+# profiled through the 8 models of configs/demo.yaml and NanoDet (the
+# committed ones got NanoDet afterwards with `mlink profile --extend`: see
+# testdata/traces/README.md; a regeneration profiles all of them at once).
 #
 # These traces are the bench's evidence and its numbers are pinned: do not
 # run this casually. A regeneration changes every pinned number (the models'

@@ -239,6 +239,13 @@ func extendTrace(ctx context.Context, cfg *pipeline.Config, base, out string, ma
 		fresh[key{r.Camera, r.Seq}] = r
 	}
 	header.Models = append(header.Models, addHeader.Models...)
+	// ReadTrace resolved the videos against base's directory, relative to
+	// the working directory; CreateTrace stores them relative to out's.
+	for cam, v := range header.Videos {
+		if abs, err := filepath.Abs(v); err == nil {
+			header.Videos[cam] = abs
+		}
+	}
 	tw, err := links.CreateTrace(out, header)
 	if err != nil {
 		return 0, err

@@ -262,7 +262,7 @@ func FillReused(plan *pipeline.Plan, exact map[string]*pipeline.Output, last *La
 			continue
 		}
 		if f, ok := plan.Follow[m]; ok && usableExact(exact[f.Source]) && last.Then(m, f.Source) != nil {
-			o.Boxes = Follow(prev, last.Then(m, f.Source), exact[f.Source], f.Gain)
+			o.Boxes = Follow(prev, last.Then(m, f.Source), exact[f.Source], f)
 			o.Value = []float64{float64(len(o.Boxes))}
 			o.Source, o.Sources = pipeline.SourcePredicted, []string{f.Source}
 		} else if slices.Contains(plan.Tracked, m) {

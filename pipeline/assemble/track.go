@@ -90,39 +90,76 @@ func Trackable(t pipeline.OutputType) bool { return t == pipeline.TypeBoxes }
 
 // Follow is the delta link of a detector: its boxes age seqs after its
 // latest exact output then, predicted from how a cheaper detector's boxes
-// moved since that frame (srcThen, the source's exact output on the same
+// changed since that frame (srcThen, the source's exact output on the same
 // frame as then, to srcNow, the source's output on this frame). Each box
 // of then follows the source box it overlaps most on that frame, by that
-// box's displacement to its match on this frame, scaled by gain (0: plain
-// reuse; 1: the source's motion as it is; a fitted gain shrinks a noisy
-// source's motion toward reuse). A box with no moving source box stays.
-// The source sees the same people now — a measurement, where Track only
-// extrapolates.
-func Follow(then, srcThen, srcNow *pipeline.Output, gain float64) []pipeline.Box {
+// box's displacement to its match on this frame, scaled by l.Gain (0:
+// plain reuse; 1: the source's motion as it is; a fitted gain shrinks a
+// noisy source's motion toward reuse). A box with no moving source box
+// stays — unless l.Deaths and its source box has no match now: then the
+// source lost the person, and so does the prediction. With l.Births every
+// source box now that matches none of srcThen's (someone came in) adds
+// l.Births.Apply of it. The source sees the same people now — a
+// measurement, where Track only extrapolates.
+func Follow(then, srcThen, srcNow *pipeline.Output, l pipeline.FollowLink) []pipeline.Box {
 	out := slices.Clone(then.Boxes)
-	if srcThen == nil || srcNow == nil || gain == 0 || len(out) == 0 {
+	if srcThen == nil || srcNow == nil || (l.Gain == 0 && !l.Deaths && l.Births == nil) {
 		return out
 	}
 	// The source's own motion: its boxes then matched to its boxes now.
 	moves := make([][2]float32, len(srcThen.Boxes))
 	moved := make([]bool, len(srcThen.Boxes))
+	born := make([]bool, len(srcNow.Boxes))
+	for i := range born {
+		born[i] = true
+	}
 	for _, p := range matchBoxes(srcThen.Boxes, srcNow.Boxes, TrackMinIoU, false) {
 		dx, dy := centreShift(srcThen.Boxes[p[0]], srcNow.Boxes[p[1]])
-		moves[p[0]], moved[p[0]] = [2]float32{dx, dy}, true
+		moves[p[0]], moved[p[0]], born[p[1]] = [2]float32{dx, dy}, true, false
 	}
-	g := float32(gain)
-	for i, b := range then.Boxes {
-		best, bestIoU := -1, TrackMinIoU
+	g := float32(l.Gain)
+	kept := out[:0]
+	for _, b := range then.Boxes {
+		// The moving source box it overlaps most; and whether it overlaps
+		// any source box at all.
+		best, bestIoU, seen := -1, TrackMinIoU, false
 		for j, s := range srcThen.Boxes {
-			if v := boxIoU(b, s); moved[j] && v >= bestIoU {
+			v := boxIoU(b, s)
+			seen = seen || v >= TrackMinIoU
+			if moved[j] && v >= bestIoU {
 				best, bestIoU = j, v
 			}
 		}
-		if best >= 0 {
-			out[i] = shifted(b, moves[best][0]*g, moves[best][1]*g)
+		switch {
+		case best >= 0:
+			kept = append(kept, shifted(b, moves[best][0]*g, moves[best][1]*g))
+		case seen && l.Deaths:
+			// The source saw this person then and has lost them now.
+		default:
+			kept = append(kept, b)
+		}
+	}
+	out = kept
+	if l.Births != nil {
+		for j, s := range srcNow.Boxes {
+			if born[j] && l.Births.Places(s) && !overlapsAny(s, out, l.Births) {
+				out = append(out, l.Births.Apply(s))
+			}
 		}
 	}
 	return clipped(out)
+}
+
+// overlapsAny reports whether the target box mapped from source box s
+// overlaps a box already predicted: the target already has that person.
+func overlapsAny(s pipeline.Box, boxes []pipeline.Box, m *pipeline.BoxMap) bool {
+	t := m.Apply(s)
+	for _, b := range boxes {
+		if boxIoU(t, b) >= TrackMinIoU {
+			return true
+		}
+	}
+	return false
 }
 
 // matchBoxes matches a to b greedily by IoU (at least minIoU; within a

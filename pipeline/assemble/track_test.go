@@ -80,21 +80,60 @@ func TestFollowMovesTargetBoxesWithTheSource(t *testing.T) {
 	then := boxesOut(10, "hog", walker(10, 0.2, 0.01), pipeline.Box{X1: 0.7, Y1: 0.7, X2: 0.75, Y2: 0.8})
 	srcThen := boxesOut(10, "hog_small", src(0.30))
 	srcNow := boxesOut(13, "hog_small", src(0.33))
-	got := Follow(then, srcThen, srcNow, 1)
+	got := Follow(then, srcThen, srcNow, pipeline.FollowLink{Gain: 1})
 	want := walker(13, 0.2, 0.01)
 	if len(got) != 2 || !near(got[0], want) || !near(got[1], then.Boxes[1]) {
 		t.Errorf("gain 1: %+v, want %+v and the unmatched box unmoved", got, want)
 	}
-	half := Follow(then, srcThen, srcNow, 0.5)
+	half := Follow(then, srcThen, srcNow, pipeline.FollowLink{Gain: 0.5})
 	if math.Abs(float64(half[0].X1-(then.Boxes[0].X1+0.015))) > 1e-6 {
 		t.Errorf("gain 0.5: %+v, want half the motion", half[0])
 	}
-	if got := Follow(then, srcThen, srcNow, 0); !near(got[0], then.Boxes[0]) {
+	if got := Follow(then, srcThen, srcNow, pipeline.FollowLink{}); !near(got[0], then.Boxes[0]) {
 		t.Errorf("gain 0: %+v, want reuse", got[0])
 	}
 	// The source lost the walker: nothing to follow, the box stays.
-	if got := Follow(then, srcThen, boxesOut(13, "hog_small"), 1); !near(got[0], then.Boxes[0]) {
+	if got := Follow(then, srcThen, boxesOut(13, "hog_small"), pipeline.FollowLink{Gain: 1}); !near(got[0], then.Boxes[0]) {
 		t.Errorf("source lost it: %+v, want reuse", got[0])
+	}
+}
+
+// Deaths and births: the source lost a walker, so the prediction does;
+// someone the source sees newly comes in as a target box placed by the
+// map; a new source box below the map's floor (too small for the target)
+// or already covered by a predicted box places nothing.
+func TestFollowDeathsAndBirths(t *testing.T) {
+	src := func(x, h float32) pipeline.Box {
+		return pipeline.Box{X1: x, Y1: 0.3, X2: x + 0.05, Y2: 0.3 + h, Score: 0.8, Class: "person"}
+	}
+	then := boxesOut(10, "hog", pipeline.Box{X1: 0.1, Y1: 0.29, X2: 0.16, Y2: 0.52, Class: "person"},
+		pipeline.Box{X1: 0.5, Y1: 0.29, X2: 0.56, Y2: 0.52, Class: "person"})
+	srcThen := boxesOut(10, "nano", src(0.1, 0.2), src(0.5, 0.2))
+	// Now: the first walker is where it was, the second is gone, a third
+	// (tall) came in at x 0.8 and a fourth, tiny, at x 0.3.
+	srcNow := boxesOut(14, "nano", src(0.1, 0.2), src(0.8, 0.2), src(0.3, 0.02))
+	m := &pipeline.BoxMap{DX: 0, DY: 0.05, SW: 1.2, SH: 1.15, MinH: 0.1, Class: "person"}
+
+	if got := Follow(then, srcThen, srcNow, pipeline.FollowLink{Gain: 1}); len(got) != 2 || !near(got[1], then.Boxes[1]) {
+		t.Fatalf("plain: %+v, want both boxes kept (the lost one where it was)", got)
+	}
+	got := Follow(then, srcThen, srcNow, pipeline.FollowLink{Gain: 1, Deaths: true})
+	if len(got) != 1 || !near(got[0], then.Boxes[0]) {
+		t.Fatalf("deaths: %+v, want the walker the source lost dropped", got)
+	}
+	got = Follow(then, srcThen, srcNow, pipeline.FollowLink{Gain: 1, Deaths: true, Births: m})
+	want := m.Apply(src(0.8, 0.2))
+	if len(got) != 2 || !near(got[0], then.Boxes[0]) || !near(got[1], want) || got[1].Class != "person" {
+		t.Fatalf("deaths and births: %+v, want the kept walker and %+v (the tiny box places nothing)", got, want)
+	}
+	if w, h := want.X2-want.X1, want.Y2-want.Y1; math.Abs(float64(w-0.06)) > 1e-6 || math.Abs(float64(h-0.23)) > 1e-6 ||
+		math.Abs(float64((want.Y1+want.Y2)/2-0.41)) > 1e-6 {
+		t.Errorf("mapped box %+v: want 1.2×, 1.15× the source's size, centre 0.05 of its height lower", want)
+	}
+	// A birth on top of a box the prediction already has adds nothing.
+	covered := boxesOut(14, "nano", src(0.1, 0.2), src(0.5, 0.2), src(0.52, 0.2))
+	if got := Follow(then, srcThen, covered, pipeline.FollowLink{Gain: 1, Births: m}); len(got) != 2 {
+		t.Errorf("birth over a predicted box: %+v, want the two boxes only", got)
 	}
 }
 
@@ -160,6 +199,6 @@ func BenchmarkFollow(b *testing.B) {
 	}
 	t, s, n := boxesOut(4, "hog", then...), boxesOut(4, "small", src...), boxesOut(6, "small", now...)
 	for b.Loop() {
-		Follow(t, s, n, 1)
+		Follow(t, s, n, pipeline.FollowLink{Gain: 1})
 	}
 }
