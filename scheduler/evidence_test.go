@@ -217,3 +217,67 @@ func TestControllerHybridAsksEvidenceAtTheStreamStep(t *testing.T) {
 		}
 	}
 }
+
+// The delta-link variants of one source and gain are told apart: each
+// keeps its own accuracies and its births' map, in the evaluation's order.
+func TestLinkEvidenceKeepsDeltaLinkVariantsApart(t *testing.T) {
+	m := &pipeline.BoxMap{SW: 1.6, SH: 1.3, Class: "person"}
+	follow := func(deaths bool, births *pipeline.BoxMap, age int, acc float64) links.BaselineAccuracy {
+		return links.BaselineAccuracy{Target: "hog", Baseline: links.BaselineFollow, Source: "nano", Gain: 1, Deaths: deaths,
+			Births: births, Age: age, Score: links.Score{Accuracy: acc, Frames: 50}}
+	}
+	ev := NewLinkEvidence(&links.Evaluation{Baselines: []links.BaselineAccuracy{
+		follow(false, nil, 1, 0.79), follow(false, nil, 10, 0.36),
+		follow(true, m, 1, 0.78), follow(true, m, 10, 0.63),
+	}})
+	got := ev.FollowLinks("hog", "nano")
+	if len(got) != 2 || got[0].Deaths || got[0].Births != nil || !got[1].Deaths || got[1].Births != m {
+		t.Fatalf("variants %+v: want plain, then deaths and births with their map", got)
+	}
+	for i, want := range []float64{0.36, 0.63} {
+		if acc, ok := ev.FollowAccuracy("hog", got[i], 10); !ok || acc != want {
+			t.Errorf("variant %d at age 10: %v %v, want %v", i, acc, ok, want)
+		}
+	}
+	if links := ev.FollowLinks("hog", "other"); links != nil {
+		t.Errorf("unmeasured source: %+v", links)
+	}
+}
+
+// mlink-hybrid serves a rotating detector by the delta-link variant that
+// measures best over the ages it is served at: deaths and births where
+// the plain delta link decays.
+func TestHybridPicksTheDeltaLinkVariantThatMeasuresBest(t *testing.T) {
+	m := &pipeline.BoxMap{SW: 1.6, SH: 1.3, Class: "person"}
+	var bs []links.BaselineAccuracy
+	for _, p := range []struct {
+		kind   string
+		deaths bool
+		births *pipeline.BoxMap
+		acc    [2]float64 // at ages 1 and 10
+	}{
+		{links.BaselineReuse, false, nil, [2]float64{0.74, 0.28}},
+		{links.BaselineTrack, false, nil, [2]float64{0.76, 0.31}},
+		{links.BaselineFollow, false, nil, [2]float64{0.79, 0.36}},
+		{links.BaselineFollow, true, m, [2]float64{0.785, 0.63}},
+	} {
+		for i, age := range []int{1, 10} {
+			b := links.BaselineAccuracy{Target: "hog", Baseline: p.kind, Age: age, Deaths: p.deaths, Births: p.births, Score: links.Score{Accuracy: p.acc[i], Frames: 50}}
+			if p.kind == links.BaselineFollow {
+				b.Source, b.Gain = "nano", 1
+			}
+			bs = append(bs, b)
+		}
+	}
+	ev := NewLinkEvidence(&links.Evaluation{Baselines: bs})
+	ch := hybridEvaluate([]string{"hog", "nano"}, map[string]int{"hog": 8, "nano": 1}, ev, ev, HybridOptions{})
+	f, ok := ch.Follow["hog"]
+	if !ok || f.Source != "nano" || !f.Deaths || f.Births != m {
+		t.Fatalf("hog served by %+v (follow %v), want the delta link from nano with deaths and births", f, ok)
+	}
+	// Served only one frame after its run, the plain delta link is as good.
+	ch = hybridEvaluate([]string{"hog", "nano"}, map[string]int{"hog": 2, "nano": 1}, ev, ev, HybridOptions{})
+	if f := ch.Follow["hog"]; f.Deaths || f.Births != nil {
+		t.Errorf("every 2nd frame: %+v, want the plain delta link (0.79 against 0.785 at age 1)", f)
+	}
+}
