@@ -1,10 +1,10 @@
 package links
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/mlink-project/mlink/pipeline"
+	"github.com/mlink-project/mlink/pipeline/assemble"
 )
 
 // A delta link's births (pipeline.FollowLink.Births) place a box of the
@@ -36,7 +36,7 @@ func FitBoxMap(recs []*TraceRecord, source, target string) (*pipeline.BoxMap, bo
 		for _, b := range t.Boxes {
 			classes[b.Class]++
 		}
-		for _, p := range greedyPairs(s.Boxes, t.Boxes, boxMapMinIoU) {
+		for _, p := range assemble.MatchBoxes(s.Boxes, t.Boxes, boxMapMinIoU, false) {
 			a, b := s.Boxes[p[0]], t.Boxes[p[1]]
 			w, h := a.X2-a.X1, a.Y2-a.Y1
 			if w <= 0 || h <= 0 {
@@ -81,31 +81,4 @@ func median32(v []float32) float32 {
 		return v[n/2]
 	}
 	return (v[n/2-1] + v[n/2]) / 2
-}
-
-// greedyPairs matches a to b by IoU (at least minIoU), highest first; each
-// pair is [index in a, index in b].
-func greedyPairs(a, b []pipeline.Box, minIoU float64) [][2]int {
-	type pair struct {
-		i, j int
-		v    float64
-	}
-	var pairs []pair
-	for i := range a {
-		for j := range b {
-			if v := IoU(a[i], b[j]); v >= minIoU {
-				pairs = append(pairs, pair{i, j, v})
-			}
-		}
-	}
-	slices.SortStableFunc(pairs, func(x, y pair) int { return cmp.Compare(y.v, x.v) })
-	usedA, usedB := make([]bool, len(a)), make([]bool, len(b))
-	var out [][2]int
-	for _, p := range pairs {
-		if !usedA[p.i] && !usedB[p.j] {
-			usedA[p.i], usedB[p.j] = true, true
-			out = append(out, [2]int{p.i, p.j})
-		}
-	}
-	return out
 }

@@ -211,7 +211,14 @@ func (c *converter) node(n tfNode) error {
 	case "Const":
 		t, ok := c.weights[n.Name]
 		if !ok {
-			return fmt.Errorf("constant has no entry in the weights manifest")
+			inline := n.Attr["value"].Tensor
+			if inline == nil {
+				return fmt.Errorf("constant has no entry in the weights manifest and no inline value")
+			}
+			var err error
+			if t, err = inline.decode(); err != nil {
+				return fmt.Errorf("inline value: %w", err)
+			}
 		}
 		c.consts[n.Name] = t
 		return nil

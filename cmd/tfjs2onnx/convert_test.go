@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -466,5 +467,41 @@ func TestConvertNanoDet(t *testing.T) {
 		if op == "SparseToDense" || op == "AddV2" {
 			t.Errorf("op %s survived: constant shape arithmetic must be folded", op)
 		}
+	}
+}
+
+// Constants may sit inline in the graph rather than in the weights
+// manifest: listed values, one value filling the shape, or raw content.
+func TestConvertReadsInlineConstants(t *testing.T) {
+	dims := func(d ...int) map[string]any {
+		var out []any
+		for _, v := range d {
+			out = append(out, map[string]string{"size": strconv.Itoa(v)})
+		}
+		return map[string]any{"dim": out}
+	}
+	var raw bytes.Buffer
+	binary.Write(&raw, binary.LittleEndian, []int32{0, 2, 3, 1})
+	nodes := []map[string]any{
+		node("x", "Placeholder", nil, nil),
+		node("perm", "Const", nil, map[string]any{"value": map[string]any{"tensor": map[string]any{
+			"dtype": "DT_INT32", "tensorShape": dims(4), "tensorContent": base64.StdEncoding.EncodeToString(raw.Bytes())}}}),
+		node("t", "Transpose", []string{"x", "perm"}, nil),
+		node("bias", "Const", nil, map[string]any{"value": map[string]any{"tensor": map[string]any{
+			"dtype": "DT_FLOAT", "tensorShape": dims(3), "floatVal": []float64{0.5}}}}),
+		node("Identity", "AddV2", []string{"t", "bias"}, nil),
+		node("shape", "Const", nil, map[string]any{"value": map[string]any{"tensor": map[string]any{
+			"dtype": "DT_INT64", "tensorShape": dims(2), "int64Val": []string{"1", "-1"}}}}),
+		node("Identity_1", "Reshape", []string{"x", "shape"}, nil),
+	}
+	m := convertFixture(t, writeFixture(t, t.TempDir(), nodes, nil))
+	if tr := m.node(t, "Transpose"); !slices.Equal(tr.ints["perm"], []int64{0, 2, 3, 1}) {
+		t.Errorf("perm %v from tensor_content", tr.ints["perm"])
+	}
+	if b := m.inits[m.node(t, "Add").inputs[1]].floats(); !slices.Equal(b, []float32{0.5, 0.5, 0.5}) {
+		t.Errorf("bias %v, want one float_val filling its shape", b)
+	}
+	if got := m.outputs["Identity_1"]; !slices.Equal(got, []int64{1, 48}) {
+		t.Errorf("reshape output %v, want [1 48] from int64_val [1 -1]", got)
 	}
 }

@@ -65,16 +65,105 @@ type tfNode struct {
 // tfAttr is an AttrValue in proto3 JSON: int64 as decimal strings, bytes as
 // base64.
 type tfAttr struct {
-	S    string   `json:"s"`
-	I    string   `json:"i"`
-	F    *float64 `json:"f"`
-	B    *bool    `json:"b"`
-	Type string   `json:"type"`
-	List *struct {
+	S      string      `json:"s"`
+	I      string      `json:"i"`
+	F      *float64    `json:"f"`
+	B      *bool       `json:"b"`
+	Type   string      `json:"type"`
+	Tensor *tfTensorPB `json:"tensor"`
+	List   *struct {
 		I []string  `json:"i"`
 		S []string  `json:"s"`
 		F []float64 `json:"f"`
 	} `json:"list"`
+}
+
+// tfTensorPB is a TensorProto in proto3 JSON, as a Const node's value
+// attribute holds it when the converter left it inline rather than in the
+// weights manifest: values as float_val / int_val / int64_val (one value
+// fills the shape) or little-endian tensor_content.
+type tfTensorPB struct {
+	Dtype       string `json:"dtype"`
+	TensorShape struct {
+		Dim []struct {
+			Size string `json:"size"`
+		} `json:"dim"`
+	} `json:"tensorShape"`
+	FloatVal      []float64 `json:"floatVal"`
+	IntVal        []int64   `json:"intVal"`
+	Int64Val      []string  `json:"int64Val"`
+	TensorContent string    `json:"tensorContent"`
+}
+
+// decode turns an inline constant into a tensor.
+func (p *tfTensorPB) decode() (*tensor, error) {
+	t := &tensor{}
+	for i, d := range p.TensorShape.Dim {
+		n := 0
+		if d.Size != "" {
+			v, err := strconv.Atoi(d.Size)
+			if err != nil || v < 0 {
+				return nil, fmt.Errorf("dimension %d is %q", i, d.Size)
+			}
+			n = v
+		}
+		t.shape = append(t.shape, n)
+	}
+	count := numel(t.shape)
+	raw, err := base64.StdEncoding.DecodeString(p.TensorContent)
+	if err != nil {
+		return nil, fmt.Errorf("tensor_content is not base64: %w", err)
+	}
+	switch p.Dtype {
+	case "DT_FLOAT":
+		t.f = make([]float32, count)
+		switch {
+		case len(raw) == 4*count:
+			for k := range t.f {
+				t.f[k] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*k:]))
+			}
+		case len(p.FloatVal) == count || (len(p.FloatVal) == 1 && count > 0):
+			for k := range t.f {
+				t.f[k] = float32(p.FloatVal[min(k, len(p.FloatVal)-1)])
+			}
+		case count > 0:
+			return nil, fmt.Errorf("%d float values for %d elements", len(p.FloatVal), count)
+		}
+	case "DT_INT32", "DT_INT64":
+		t.integer = true
+		t.i = make([]int64, count)
+		vals := p.IntVal
+		for _, v := range p.Int64Val {
+			x, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("int64 value %q: %w", v, err)
+			}
+			vals = append(vals, x)
+		}
+		size := 4
+		if p.Dtype == "DT_INT64" {
+			size = 8
+		}
+		switch {
+		case len(raw) == size*count:
+			for k := range t.i {
+				if size == 4 {
+					t.i[k] = int64(int32(binary.LittleEndian.Uint32(raw[4*k:])))
+				} else {
+					t.i[k] = int64(binary.LittleEndian.Uint64(raw[8*k:]))
+				}
+			}
+		case len(vals) == count || (len(vals) == 1 && count > 0):
+			for k := range t.i {
+				t.i[k] = vals[min(k, len(vals)-1)]
+			}
+		case count > 0:
+			return nil, fmt.Errorf("%d integer values for %d elements", len(vals), count)
+		}
+	default:
+		return nil, fmt.Errorf("inline constant of dtype %s is not supported (DT_FLOAT, DT_INT32, DT_INT64)", p.Dtype)
+	}
+	return t, nil
 }
 
 type weightSpec struct {

@@ -98,7 +98,7 @@ func Agree(c *pipeline.Cascade, a, b *pipeline.Output) bool {
 		if len(a.Boxes) != len(b.Boxes) {
 			return false
 		}
-		return len(matchBoxes(a.Boxes, b.Boxes, pipeline.CascadeMinIoU, false)) == len(a.Boxes)
+		return len(MatchBoxes(a.Boxes, b.Boxes, pipeline.CascadeMinIoU, false)) == len(a.Boxes)
 	}
 	ca, oka := a.Count()
 	cb, okb := b.Count()

@@ -34,7 +34,7 @@ func Track(cur, prior *pipeline.Output, age float64) []pipeline.Box {
 		return out
 	}
 	scale := float32(age / float64(cur.Seq-prior.Seq))
-	for _, p := range matchBoxes(cur.Boxes, prior.Boxes, TrackMinIoU, true) {
+	for _, p := range MatchBoxes(cur.Boxes, prior.Boxes, TrackMinIoU, true) {
 		dx, dy := centreShift(prior.Boxes[p[1]], cur.Boxes[p[0]])
 		out[p[0]] = shifted(cur.Boxes[p[0]], dx*scale, dy*scale)
 	}
@@ -113,7 +113,7 @@ func Follow(then, srcThen, srcNow *pipeline.Output, l pipeline.FollowLink) []pip
 	for i := range born {
 		born[i] = true
 	}
-	for _, p := range matchBoxes(srcThen.Boxes, srcNow.Boxes, TrackMinIoU, false) {
+	for _, p := range MatchBoxes(srcThen.Boxes, srcNow.Boxes, TrackMinIoU, false) {
 		dx, dy := centreShift(srcThen.Boxes[p[0]], srcNow.Boxes[p[1]])
 		moves[p[0]], moved[p[0]], born[p[1]] = [2]float32{dx, dy}, true, false
 	}
@@ -162,10 +162,10 @@ func overlapsAny(s pipeline.Box, boxes []pipeline.Box, m *pipeline.BoxMap) bool 
 	return false
 }
 
-// matchBoxes matches a to b greedily by IoU (at least minIoU; within a
+// MatchBoxes matches a to b greedily by IoU (at least minIoU; within a
 // class when sameClass), highest first; each pair is [index in a, index
 // in b].
-func matchBoxes(a, b []pipeline.Box, minIoU float64, sameClass bool) [][2]int {
+func MatchBoxes(a, b []pipeline.Box, minIoU float64, sameClass bool) [][2]int {
 	type pair struct {
 		i, j int
 		iou  float64
