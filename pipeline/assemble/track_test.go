@@ -198,7 +198,17 @@ func BenchmarkFollow(b *testing.B) {
 		now = append(now, walker(6, 0.1*float32(i), 0.01))
 	}
 	t, s, n := boxesOut(4, "hog", then...), boxesOut(4, "small", src...), boxesOut(6, "small", now...)
-	for b.Loop() {
-		Follow(t, s, n, pipeline.FollowLink{Gain: 1})
-	}
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			Follow(t, s, n, pipeline.FollowLink{Gain: 1})
+		}
+	})
+	// Two of the source's people left and two came in.
+	n2 := boxesOut(6, "small", append(now[2:], walker(6, 0.85, 0.01), walker(6, 0.95, 0.01))...)
+	m := &pipeline.BoxMap{SW: 1.6, SH: 1.3, Class: "person"}
+	b.Run("deaths+births", func(b *testing.B) {
+		for b.Loop() {
+			Follow(t, s, n2, pipeline.FollowLink{Gain: 1, Deaths: true, Births: m})
+		}
+	})
 }
