@@ -79,7 +79,8 @@ FUZZMINIMIZE ?= 100x
 FUZZ_NOCGO := pipeline/FuzzDecodeFrame pipeline/FuzzJPEGSize pipeline/FuzzUnmarshalOutput pipeline/FuzzUnmarshalPlan \
 	pipeline/FuzzUnmarshalResult pipeline/FuzzUnmarshalPredictRequest pipeline/FuzzUnmarshalHeartbeat pipeline/FuzzUnmarshalEscalation \
 	pipeline/FuzzParseConfig pipeline/FuzzParseByteSize \
-	links/FuzzTraceReader links/FuzzLoadLinks links/FuzzUnmarshalSet
+	links/FuzzTraceReader links/FuzzLoadLinks links/FuzzUnmarshalSet \
+	cmd/tfjs2onnx/FuzzConvert
 FUZZ_CGO := stages/FuzzDecodeFrame ingest/FuzzMJPEG
 # A longer run of a few: make fuzz FUZZ_TARGETS=links/FuzzLoadLinks FUZZTIME=10m
 FUZZ_TARGETS ?= $(FUZZ_NOCGO) $(FUZZ_CGO)
@@ -88,12 +89,12 @@ FUZZ_CACHE ?= $(shell $(GO) env GOCACHE)/fuzz/$(shell $(GO) list -m)
 fuzz:
 	@mkdir -p bin/fuzz
 	@set -e; for pkg in $(sort $(foreach t,$(FUZZ_NOCGO),$(dir $(t)))); do \
-		CGO_ENABLED=0 $(GO) test -c -fuzz . -o bin/fuzz/$${pkg%/}.test ./$$pkg; done
+		CGO_ENABLED=0 $(GO) test -c -fuzz . -o bin/fuzz/$$(echo $${pkg%/} | tr / -).test ./$$pkg; done
 	@set -e; for pkg in $(sort $(foreach t,$(FUZZ_CGO),$(dir $(t)))); do \
-		$(GO) test -c -fuzz . -tags matprofile -o bin/fuzz/$${pkg%/}.test ./$$pkg; done
+		$(GO) test -c -fuzz . -tags matprofile -o bin/fuzz/$$(echo $${pkg%/} | tr / -).test ./$$pkg; done
 	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%/*}; name=$${t#*/}; log=bin/fuzz/$$pkg-$$name.log; \
-		if (cd $$pkg && ../bin/fuzz/$$pkg.test -test.run '^$$' -test.fuzz "^$$name\$$" -test.fuzztime $(FUZZTIME) \
+		pkg=$${t%/*}; name=$${t##*/}; bin=$(CURDIR)/bin/fuzz/$$(echo $$pkg | tr / -); log=$$bin-$$name.log; \
+		if (cd $$pkg && $$bin.test -test.run '^$$' -test.fuzz "^$$name\$$" -test.fuzztime $(FUZZTIME) \
 			-test.fuzzminimizetime $(FUZZMINIMIZE) -test.fuzzcachedir $(FUZZ_CACHE)/$$pkg) >$$log 2>&1; then \
 			echo "$$pkg $$name: $$(grep '^fuzz: elapsed' $$log | tail -n 1 | cut -d' ' -f3-)"; \
 		elif grep -q 'context deadline exceeded' $$log && ! grep -q 'Failing input written' $$log; then \

@@ -265,10 +265,19 @@ func (c *converter) fold(n tfNode, ins []string) (*tensor, error) {
 		}
 		shape := make([]int, len(args[1].i))
 		for k, d := range args[1].i {
+			if d < 0 || d > maxInlineElements {
+				return nil, fmt.Errorf("output shape %v", args[1].i)
+			}
 			shape[k] = int(d)
 		}
+		size, err := checkedNumel(shape, maxInlineElements)
+		if err != nil {
+			return nil, err
+		}
+		if numel(args[3].shape) != 1 || (args[2].integer != args[3].integer) {
+			return nil, fmt.Errorf("want a scalar default of the values' type")
+		}
 		out := &tensor{shape: shape, integer: args[3].integer}
-		size := numel(shape)
 		if out.integer {
 			out.i = make([]int64, size)
 			for k := range out.i {
@@ -285,10 +294,17 @@ func (c *converter) fold(n tfNode, ins []string) (*tensor, error) {
 		if rank > 0 {
 			rows = len(args[0].i) / rank
 		}
+		if nv := numel(args[2].shape); nv != 1 && nv != rows {
+			return nil, fmt.Errorf("%d values for %d indices", nv, rows)
+		}
 		for r := range rows {
 			flat := 0
 			for d := range rank {
-				flat = flat*shape[d] + int(args[0].i[r*rank+d])
+				idx := args[0].i[r*rank+d]
+				if idx < 0 || idx >= int64(shape[d]) {
+					return nil, fmt.Errorf("index %d out of dimension %d", idx, shape[d])
+				}
+				flat = flat*shape[d] + int(idx)
 			}
 			src := r
 			if numel(args[2].shape) == 1 {
@@ -328,6 +344,21 @@ func (c *converter) fold(n tfNode, ins []string) (*tensor, error) {
 var toNCHW = []int64{0, 3, 1, 2}
 var toNHWC = []int64{0, 2, 3, 1}
 
+// isPermutation reports whether perm orders 0 … rank−1.
+func isPermutation(perm []int64, rank int) bool {
+	if len(perm) != rank {
+		return false
+	}
+	seen := make([]bool, rank)
+	for _, p := range perm {
+		if p < 0 || int(p) >= rank || seen[p] {
+			return false
+		}
+		seen[p] = true
+	}
+	return true
+}
+
 func permute(shape []int, perm []int64) []int {
 	out := make([]int, len(perm))
 	for k, p := range perm {
@@ -336,8 +367,23 @@ func permute(shape []int, perm []int64) []int {
 	return out
 }
 
+// minInputs is how many data inputs each converted op needs.
+var minInputs = map[string]int{
+	"Identity": 1, "Sigmoid": 1, "Relu": 1, "Tanh": 1, "LeakyRelu": 1,
+	"Add": 2, "AddV2": 2, "BiasAdd": 2, "Sub": 2, "Mul": 2, "RealDiv": 2,
+	"Transpose": 2, "Pad": 2, "PadV2": 3, "Conv2D": 2, "DepthwiseConv2dNative": 2,
+	"MaxPool": 1, "AvgPool": 1, "ConcatV2": 2, "ResizeBilinear": 2, "SplitV": 3, "Split": 2, "Reshape": 2,
+}
+
 // op emits the ONNX nodes of one computed TF node.
 func (c *converter) op(n tfNode, ins []string) error {
+	need, ok := minInputs[n.Op]
+	if !ok {
+		return fmt.Errorf("op %s is not supported by this converter", n.Op)
+	}
+	if len(ins) < need {
+		return fmt.Errorf("%d inputs, want at least %d", len(ins), need)
+	}
 	x := ins[0]
 	xs, err := c.shapeOf(x)
 	if err != nil {
@@ -374,7 +420,7 @@ func (c *converter) op(n tfNode, ins []string) error {
 		if err != nil {
 			return err
 		}
-		if len(perm) != len(xs) {
+		if !isPermutation(perm, len(xs)) {
 			return fmt.Errorf("permutation %v for a rank-%d input", perm, len(xs))
 		}
 		c.emit("Transpose", n.Name, []string{c.input(x)}, []string{out}, intsAttr("perm", perm))
@@ -391,6 +437,9 @@ func (c *converter) op(n tfNode, ins []string) error {
 		pads := make([]int64, 2*rank)
 		shape := make([]int, rank)
 		for d := range rank {
+			if p[2*d] < 0 || p[2*d+1] < 0 {
+				return fmt.Errorf("negative paddings %v", p)
+			}
 			pads[d], pads[rank+d] = p[2*d], p[2*d+1]
 			shape[d] = xs[d] + int(p[2*d]+p[2*d+1])
 		}
@@ -417,6 +466,9 @@ func (c *converter) op(n tfNode, ins []string) error {
 		if a < 0 {
 			a += len(xs)
 		}
+		if a < 0 || a >= len(xs) {
+			return fmt.Errorf("concat axis %d out of rank %d", axis[0], len(xs))
+		}
 		shape := slices.Clone(xs)
 		shape[a] = 0
 		var inputs []string
@@ -435,8 +487,8 @@ func (c *converter) op(n tfNode, ins []string) error {
 		c.shapes[out] = shape
 	case "ResizeBilinear":
 		size, err := c.constInts(ins[1])
-		if err != nil || len(size) != 2 || len(xs) != 4 {
-			return fmt.Errorf("want an NHWC input and a constant size [h, w]")
+		if err != nil || len(size) != 2 || len(xs) != 4 || size[0] <= 0 || size[1] <= 0 {
+			return fmt.Errorf("want an NHWC input and a constant positive size [h, w]")
 		}
 		mode := "asymmetric"
 		switch {
@@ -533,8 +585,8 @@ func spatial(n tfNode, name string, def int64) ([]int64, error) {
 	if v == nil {
 		return []int64{def, def}, nil
 	}
-	if len(v) != 4 || v[0] != 1 || v[3] != 1 {
-		return nil, fmt.Errorf("attribute %s %v: want [1, h, w, 1]", name, v)
+	if len(v) != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1 {
+		return nil, fmt.Errorf("attribute %s %v: want [1, h, w, 1], h and w at least 1", name, v)
 	}
 	return []int64{v[1], v[2]}, nil
 }
@@ -548,6 +600,9 @@ func padding(n tfNode, in, k, stride, dilation int) (int, error) {
 	}
 	switch p {
 	case "VALID":
+		if in < dilation*(k-1)+1 {
+			return 0, fmt.Errorf("a %d-wide window does not fit a %d-wide input", dilation*(k-1)+1, in)
+		}
 		return (in-dilation*(k-1)-1)/stride + 1, nil
 	case "SAME":
 		return (in + stride - 1) / stride, nil
@@ -597,6 +652,9 @@ func (c *converter) conv(n tfNode, ins []string, xs []int) error {
 		return err
 	}
 	kh, kw, ci, co := filter.shape[0], filter.shape[1], filter.shape[2], filter.shape[3]
+	if kh < 1 || kw < 1 || ci < 1 || co < 1 {
+		return fmt.Errorf("filter shape %v has an empty dimension", filter.shape)
+	}
 	channels := xs[3]
 	var weights *tensor
 	var group int
@@ -739,15 +797,18 @@ func (c *converter) split(n tfNode, ins []string) error {
 	}
 	free, sum := -1, int64(0)
 	for k, s := range sizes {
-		if s == -1 {
+		switch {
+		case s == -1 && free < 0:
 			free = k
-		} else {
+		case s >= 0:
 			sum += s
+		default:
+			return fmt.Errorf("split sizes %v: want sizes ≥ 0 and at most one -1", sizes)
 		}
 	}
-	if free >= 0 {
+	if free >= 0 && sum <= dim {
 		sizes[free] = dim - sum
-	} else if sum != dim {
+	} else if sum != dim || free >= 0 {
 		return fmt.Errorf("split sizes %v do not add up to %d", sizes, dim)
 	}
 	var outs []string

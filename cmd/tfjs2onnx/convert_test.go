@@ -31,7 +31,7 @@ func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) 
 
 // writeFixture writes model.json and its shard into dir and returns the
 // filter values, to check their permutation.
-func writeFixture(t *testing.T, dir string, nodes []map[string]any, weights []fixtureWeight) string {
+func writeFixture(t testing.TB, dir string, nodes []map[string]any, weights []fixtureWeight) string {
 	t.Helper()
 	var bin bytes.Buffer
 	var specs []weightSpec
@@ -95,7 +95,7 @@ func node(name, op string, inputs []string, attr map[string]any) map[string]any 
 	return n
 }
 
-func fixture(t *testing.T, convOp string) (string, []float32) {
+func fixture(t testing.TB, convOp string) (string, []float32) {
 	filter := make([]float32, 3*3*1*6) // HWIO, 3 groups of 2 outputs
 	for k := range filter {
 		filter[k] = float32(k)

@@ -95,6 +95,9 @@ type tfTensorPB struct {
 	TensorContent string    `json:"tensorContent"`
 }
 
+// maxInlineElements bounds an inline constant's size.
+const maxInlineElements = 1 << 22
+
 // decode turns an inline constant into a tensor.
 func (p *tfTensorPB) decode() (*tensor, error) {
 	t := &tensor{}
@@ -109,7 +112,12 @@ func (p *tfTensorPB) decode() (*tensor, error) {
 		}
 		t.shape = append(t.shape, n)
 	}
-	count := numel(t.shape)
+	// Inline constants are small (shapes, axes, a bias); a shape filled from
+	// one value is bounded so a hostile file cannot make us allocate gigabytes.
+	count, err := checkedNumel(t.shape, maxInlineElements)
+	if err != nil {
+		return nil, err
+	}
 	raw, err := base64.StdEncoding.DecodeString(p.TensorContent)
 	if err != nil {
 		return nil, fmt.Errorf("tensor_content is not base64: %w", err)
@@ -228,6 +236,23 @@ type tensor struct {
 
 func (t *tensor) isFloat() bool { return !t.integer }
 
+// checkedNumel is the element count of a declared shape, refused when a
+// dimension is negative or the count exceeds limit (the bytes there are:
+// every element takes at least one).
+func checkedNumel(shape []int, limit int) (int, error) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return 0, fmt.Errorf("shape %v has a negative dimension", shape)
+		}
+		if d > 0 && n > limit/d {
+			return 0, fmt.Errorf("shape %v holds more elements than its %d bytes", shape, limit)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
 func numel(shape []int) int {
 	n := 1
 	for _, d := range shape {
@@ -242,18 +267,35 @@ func readModel(path string) (*tfjsModel, map[string]*tensor, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	dir := filepath.Dir(path)
+	m, weights, err := parseModel(raw, func(shard string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(dir, shard))
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, weights, nil
+}
+
+// parseModel parses model.json and the weights of its manifest, reading
+// each shard (a path relative to model.json, which may not leave its
+// directory) with readShard.
+func parseModel(raw []byte, readShard func(string) ([]byte, error)) (*tfjsModel, map[string]*tensor, error) {
 	var m tfjsModel
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, nil, fmt.Errorf("%s: not a TensorFlow.js model.json: %w", path, err)
+		return nil, nil, fmt.Errorf("not a TensorFlow.js model.json: %w", err)
 	}
 	if m.Format != "graph-model" {
-		return nil, nil, fmt.Errorf("%s: format %q, want graph-model (layers models are not supported)", path, m.Format)
+		return nil, nil, fmt.Errorf("format %q, want graph-model (layers models are not supported)", m.Format)
 	}
 	weights := map[string]*tensor{}
 	for _, group := range m.WeightsManifest {
 		var buf []byte
 		for _, p := range group.Paths {
-			b, err := os.ReadFile(filepath.Join(filepath.Dir(path), p))
+			if !filepath.IsLocal(p) {
+				return nil, nil, fmt.Errorf("weights shard %q is not a path inside the model's directory", p)
+			}
+			b, err := readShard(p)
 			if err != nil {
 				return nil, nil, fmt.Errorf("weights shard: %w", err)
 			}
@@ -263,13 +305,13 @@ func readModel(path string) (*tfjsModel, map[string]*tensor, error) {
 		for _, w := range group.Weights {
 			t, n, err := decodeWeight(w, buf[off:])
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: weight %s: %w", path, w.Name, err)
+				return nil, nil, fmt.Errorf("weight %s: %w", w.Name, err)
 			}
 			off += n
 			weights[w.Name] = t
 		}
 		if off != len(buf) {
-			return nil, nil, fmt.Errorf("%s: weights use %d of %d bytes of %v: manifest and shards disagree", path, off, len(buf), group.Paths)
+			return nil, nil, fmt.Errorf("weights use %d of %d bytes of %v: manifest and shards disagree", off, len(buf), group.Paths)
 		}
 	}
 	return &m, weights, nil
@@ -278,7 +320,10 @@ func readModel(path string) (*tfjsModel, map[string]*tensor, error) {
 // decodeWeight reads one weight, dequantising it to float32 when the
 // manifest says it was quantised (uint8/uint16 affine, or float16).
 func decodeWeight(w weightSpec, buf []byte) (*tensor, int, error) {
-	count := numel(w.Shape)
+	count, err := checkedNumel(w.Shape, len(buf))
+	if err != nil {
+		return nil, 0, err
+	}
 	t := &tensor{shape: append([]int(nil), w.Shape...), integer: w.Dtype == "int32"}
 	if q := w.Quantization; q != nil {
 		var size int
