@@ -5,6 +5,7 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -84,6 +85,9 @@ func (s *LinkStore[T]) Latest(ctx context.Context) (T, error) {
 	return set, nil
 }
 
+// linksFetchTimeout bounds one fetch of the published links.
+const linksFetchTimeout = 3 * time.Second
+
 // Follow calls install with the current links, if any, and with every set
 // published later, until ctx ends. A set that does not load is logged and
 // skipped: the predictor keeps the links it has.
@@ -104,7 +108,13 @@ func (s *LinkStore[T]) Follow(ctx context.Context, install func(T)) error {
 			if info == nil || info.Deleted || info.Name != linksObject {
 				continue // nil marks the end of the initial values
 			}
-			blob, err := s.obs.GetBytes(ctx, linksObject)
+			// Bounded: an update whose object was replaced while it was
+			// read waits for chunks that were purged (nats.go's reader
+			// blocks until its context ends); the replacement's own
+			// update comes next and fetches what is there now.
+			fetchCtx, cancel := context.WithTimeout(ctx, linksFetchTimeout)
+			blob, err := s.obs.GetBytes(fetchCtx, linksObject)
+			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
