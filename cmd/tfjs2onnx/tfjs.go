@@ -33,24 +33,44 @@ type tfjsSignature struct {
 	Outputs map[string]tfjsTensorInfo `json:"outputs"`
 }
 
+// tfShape is a TensorShapeProto in proto3 JSON: sizes as decimal strings,
+// an absent size meaning 0.
+type tfShape struct {
+	Dim []struct {
+		Size string `json:"size"`
+	} `json:"dim"`
+}
+
+// sizes parses the dimensions; each must be at least min.
+func (s tfShape) sizes(min int) ([]int, error) {
+	dims := make([]int, len(s.Dim))
+	for i, d := range s.Dim {
+		n := 0
+		if d.Size != "" {
+			v, err := strconv.Atoi(d.Size)
+			if err != nil {
+				return nil, fmt.Errorf("dimension %d is %q", i, d.Size)
+			}
+			n = v
+		}
+		if n < min {
+			return nil, fmt.Errorf("dimension %d is %q, want at least %d", i, d.Size, min)
+		}
+		dims[i] = n
+	}
+	return dims, nil
+}
+
 type tfjsTensorInfo struct {
-	Name        string `json:"name"`
-	Dtype       string `json:"dtype"`
-	TensorShape struct {
-		Dim []struct {
-			Size string `json:"size"`
-		} `json:"dim"`
-	} `json:"tensorShape"`
+	Name        string  `json:"name"`
+	Dtype       string  `json:"dtype"`
+	TensorShape tfShape `json:"tensorShape"`
 }
 
 func (t tfjsTensorInfo) shape() ([]int, error) {
-	dims := make([]int, len(t.TensorShape.Dim))
-	for i, d := range t.TensorShape.Dim {
-		n, err := strconv.Atoi(d.Size)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("tensor %s: dimension %d is %q, want a fixed size (dynamic shapes are not supported)", t.Name, i, d.Size)
-		}
-		dims[i] = n
+	dims, err := t.TensorShape.sizes(1)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w (dynamic shapes are not supported)", t.Name, err)
 	}
 	return dims, nil
 }
@@ -83,12 +103,8 @@ type tfAttr struct {
 // weights manifest: values as float_val / int_val / int64_val (one value
 // fills the shape) or little-endian tensor_content.
 type tfTensorPB struct {
-	Dtype       string `json:"dtype"`
-	TensorShape struct {
-		Dim []struct {
-			Size string `json:"size"`
-		} `json:"dim"`
-	} `json:"tensorShape"`
+	Dtype         string    `json:"dtype"`
+	TensorShape   tfShape   `json:"tensorShape"`
 	FloatVal      []float64 `json:"floatVal"`
 	IntVal        []int64   `json:"intVal"`
 	Int64Val      []string  `json:"int64Val"`
@@ -100,18 +116,11 @@ const maxInlineElements = 1 << 22
 
 // decode turns an inline constant into a tensor.
 func (p *tfTensorPB) decode() (*tensor, error) {
-	t := &tensor{}
-	for i, d := range p.TensorShape.Dim {
-		n := 0
-		if d.Size != "" {
-			v, err := strconv.Atoi(d.Size)
-			if err != nil || v < 0 {
-				return nil, fmt.Errorf("dimension %d is %q", i, d.Size)
-			}
-			n = v
-		}
-		t.shape = append(t.shape, n)
+	shape, err := p.TensorShape.sizes(0)
+	if err != nil {
+		return nil, err
 	}
+	t := &tensor{shape: shape}
 	// Inline constants are small (shapes, axes, a bias); a shape filled from
 	// one value is bounded so a hostile file cannot make us allocate gigabytes.
 	count, err := checkedNumel(t.shape, maxInlineElements)
