@@ -18,7 +18,7 @@ build: deps
 run: build
 	$(BIN) run -c configs/demo.yaml
 
-# The demo under a budget of about a third of the models' time per frame.
+# The demo under a budget of about a quarter of the 13 models' time per frame (≈1.7–1.8 s: README, Benchmarks).
 demo-mlink: build
 	$(BIN) run -c configs/demo.yaml --policy mlink --budget 450ms
 
