@@ -245,6 +245,12 @@ type SchedulerConfig struct {
 	// the always-run sources exact: a fresh training pair) are pooled until
 	// there are this many, then the links are fine-tuned on them. 0 is off.
 	TurnBatch int `yaml:"turn_batch"`
+	// TurnEvidence: mlink-hybrid measures every rotation turn — how
+	// reusing, tracking or moving the rotating model's earlier output along
+	// a source's motion would have done — and selects again on the
+	// profiled evidence as the turns correct it. Off by default: on the
+	// committed traces it moved rows by under a point either way.
+	TurnEvidence bool `yaml:"turn_evidence"`
 	// TemporalLinks trains temporal links (a model's own last exact output
 	// among a link's inputs) for mlink-hybrid, which then uses them where
 	// they measure best. Off by default: they roughly double training time

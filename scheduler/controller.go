@@ -83,6 +83,12 @@ type ControllerConfig struct {
 	// TurnBatch: rotation-turn frames pooled before a fine-tuning (see
 	// TrainerConfig.TurnBatch); 0 is off.
 	TurnBatch int
+	// TurnEvidence (mlink-hybrid): every rotation turn measures how each
+	// way of serving the rotating model would have done (turnEvidence), and
+	// the selection is made again on the evidence they correct. Off by
+	// default: on the committed traces it moved rows by under a point
+	// either way.
+	TurnEvidence bool
 	// Importance weighs each camera's and model's outputs (dcta; see
 	// Importance.Of). nil: all weigh 1.
 	Importance Importance
@@ -188,6 +194,11 @@ type Controller struct {
 	unservedLogged map[string]bool
 	stats          ControllerStats
 	onPredictor    func(Predictor)
+	// evidence is the latest measured (by the trainer), which turn
+	// re-selections correct; turns measures the rotation turns (schemes
+	// that rotate models: turnMeasurer), nil for the others.
+	evidence SetEvidence
+	turns    *turnEvidence
 }
 
 // ControllerStats counts the controller's work.
@@ -260,6 +271,9 @@ func NewController(cfg ControllerConfig, learner Learner, costs *CostModel, log 
 		c.trainer = NewTrainer(TrainerConfig{BootstrapFrames: cfg.BootstrapFrames, HoldOut: cfg.HoldOut, Synchronous: cfg.Synchronous, ActiveBatch: cfg.ActiveBatch,
 			MinTuneFrames: cfg.TuneFrames, TurnBatch: cfg.TurnBatch},
 			learner, c.InstallLinks, log)
+	}
+	if _, ok := c.scheme.(turnMeasurer); ok && spec.Links && cfg.TurnEvidence {
+		c.turns = newTurnEvidence()
 	}
 	if _, ok := c.scheme.(selectsAtStart); ok {
 		c.reselect(time.Time{}, "needs no evidence")
@@ -610,6 +624,46 @@ func (c *Controller) bootstrapFrames() int {
 	return min(n, max(minBootstrapFrames, int(math.Round(float64(n)*c.evidenceScale()))))
 }
 
+// turnMeasurer is a scheme whose selections rotate models and are
+// corrected by what their turns measure (turnEvidence).
+type turnMeasurer interface {
+	// worthSwitching reports whether next, selected on turn-corrected
+	// evidence ev, beats staying with cur on that same evidence by enough
+	// to be worth the switch (cur must also still fit budget).
+	worthSwitching(c *Controller, cur, next *Selection, ev SetEvidence, costs map[string]Cost, budget Budget) bool
+}
+
+// observeTurns measures a result's rotation turns and, every turnReselect
+// measured turns, selects again on the latest evidence as they correct it.
+// The new selection replaces the current one only when the scheme finds it
+// worth the switch: two near-equal choices would otherwise take turns as
+// the noise in their corrections moves, and every switch restarts the
+// rotations.
+func (c *Controller) observeTurns(r *pipeline.Result) {
+	tm, ok := c.scheme.(turnMeasurer)
+	if c.turns == nil || !ok {
+		return
+	}
+	c.mu.Lock()
+	ev := c.evidence
+	c.mu.Unlock()
+	motion, _ := ev.(MotionEvidence)
+	if !c.turns.observe(r, c.selection.Load(), motion) || ev == nil || !c.turns.due() {
+		return
+	}
+	now := r.CapturedAt
+	if now.IsZero() || !c.cfg.Synchronous {
+		now = time.Now()
+	}
+	costs := c.costs.Costs()
+	budget := c.selectionBudget(now)
+	next := c.scheme.Select(c, ev, costs, budget)
+	if cur := c.selection.Load(); next == nil || (cur != nil && !tm.worthSwitching(c, cur, next, ev, costs, budget)) {
+		return
+	}
+	c.install(next, now, "turns", budget)
+}
+
 // observeLinks is the link policies' observation: profiled frames train
 // the links (through the trainer), and frames served with links are scored
 // for active sampling.
@@ -774,12 +828,22 @@ func (c *Controller) selectionBudget(now time.Time) Budget {
 }
 
 func (c *Controller) reselectWith(ev SetEvidence, now time.Time, reason string) {
+	if ev != nil {
+		c.mu.Lock()
+		c.evidence = ev
+		c.mu.Unlock()
+	}
 	costs := c.costs.Costs()
 	budget := c.selectionBudget(now)
 	sel := c.scheme.Select(c, ev, costs, budget)
 	if sel == nil {
 		return
 	}
+	c.install(sel, now, reason, budget)
+}
+
+// install makes sel the current selection.
+func (c *Controller) install(sel *Selection, now time.Time, reason string, budget Budget) {
 	sel.At, sel.Reason, sel.Budget = now, reason+sel.Reason, budget
 	if sel.Accuracy == nil {
 		sel.Accuracy = map[string]float64{}

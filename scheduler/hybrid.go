@@ -3,6 +3,7 @@ package scheduler
 import (
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/mlink-project/mlink/pipeline"
 )
@@ -126,20 +127,21 @@ const neverAge = 1 << 20
 // Under a capped time budget, periods are powers of two and a choice fits
 // only if staggered phases keep every frame within the budget.
 func SelectHybrid(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence, opts HybridOptions) HybridChoice {
-	fromNothing := hybridGreedy(models, costs, b, ev, reuse, map[string]int{}, opts)
+	e := newHybridEvaluator(ev, reuse, opts)
+	fromNothing := hybridGreedy(models, costs, b, e, map[string]int{}, opts)
 	start := map[string]int{}
 	for _, m := range SelectMLink(models, costs, b, ev) {
 		start[m] = 1
 	}
-	fromMLink := hybridGreedy(models, costs, b, ev, reuse, start, opts)
+	fromMLink := hybridGreedy(models, costs, b, e, start, opts)
 	if fromMLink.Expected > fromNothing.Expected {
 		return fromMLink
 	}
 	return fromNothing
 }
 
-func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEvidence, reuse ReuseEvidence, every map[string]int, opts HybridOptions) HybridChoice {
-	best := hybridEvaluate(models, every, ev, reuse, opts)
+func hybridGreedy(models []string, costs map[string]Cost, b Budget, e *hybridEvaluator, every map[string]int, opts HybridOptions) HybridChoice {
+	best := e.evaluate(models, every)
 	periods := opts.periods(b)
 	for {
 		var move struct {
@@ -159,7 +161,7 @@ func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEviden
 				if !hybridFits(models, costs, b, trial) {
 					continue
 				}
-				gain := hybridEvaluate(models, trial, ev, reuse, opts).Expected - best.Expected
+				gain := e.evaluate(models, trial).Expected - best.Expected
 				if gain <= 1e-12 {
 					continue
 				}
@@ -173,7 +175,7 @@ func hybridGreedy(models []string, costs map[string]Cost, b Budget, ev SetEviden
 			return best
 		}
 		every = withPeriod(every, move.model, move.k)
-		best = hybridEvaluate(models, every, ev, reuse, opts)
+		best = e.evaluate(models, every)
 	}
 }
 
@@ -219,13 +221,57 @@ func hybridShare(models []string, costs map[string]Cost, b Budget, every map[str
 // hybridEvaluate computes the expected accuracy of a rotation assignment
 // and how each model is served between its runs.
 func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse ReuseEvidence, opts HybridOptions) HybridChoice {
-	ch := HybridChoice{Every: map[string]int{}, Accuracy: map[string]float64{}}
+	return newHybridEvaluator(ev, reuse, opts).evaluate(models, every)
+}
+
+// hybridEvaluator evaluates rotation assignments on one body of evidence.
+// How a model is best served between its runs depends only on its period
+// and the always-run set, which the greedy's trial assignments share by
+// the thousand: each is worked out once.
+type hybridEvaluator struct {
+	ev     SetEvidence
+	reuse  ReuseEvidence
+	motion MotionEvidence
+	opts   HybridOptions
+	memo   map[servedKey]served
+}
+
+type servedKey struct {
+	model  string
+	k      int
+	always string
+}
+
+// served is how a model not run on every frame is best served.
+type served struct {
+	how    servedHow
+	acc    float64
+	track  bool
+	follow *pipeline.FollowLink
+}
+
+type servedHow uint8
+
+const (
+	servedReused servedHow = iota
+	servedPredicted
+	servedTemporal
+	servedAbsent
+)
+
+func newHybridEvaluator(ev SetEvidence, reuse ReuseEvidence, opts HybridOptions) *hybridEvaluator {
 	motion, _ := reuse.(MotionEvidence)
+	return &hybridEvaluator{ev: ev, reuse: reuse, motion: motion, opts: opts, memo: map[servedKey]served{}}
+}
+
+func (e *hybridEvaluator) evaluate(models []string, every map[string]int) HybridChoice {
+	ch := HybridChoice{Every: map[string]int{}, Accuracy: map[string]float64{}}
 	for _, m := range models {
 		if every[m] == 1 {
 			ch.Always = append(ch.Always, m)
 		}
 	}
+	always := strings.Join(ch.Always, "\x00")
 	total := 0.0
 	for _, m := range models {
 		k := every[m]
@@ -234,92 +280,112 @@ func hybridEvaluate(models []string, every map[string]int, ev SetEvidence, reuse
 			total++
 			continue
 		}
-		ens := 0.0
-		if len(ch.Always) > 0 {
-			ens = PredictedAccuracy(m, ch.Always, ev)
-		}
-		// Temporal ensembles need a measurement at every age they serve.
-		temporal := func(age int) (float64, bool) { return 0, false }
-		if te, ok := ev.(TemporalEvidence); ok {
-			temporal = func(age int) (float64, bool) { return te.TemporalAccuracy(m, ch.Always, age) }
-		}
-		var viaReuse, viaLinks, viaTemporal float64
-		temporalOK := true
-		if k == 0 {
-			viaReuse, viaLinks = reuse.ReuseAccuracy(m, neverAge), ens
-			viaTemporal, temporalOK = temporal(neverAge)
-		} else {
+		if k > 0 {
 			ch.Every[m] = k
-			sumR, sumT := 0.0, 0.0
-			for age := 1; age < k; age++ {
-				sumR += reuse.ReuseAccuracy(m, age)
-				t, ok := temporal(age)
-				sumT += t
-				temporalOK = temporalOK && ok
-			}
-			viaReuse = (1 + sumR) / float64(k)
-			viaLinks = (1 + float64(k-1)*ens) / float64(k)
-			viaTemporal = (1 + sumT) / float64(k)
 		}
-		// Reuse needs no executed source: with nothing always run it is the
-		// only way to serve a model. Ties go to the simplest.
-		canLinks := len(ch.Always) > 0 && !opts.NoLinks
-		temporalOK = temporalOK && canLinks
-		// A reused detector may do better carried along motion: its own
-		// (the tracker, a reuse upgrade) or an always-run detector's (a
-		// delta link).
-		var track bool
-		var follow *pipeline.FollowLink
-		if motion != nil && k > 1 {
-			if acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.TrackAccuracy(m, age) }); ok && acc > viaReuse && !opts.NoReuse {
-				viaReuse, track = acc, true
-			}
-			if !opts.NoLinks {
-				for _, src := range ch.Always {
-					for _, l := range motion.FollowLinks(m, src) {
-						acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.FollowAccuracy(m, l, age) })
-						if ok && acc > viaReuse {
-							viaReuse, track, follow = acc, false, &l
-						}
-					}
-				}
-			}
+		key := servedKey{m, k, always}
+		s, ok := e.memo[key]
+		if !ok {
+			s = e.serve(m, k, ch.Always)
+			e.memo[key] = s
 		}
-		reusable := !opts.NoReuse || follow != nil
-		switch {
-		case reusable && (!canLinks || (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal))):
+		ch.Accuracy[m] = s.acc
+		switch s.how {
+		case servedReused:
 			ch.Reused = append(ch.Reused, m)
-			ch.Accuracy[m] = viaReuse
 			switch {
-			case follow != nil:
+			case s.follow != nil:
 				if ch.Follow == nil {
 					ch.Follow = map[string]pipeline.FollowLink{}
 				}
-				ch.Follow[m] = *follow
-			case track:
+				ch.Follow[m] = *s.follow
+			case s.track:
 				ch.Tracked = append(ch.Tracked, m)
 			}
-		case temporalOK && viaTemporal > viaLinks:
+		case servedTemporal:
 			ch.Predicted = append(ch.Predicted, m)
 			ch.Temporal = append(ch.Temporal, m)
-			ch.Accuracy[m] = viaTemporal
-		case canLinks:
+		case servedPredicted:
 			ch.Predicted = append(ch.Predicted, m)
-			ch.Accuracy[m] = viaLinks
-		default:
-			// Nothing serves it between runs: exact on its turns only.
+		case servedAbsent:
 			ch.Absent = append(ch.Absent, m)
-			ch.Accuracy[m] = 0
-			if k > 0 {
-				ch.Accuracy[m] = 1 / float64(k)
-			}
 		}
-		total += ch.Accuracy[m]
+		total += s.acc
 	}
 	if len(models) > 0 {
 		ch.Expected = total / float64(len(models))
 	}
 	return ch
+}
+
+// serve works out how model m, run every k-th frame (0: never) beside the
+// always-run models, is best served between its runs, and how well.
+func (e *hybridEvaluator) serve(m string, k int, always []string) served {
+	ev, reuse, motion, opts := e.ev, e.reuse, e.motion, e.opts
+	ens := 0.0
+	if len(always) > 0 {
+		ens = PredictedAccuracy(m, always, ev)
+	}
+	// Temporal ensembles need a measurement at every age they serve.
+	temporal := func(age int) (float64, bool) { return 0, false }
+	if te, ok := ev.(TemporalEvidence); ok {
+		temporal = func(age int) (float64, bool) { return te.TemporalAccuracy(m, always, age) }
+	}
+	var viaReuse, viaLinks, viaTemporal float64
+	temporalOK := true
+	if k == 0 {
+		viaReuse, viaLinks = reuse.ReuseAccuracy(m, neverAge), ens
+		viaTemporal, temporalOK = temporal(neverAge)
+	} else {
+		sumR, sumT := 0.0, 0.0
+		for age := 1; age < k; age++ {
+			sumR += reuse.ReuseAccuracy(m, age)
+			t, ok := temporal(age)
+			sumT += t
+			temporalOK = temporalOK && ok
+		}
+		viaReuse = (1 + sumR) / float64(k)
+		viaLinks = (1 + float64(k-1)*ens) / float64(k)
+		viaTemporal = (1 + sumT) / float64(k)
+	}
+	// Reuse needs no executed source: with nothing always run it is the
+	// only way to serve a model. Ties go to the simplest.
+	canLinks := len(always) > 0 && !opts.NoLinks
+	temporalOK = temporalOK && canLinks
+	// A reused detector may do better carried along motion: its own (the
+	// tracker, a reuse upgrade) or an always-run detector's (a delta link).
+	var track bool
+	var follow *pipeline.FollowLink
+	if motion != nil && k > 1 {
+		if acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.TrackAccuracy(m, age) }); ok && acc > viaReuse && !opts.NoReuse {
+			viaReuse, track = acc, true
+		}
+		if !opts.NoLinks {
+			for _, src := range always {
+				for _, l := range motion.FollowLinks(m, src) {
+					acc, ok := motionFill(k, func(age int) (float64, bool) { return motion.FollowAccuracy(m, l, age) })
+					if ok && acc > viaReuse {
+						viaReuse, track, follow = acc, false, &l
+					}
+				}
+			}
+		}
+	}
+	reusable := !opts.NoReuse || follow != nil
+	switch {
+	case reusable && (!canLinks || (viaReuse >= viaLinks && (!temporalOK || viaReuse >= viaTemporal))):
+		return served{how: servedReused, acc: viaReuse, track: track, follow: follow}
+	case temporalOK && viaTemporal > viaLinks:
+		return served{how: servedTemporal, acc: viaTemporal}
+	case canLinks:
+		return served{how: servedPredicted, acc: viaLinks}
+	}
+	// Nothing serves it between runs: exact on its turns only.
+	acc := 0.0
+	if k > 0 {
+		acc = 1 / float64(k)
+	}
+	return served{how: servedAbsent, acc: acc}
 }
 
 // motionFill is a model run every k-th frame served by a motion fill in

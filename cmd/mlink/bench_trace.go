@@ -67,6 +67,8 @@ type benchTraceOptions struct {
 	activeShare  float64
 	turnBatch    int
 	activeBatch  int
+	logLevel     string
+	turnEvidence bool
 	tuneFrames   int
 	temporal     bool
 	// policiesGiven: the user chose the policies (a Reducto policy that
@@ -126,7 +128,7 @@ func cmdBenchTrace(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := pipeline.NewLogger(pipeline.LogConfig{Level: "warn"}, os.Stderr)
+	log, err := pipeline.NewLogger(pipeline.LogConfig{Level: o.logLevel}, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -167,14 +169,17 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 	epochs := fs.Int("epochs", 100, "link training epochs (the paper's 100)")
 	active := fs.Float64("active-share", 0, "share of frames active sampling may profile on top of the periodic windows (0: off)")
 	turns := fs.Int("turn-batch", 0, "fine-tune the links on every N frames on which a rotating model ran on its turn (0: off)")
+	turnEvidence := fs.Bool("turn-evidence", false, "mlink-hybrid re-selects on what its rotation turns measure (scheduler.turn_evidence)")
 	temporal := fs.Bool("temporal", false, "train temporal links for mlink-hybrid (scheduler.temporal_links)")
 	video := fs.String("video", "", "the trace's video, for Reducto (default: the trace's)")
 	cfgPath := fs.String("c", "", "take period, profile-share, seed, active-share, hold-out, importance, coe, jellybean from this config's scheduler section (flags given override it)")
+	logLevel := fs.String("log-level", "warn", "log level of the replayed policies (info shows every selection and why it was made)")
 	cascades := fs.String("cascades", "", "take policy coe's cascades (scheduler.coe) from this config (default: -c's, else the trace's profiling config beside it, X.yaml for X.trace.gz)")
 	return fs, func() (benchTraceOptions, error) {
 		o := benchTraceOptions{trace: *trace, unit: *unit, out: *out, fps: *fps, period: *period,
 			profileShare: *share, trainShare: *train, seed: *seed, epochs: *epochs, activeShare: *active, turnBatch: *turns,
-			holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto}
+			holdOut: 0.3, activeBatch: 16, tuneFrames: 30, temporal: *temporal, video: *video, autoBudgets: *auto,
+			logLevel: *logLevel, turnEvidence: *turnEvidence}
 		given := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		o.policiesGiven = given["policies"]
@@ -202,6 +207,9 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 			if !given["temporal"] {
 				o.temporal = sc.TemporalLinks
 			}
+			if !given["turn-evidence"] {
+				o.turnEvidence = sc.TurnEvidence
+			}
 			o.holdOut, o.activeBatch, o.tuneFrames = sc.HoldOut, sc.ActiveBatch, sc.TuneFrames
 			o.importance = sc.Importance
 			o.cascades = &sc.CoE
@@ -212,6 +220,9 @@ func benchTraceFlags() (*flag.FlagSet, func() (benchTraceOptions, error)) {
 		var problems []error
 		if o.trace == "" {
 			problems = append(problems, errors.New("--trace TRACE is required"))
+		}
+		if _, err := zerolog.ParseLevel(o.logLevel); err != nil || o.logLevel == "" {
+			problems = append(problems, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
 		}
 		if o.unit != "ms" && o.unit != "memory" {
 			problems = append(problems, fmt.Errorf("--unit %q: want ms or memory", o.unit))
@@ -486,7 +497,7 @@ func benchTrace(o benchTraceOptions, log zerolog.Logger, progress io.Writer) ([]
 			learners[true] = learners[false] // the same links: train them once
 		}
 		base := replay.Options{FPS: fps, Stride: stride, TrainShare: o.trainShare, Period: o.period,
-			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, HoldOut: o.holdOut,
+			ProfileShare: o.profileShare, ActiveShare: o.activeShare, ActiveBatch: o.activeBatch, TuneFrames: o.tuneFrames, TurnBatch: o.turnBatch, TurnEvidence: o.turnEvidence, HoldOut: o.holdOut,
 			Sampling: sampling, Log: log, Importance: o.importance, CoE: coe, JellyBean: o.jellybean, Pools: o.pools, Seed: o.seed}
 		sims := &reductoSims{video: video, outputs: outputs, fps: fps, stride: stride}
 		modes := o.modes

@@ -55,6 +55,7 @@ func (a *app) buildPolicy(models []string) (scheduler.Policy, error) {
 		ActiveBatch:     cfg.Scheduler.ActiveBatch,
 		TuneFrames:      cfg.Scheduler.TuneFrames,
 		TurnBatch:       cfg.Scheduler.TurnBatch,
+		TurnEvidence:    cfg.Scheduler.TurnEvidence,
 		Importance:      cfg.Scheduler.Importance,
 		CoE:             cfg.Scheduler.CoE,
 		JellyBean:       cfg.Scheduler.JellyBean,

@@ -56,6 +56,9 @@ type Options struct {
 	TuneFrames int
 	// TurnBatch: rotation-turn frames pooled before a fine-tuning (0: off).
 	TurnBatch int
+	// TurnEvidence: mlink-hybrid re-selects on what its rotation turns
+	// measure (scheduler.ControllerConfig.TurnEvidence).
+	TurnEvidence bool
 	// Learner trains links (mlink policies); share one between replays of
 	// the same trace (see CachedLearner) to train once.
 	Learner scheduler.Learner
@@ -347,6 +350,7 @@ func newPolicy(opts Options, models []string, costs map[string]scheduler.Cost, f
 		ActiveBatch:     opts.ActiveBatch,
 		TuneFrames:      opts.TuneFrames,
 		TurnBatch:       opts.TurnBatch,
+		TurnEvidence:    opts.TurnEvidence,
 		Importance:      opts.Importance,
 		CoE:             opts.CoE,
 		JellyBean:       opts.JellyBean,
