@@ -225,6 +225,17 @@ func TestProfileExtendAddsAModelToATrace(t *testing.T) {
 			t.Fatalf("record %d: motion %+v, the base had %+v", i, got, want)
 		}
 	}
+	// In place: the extended trace replaces the base only once complete,
+	// and nothing is left beside it.
+	if n, err := extendTrace(context.Background(), demoConfig(t, "motion", "face_blazeface", "text"), out, out, 6, testLogger(t), false); err != nil || n != 6 {
+		t.Fatalf("extend in place: %d frames, %v", n, err)
+	}
+	if h, _, err := links.ReadTrace(out); err != nil || len(h.Models) != 3 || h.Models[2].Name != "text" {
+		t.Fatalf("extended in place: %+v, %v; want motion, face_blazeface and text", h.Models, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		t.Errorf("left beside the trace: %v", left)
+	}
 	for name, cfg := range map[string]*pipeline.Config{
 		"not in the config": demoConfig(t, "face_blazeface"),
 		"nothing to add":    demoConfig(t, "motion"),

@@ -246,7 +246,16 @@ func extendTrace(ctx context.Context, cfg *pipeline.Config, base, out string, ma
 			header.Videos[cam] = abs
 		}
 	}
-	tw, err := links.CreateTrace(out, header)
+	// The merged trace is written beside out and renamed over it once
+	// complete: out may be base itself, and a failure half way must not
+	// lose it.
+	merged, err := os.CreateTemp(filepath.Dir(out), ".extended-*.trace.gz")
+	if err != nil {
+		return 0, err
+	}
+	merged.Close()
+	defer os.Remove(merged.Name()) // gone once renamed
+	tw, err := links.CreateTrace(merged.Name(), header)
 	if err != nil {
 		return 0, err
 	}
@@ -254,7 +263,6 @@ func extendTrace(ctx context.Context, cfg *pipeline.Config, base, out string, ma
 		f, ok := fresh[key{r.Camera, r.Seq}]
 		if !ok {
 			tw.Close()
-			os.Remove(out)
 			return 0, fmt.Errorf("frame %d of camera %s of %s did not come back from the new profile: is the config's video the trace's?", r.Seq, r.Camera, base)
 		}
 		for name, o := range f.Outputs {
@@ -265,7 +273,14 @@ func extendTrace(ctx context.Context, cfg *pipeline.Config, base, out string, ma
 			return 0, err
 		}
 	}
-	return tw.Records(), tw.Close()
+	n := tw.Records()
+	if err := tw.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(merged.Name(), out); err != nil {
+		return 0, fmt.Errorf("extend: %w", err)
+	}
+	return n, nil
 }
 
 // fileFPS is a video file's frame rate (0 when it does not say).
