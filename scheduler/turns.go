@@ -264,7 +264,25 @@ func (t *turnEvidence) correct(ev SetEvidence) SetEvidence {
 	if len(pts) == 0 {
 		return ev
 	}
-	return turnCorrected{SetEvidence: ev, points: pts}
+	c := turnCorrected{SetEvidence: ev, points: pts, unmeasured: map[servingKind]float64{}}
+	// The ways of serving no turn measured are as optimistic, in the
+	// mean, as those the turns did measure: their error is scaled by the
+	// measured ones' factor (geometric mean, weighted by turns), so a
+	// re-selection does not trade a realistic value for an optimistic one.
+	logSum, weight := map[servingKind]float64{}, map[servingKind]float64{}
+	for k, ps := range pts {
+		base := c.base(k)
+		for _, p := range ps {
+			if f, ok := c.factor(p, base); ok {
+				logSum[k.kind] += float64(p.n) * math.Log(f)
+				weight[k.kind] += float64(p.n)
+			}
+		}
+	}
+	for kind, w := range weight {
+		c.unmeasured[kind] = math.Exp(logSum[kind] / w)
+	}
+	return c
 }
 
 // turnCorrected is evidence whose reuse, tracker and delta-link
@@ -280,6 +298,49 @@ func (t *turnEvidence) correct(ev SetEvidence) SetEvidence {
 type turnCorrected struct {
 	SetEvidence
 	points map[servingKey][]onlinePoint
+	// unmeasured is the factor of the ways of serving no turn measured.
+	unmeasured map[servingKind]float64
+}
+
+// base is the profiled accuracy of k by age.
+func (e turnCorrected) base(k servingKey) func(int) (float64, bool) {
+	switch k.kind {
+	case servedByReuse:
+		r, _ := e.SetEvidence.(ReuseEvidence)
+		return func(a int) (float64, bool) { return r.ReuseAccuracy(k.follow.target, a), true }
+	case servedByTrack:
+		m, ok := e.SetEvidence.(MotionEvidence)
+		return func(a int) (float64, bool) {
+			if !ok {
+				return 0, false
+			}
+			return m.TrackAccuracy(k.follow.target, a)
+		}
+	}
+	m, ok := e.SetEvidence.(MotionEvidence)
+	l := pipeline.FollowLink{Source: k.follow.source, Gain: k.follow.gain, Deaths: k.follow.deaths}
+	if k.follow.births {
+		l.Births = &pipeline.BoxMap{} // the key names births by their presence
+	}
+	return func(a int) (float64, bool) {
+		if !ok {
+			return 0, false
+		}
+		return m.FollowAccuracy(k.follow.target, l, a)
+	}
+}
+
+// factor is the pooled error at p's age over the profiled error there
+// (errFloor keeps a perfect profiled value from dividing by zero); ok
+// false where nothing was profiled.
+func (e turnCorrected) factor(p onlinePoint, base func(int) (float64, bool)) (float64, bool) {
+	b, ok := base(p.age)
+	if !ok {
+		return 0, false
+	}
+	w := float64(p.n) / float64(p.n+turnPrior)
+	pooled := (1-w)*b + w*p.mean
+	return (1 - pooled + errFloor) / (1 - b + errFloor), true
 }
 
 // ReuseAccuracy implements ReuseEvidence.
@@ -334,17 +395,20 @@ func (e turnCorrected) FollowAccuracy(target string, l pipeline.FollowLink, age 
 // does not make a curve.
 func (e turnCorrected) corrected(k servingKey, age int, base func(int) (float64, bool)) (float64, bool) {
 	acc, ok := base(age)
-	pts := e.points[k]
-	if !ok || len(pts) == 0 || age <= 0 || age >= neverAge {
+	if !ok || age <= 0 || age >= neverAge {
 		return acc, ok
 	}
-	// factor is the pooled error at p's age over the profiled error there
-	// (errFloor keeps a perfect profiled value from dividing by zero).
+	pts := e.points[k]
+	scale := func(f float64) float64 { return min(1, max(0, 1-(1-acc+errFloor)*f+errFloor)) }
+	if len(pts) == 0 {
+		if f, ok := e.unmeasured[k.kind]; ok {
+			return scale(f), true
+		}
+		return acc, true
+	}
 	factor := func(p onlinePoint) float64 {
-		b, _ := base(p.age)
-		w := float64(p.n) / float64(p.n+turnPrior)
-		pooled := (1-w)*b + w*p.mean
-		return (1 - pooled + errFloor) / (1 - b + errFloor)
+		f, _ := e.factor(p, base)
+		return f
 	}
 	i, _ := slices.BinarySearchFunc(pts, age, func(p onlinePoint, a int) int { return p.age - a })
 	var f float64
@@ -358,7 +422,7 @@ func (e turnCorrected) corrected(k servingKey, age int, base func(int) (float64,
 		fl, fh := factor(lo), factor(hi)
 		f = fl + float64(age-lo.age)/float64(hi.age-lo.age)*(fh-fl)
 	}
-	return min(1, max(0, 1-(1-acc+errFloor)*f+errFloor)), true
+	return scale(f), true
 }
 
 // errFloor is the error a profiled accuracy of 1 is taken to have when
