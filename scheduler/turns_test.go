@@ -174,3 +174,55 @@ func TestTurnEvidenceKeepsBoundedAges(t *testing.T) {
 		t.Errorf("the well measured age 4 was evicted: %+v", p)
 	}
 }
+
+// Live, results arrive on their own goroutine while frames are planned and
+// links train in the background: turn re-selections run beside the
+// trainer's (go test -race checks the sharing).
+func TestTurnEvidenceLiveIsSafeForConcurrentUse(t *testing.T) {
+	ctrl, err := NewController(ControllerConfig{Policy: PolicyHybrid, Models: []string{"hog", "nano"}, Budget: Budget{MS: 35.01},
+		Period: 2 * time.Second, ProfileShare: 0.05, BootstrapFrames: 4, HoldOut: 0.25, HealthTimeout: time.Hour, TurnEvidence: true},
+		evidenceLearner{wrongMotionEvidence()}, NewCostModel(map[string]Cost{"hog": {MS: 100}, "nano": {MS: 10}}), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans := make(chan pipeline.Plan, 8)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for p := range plans {
+			res := &pipeline.Result{Camera: p.Camera, Seq: p.Seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+			for _, m := range p.Exact {
+				res.Outputs[m] = &pipeline.Output{Model: m, Seq: p.Seq, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes,
+					Boxes: []pipeline.Box{walkerBox(p.Seq % 300)}, Value: []float64{1}}
+			}
+			ctrl.ObserveResult(res)
+		}
+	}()
+	t0 := time.Unix(1000, 0)
+	for i := range 600 {
+		seq := uint64(1 + i)
+		plans <- ctrl.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(i) * 100 * time.Millisecond)})
+	}
+	close(plans)
+	<-done
+	deadline := time.Now().Add(10 * time.Second)
+	// Re-profiles select on the corrected evidence too: whichever made it,
+	// the selection serves hog as its turns measure best.
+	for ctrl.Selection() == nil || ctrl.Selection().Follow["hog"].Source != "nano" {
+		if time.Now().After(deadline) {
+			t.Fatalf("selection %v: want hog moved along nano's motion, as the turns measure", ctrl.Selection())
+		}
+		// A last batch of turns, now that the background training is done.
+		for i := range 60 {
+			seq := uint64(601 + i)
+			p := ctrl.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(600+i) * 100 * time.Millisecond)})
+			res := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+			for _, m := range p.Exact {
+				res.Outputs[m] = &pipeline.Output{Model: m, Seq: seq, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes,
+					Boxes: []pipeline.Box{walkerBox(seq % 300)}, Value: []float64{1}}
+			}
+			ctrl.ObserveResult(res)
+		}
+		t0 = t0.Add(6 * time.Second)
+	}
+}
