@@ -27,6 +27,17 @@ func walkerBox(seq uint64) pipeline.Box {
 	return pipeline.Box{X1: x, Y1: 0.4, X2: x + 0.02, Y2: 0.5, Score: 0.9, Class: "person"}
 }
 
+// walkerResult is the result of plan p on the walker's frame seq: every
+// model it executed sees the walker.
+func walkerResult(p pipeline.Plan, seq uint64) *pipeline.Result {
+	res := &pipeline.Result{Camera: p.Camera, Seq: p.Seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
+	for _, m := range p.Exact {
+		res.Outputs[m] = &pipeline.Output{Model: m, Seq: p.Seq, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes,
+			Boxes: []pipeline.Box{walkerBox(seq)}, Value: []float64{1}}
+	}
+	return res
+}
+
 // wrongMotionEvidence is what a few profiled frames might have measured of
 // hog: its reuse decaying slowly and the delta link from nano poor — both
 // wrong for a scene where nano sees the same walker hog does.
@@ -66,12 +77,7 @@ func TestTurnsCorrectAServingTheProfiledEvidenceGotWrong(t *testing.T) {
 		for i := range frames {
 			seq := uint64(1 + i)
 			p := ctrl.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(i) * 100 * time.Millisecond)})
-			res := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
-			for _, m := range p.Exact {
-				res.Outputs[m] = &pipeline.Output{Model: m, Seq: seq, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes,
-					Boxes: []pipeline.Box{walkerBox(seq)}, Value: []float64{1}}
-			}
-			ctrl.ObserveResult(res)
+			ctrl.ObserveResult(walkerResult(p, seq))
 		}
 		return ctrl
 	}
@@ -190,12 +196,7 @@ func TestTurnEvidenceLiveIsSafeForConcurrentUse(t *testing.T) {
 	go func() {
 		defer close(done)
 		for p := range plans {
-			res := &pipeline.Result{Camera: p.Camera, Seq: p.Seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
-			for _, m := range p.Exact {
-				res.Outputs[m] = &pipeline.Output{Model: m, Seq: p.Seq, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes,
-					Boxes: []pipeline.Box{walkerBox(p.Seq % 300)}, Value: []float64{1}}
-			}
-			ctrl.ObserveResult(res)
+			ctrl.ObserveResult(walkerResult(p, p.Seq%300))
 		}
 	}()
 	t0 := time.Unix(1000, 0)
@@ -216,12 +217,7 @@ func TestTurnEvidenceLiveIsSafeForConcurrentUse(t *testing.T) {
 		for i := range 60 {
 			seq := uint64(601 + i)
 			p := ctrl.Plan(FrameInfo{Camera: "cam", Seq: seq, CapturedAt: t0.Add(time.Duration(600+i) * 100 * time.Millisecond)})
-			res := &pipeline.Result{Camera: "cam", Seq: seq, Plan: p, Outputs: map[string]*pipeline.Output{}}
-			for _, m := range p.Exact {
-				res.Outputs[m] = &pipeline.Output{Model: m, Seq: seq, Source: pipeline.SourceExact, Type: pipeline.TypeBoxes,
-					Boxes: []pipeline.Box{walkerBox(seq % 300)}, Value: []float64{1}}
-			}
-			ctrl.ObserveResult(res)
+			ctrl.ObserveResult(walkerResult(p, seq%300))
 		}
 		t0 = t0.Add(6 * time.Second)
 	}
