@@ -657,8 +657,9 @@ func (c *Controller) observeTurns(r *pipeline.Result) {
 	}
 	costs := c.costs.Costs()
 	budget := c.selectionBudget(now)
-	next := c.scheme.Select(c, ev, costs, budget)
-	if cur := c.selection.Load(); next == nil || (cur != nil && !tm.worthSwitching(c, cur, next, ev, costs, budget)) {
+	corrected := c.turns.correct(ev) // once, for the selection and the comparison
+	next := c.scheme.Select(c, corrected, costs, budget)
+	if cur := c.selection.Load(); next == nil || (cur != nil && !tm.worthSwitching(c, cur, next, corrected, costs, budget)) {
 		return
 	}
 	c.install(next, now, "turns", budget)

@@ -77,7 +77,7 @@ func (h hybridScheme) worthSwitching(c *Controller, cur, next *Selection, ev Set
 	if !hybridFits(c.cfg.Models, costs, budget, periods) {
 		return true
 	}
-	sev := c.streamEvidence(c.turns.correct(ev))
+	sev := c.streamEvidence(ev)
 	stay := hybridEvaluate(c.cfg.Models, periods, sev, sev, h.options)
 	c.log.Debug().Str("rotating", next.rotating()).Strs("exact", next.Exact).Float64("expected", next.Expected).
 		Float64("staying", stay.Expected).Msg("turns measured: selection reconsidered")

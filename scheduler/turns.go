@@ -239,13 +239,14 @@ type onlinePoint struct {
 }
 
 // correct returns ev with its reuse, tracker and delta-link accuracies
-// corrected by the turns measured so far (ev itself when none were).
+// corrected by the turns measured so far (ev itself when none were, or
+// when it is corrected already).
 func (t *turnEvidence) correct(ev SetEvidence) SetEvidence {
 	if t == nil || ev == nil {
 		return ev
 	}
-	if c, ok := ev.(turnCorrected); ok {
-		ev = c.SetEvidence // never correct twice
+	if _, ok := ev.(turnCorrected); ok {
+		return ev // never correct twice
 	}
 	if _, ok := ev.(ReuseEvidence); !ok {
 		return ev // nothing it could correct
